@@ -1,0 +1,31 @@
+# One task runner; `make` or `make help` lists the tasks. The README's commands are targets here.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+DEMO_ROWS ?= 200000
+
+.PHONY: help setup demo test test-unit lint bench
+
+help:  ## list the tasks
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+setup:  ## install uv if missing and sync the locked environment
+	@bash scripts/ensure-uv.sh
+	@$(UV) sync --locked --quiet
+
+demo: setup  ## the main job: generate a sample month and load it into an embedded SQLite database
+	$(UV) run python -m flows.ecommerce generate --month 2019-10 --rows $(DEMO_ROWS) --out data
+	$(UV) run python -m flows.ecommerce ingest data/2019-Oct.csv --database-url sqlite:///data/ecommerce-demo.sqlite
+
+test: setup  ## the whole test suite (PostgreSQL at $$TEST_DATABASE_URL, default postgresql://postgres@127.0.0.1:5432/test)
+	$(UV) run pytest
+
+test-unit: setup  ## unit tests only: no database, no Prefect server
+	$(UV) run pytest tests/unit
+
+lint: setup  ## ruff lint and format check, as pre-commit runs them
+	$(UV) run ruff check .
+	$(UV) run ruff format --check .
+
+bench: setup  ## ingest benchmark: psql \copy vs the ingest command vs pandas.to_sql (needs PostgreSQL)
+	$(UV) run python scripts/bench_ingest.py

@@ -1,0 +1,1 @@
+"""Prefect flows shipped by flowops. Flow code imports nothing from the tooling."""

@@ -1,0 +1,120 @@
+"""The `ecommerce-events` flow: load the cosmetics shop's event files into a database.
+
+Every row of every file is streamed, checked and loaded; bad rows go to `<table>_rejects`; each file
+loads in its own transaction, and loading it again never duplicates a row (see load.py), so task
+retries are safe. Files load concurrently, at most `concurrency` at a time.
+"""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.blocks.system import Secret
+from prefect.cache_policies import NO_CACHE
+from prefect.futures import as_completed
+
+from .load import DEFAULT_BLOCK_SIZE, FileSummary, load_file, prepare_tables
+from .parse import HeaderError
+from .report import summary_markdown
+from .schema import MONTH_FILES
+from .settings import DEFAULT_SECRET_BLOCK, database_url_from_environment, embedded_database_url, redact
+from .sources import KAGGLE_SECRET_BLOCK, MissingCredentialsError, fetch
+
+
+def resolve_database_url(secret_block: str | None) -> str:
+    """The Secret block's value, else ECOMMERCE_DATABASE_URL, else the embedded SQLite file."""
+    if secret_block:
+        try:
+            return Secret.load(secret_block).get()
+        except ValueError:  # no such block
+            pass
+    url = database_url_from_environment()
+    if url:
+        return url
+    url = embedded_database_url()
+    get_run_logger().warning(
+        "No Secret block %r and no ECOMMERCE_DATABASE_URL: loading into the embedded SQLite database %s",
+        secret_block,
+        url,
+    )
+    return url
+
+
+def _kaggle_credentials() -> dict | None:
+    try:
+        value = Secret.load(KAGGLE_SECRET_BLOCK).get()
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else {"token": value}
+
+
+def _retry_unless_bad_input(task, task_run, state) -> bool:
+    """A wrong header or missing credentials fails the same way every time: do not retry."""
+    return not isinstance(state.data, (HeaderError, MissingCredentialsError))
+
+
+@task(cache_policy=NO_CACHE, log_prints=True)
+def prepare_database(secret_block: str | None, table: str) -> None:
+    url = resolve_database_url(secret_block)
+    print(f"Loading into {redact(url)}, table {table}")
+    prepare_tables(url, table)
+
+
+@task(
+    retries=2,
+    retry_delay_seconds=10,
+    retry_condition_fn=_retry_unless_bad_input,
+    cache_policy=NO_CACHE,
+    log_prints=True,
+    task_run_name="load-{source}",
+)
+def load_source(source: str, secret_block: str | None, table: str, chunk_size: int) -> FileSummary:
+    path = fetch(source, kaggle_credentials=_kaggle_credentials())
+    summary = load_file(resolve_database_url(secret_block), table, path, source, chunk_size)
+    print(
+        f"{summary.source}: {summary.rows_loaded:,} rows loaded, {summary.rows_rejected:,} rejected"
+        + (" (already loaded, unchanged)" if summary.already_loaded else f" in {summary.seconds:.1f} s")
+    )
+    return summary
+
+
+@flow(name="ecommerce-events", log_prints=True)
+def ingest_events(
+    sources: list[str] = MONTH_FILES,
+    table: str = "ecommerce_events",
+    database_secret_block: str | None = DEFAULT_SECRET_BLOCK,
+    chunk_size: int = DEFAULT_BLOCK_SIZE,
+    concurrency: int = 2,
+) -> list[FileSummary]:
+    """Load `sources` into `table`.
+
+    sources: bare names (`2019-Oct.csv`) are files of the Kaggle dataset; URLs and paths go through fsspec.
+    database_secret_block: the Secret block holding the database URL (see settings.py for the fallbacks).
+    chunk_size: bytes of CSV parsed and sent at a time (8 MiB is about 70,000 rows).
+    concurrency: how many files load at once, each in its own transaction.
+    """
+    if concurrency < 1:
+        raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+    prepare_database(database_secret_block, table)
+    futures = []
+    running = []
+    for source in sources:
+        if len(running) >= concurrency:
+            running.remove(next(as_completed(running)))
+        future = load_source.submit(source, database_secret_block, table, chunk_size)
+        futures.append(future)
+        running.append(future)
+
+    summaries = []
+    for source, future in zip(sources, futures, strict=False):
+        future.wait()
+        if future.state.is_completed():
+            summaries.append(future.result())
+        else:
+            error = future.state.result(raise_on_failure=False)
+            summaries.append(FileSummary(source, error=str(error) or type(error).__name__))
+    create_markdown_artifact(summary_markdown(summaries), key="ecommerce-events-load", description="Rows per file")
+    failed = [summary.source for summary in summaries if summary.error]
+    if failed:
+        raise RuntimeError(f"{len(failed)} of {len(summaries)} files failed: {', '.join(failed)}")
+    return summaries

@@ -1,0 +1,363 @@
+"""Load event files into PostgreSQL or SQLite: all of a file or none of it, never twice.
+
+Each file loads in one transaction of its own. A ledger table `<table>_files` records every loaded
+file by name (`2019-Oct.csv` is the same month whether it came from Kaggle, a mirror or a local
+folder) with its sha256; its rows carry the ledger id. Loading a file again with the same checksum
+changes nothing; with another checksum its earlier rows and rejects are replaced. Rows and ledger
+commit together, so a load that dies half-way leaves none of that file's rows visible.
+
+On PostgreSQL the rows stream through COPY while a second thread reads and checks the next block
+(pyarrow releases the GIL), so the client's work hides behind the server's.
+
+This module needs no Prefect: the command line calls it directly, and the flow calls it in tasks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import queue
+import re
+import sqlite3
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+from urllib.parse import urlsplit
+
+import pyarrow as pa
+import pyarrow.csv as pv
+
+from . import pgbinary
+from .parse import ParsedBlock, Reject, parse_block, read_blocks, sha256_of
+from .schema import LOADED_COLUMNS
+
+DEFAULT_BLOCK_SIZE = 8 << 20
+_TABLE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,40}")
+_CSV_OUT = pv.WriteOptions(include_header=False)
+Progress = Callable[[int], None]  # called with the number of bytes just read
+
+
+@dataclass
+class FileSummary:
+    source: str
+    rows_loaded: int = 0
+    rows_rejected: int = 0
+    seconds: float = 0.0
+    already_loaded: bool = False
+    error: str | None = None
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows_loaded / self.seconds if self.seconds > 0 else 0.0
+
+
+def file_key(source: str) -> str:
+    """The name a file is known by in the ledger: the last part of its path or URL."""
+    name = PurePosixPath(urlsplit(source).path if "://" in source else source.replace("\\", "/")).name
+    if not name:
+        raise ValueError(f"{source}: cannot tell the file's name")
+    return name
+
+
+def load_file(
+    database_url: str,
+    table: str,
+    path: Path,
+    source: str,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+    progress: Progress | None = None,
+) -> FileSummary:
+    """Load the local file `path` (fetched from `source`) into `table`; see the module docstring."""
+    key = file_key(source)
+    started = time.perf_counter()
+    with _target(database_url, table).transaction(key) as target:
+        previous = target.ledger_entry(key)
+        digest = None
+        if previous:
+            with open(path, "rb") as stream:
+                digest = sha256_of(stream)
+            if digest == previous.sha256:
+                return FileSummary(key, previous.rows_loaded, previous.rows_rejected, already_loaded=True)
+            target.forget_file(previous.id)
+        file_id = previous.id if previous else target.new_ledger_entry(key)
+        with open(path, "rb") as stream:
+            reader = _HashingReader(stream, progress)
+            blocks = (parse_block(*block) for block in read_blocks(reader, source, block_size))
+            loaded, rejected = target.write_rows(file_id, source, blocks)
+        size = path.stat().st_size
+        target.finish_ledger_entry(file_id, source, digest or reader.hexdigest(), size, loaded, rejected)
+    return FileSummary(key, loaded, rejected, seconds=time.perf_counter() - started)
+
+
+def prepare_tables(database_url: str, table: str) -> None:
+    """Create the events, rejects and ledger tables if they do not exist."""
+    with _target(database_url, table).transaction(f"prepare:{table}") as target:
+        target.create_tables()
+
+
+def sqlite_path(database_url: str) -> Path:
+    if not database_url.startswith("sqlite:///"):
+        scheme = database_url.split(":", 1)[0]
+        raise ValueError(f"database URL must start with postgresql:// or sqlite:///, got {scheme}://...")
+    return Path(database_url.removeprefix("sqlite:///"))
+
+
+def _target(database_url: str, table: str) -> PostgresTarget | SqliteTarget:
+    if not _TABLE_NAME.fullmatch(table):
+        raise ValueError(f"table: {table!r} must be lower-case letters, digits and _, at most 41 characters")
+    if database_url.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
+        return PostgresTarget(database_url.replace("postgresql+psycopg://", "postgresql://", 1), table)
+    return SqliteTarget(sqlite_path(database_url), table)
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    id: int
+    sha256: str | None
+    rows_loaded: int
+    rows_rejected: int
+
+
+class _HashingReader:
+    """Hashes and reports what is read, so a first load reads the file only once."""
+
+    def __init__(self, stream: BinaryIO, progress: Progress | None) -> None:
+        self.stream = stream
+        self.progress = progress
+        self.digest = hashlib.sha256()
+
+    def read(self, size: int) -> bytes:
+        chunk = self.stream.read(size)
+        self.digest.update(chunk)
+        if self.progress and chunk:
+            self.progress(len(chunk))
+        return chunk
+
+    def hexdigest(self) -> str:
+        return self.digest.hexdigest()
+
+
+def _in_background(blocks: Iterator[ParsedBlock], make: Callable[[ParsedBlock], bytes], depth: int = 3):
+    """Yield (make(block), block) with `make` run in a thread up to `depth` blocks ahead."""
+    results: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for block in blocks:
+                if stop.is_set():
+                    return
+                results.put((make(block), block))
+            results.put((done, None))
+        except BaseException as error:  # noqa: BLE001 - handed to the consumer, which raises it
+            results.put((error, None))
+
+    worker = threading.Thread(target=produce, name="parse-blocks", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item, block = results.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item, block
+    finally:
+        stop.set()
+        while worker.is_alive():  # drain, so a producer blocked on a full queue can see `stop`
+            try:
+                results.get_nowait()
+            except queue.Empty:
+                worker.join(0.05)
+
+
+def _ddl(table: str, id_type: str, time_type: str, price_type: str) -> list[str]:
+    return [
+        f"""create table if not exists {table} (
+            event_time {time_type} not null,
+            event_type text not null,
+            product_id bigint not null,
+            category_id bigint not null,
+            brand text,
+            price {price_type} not null,
+            user_id bigint not null,
+            user_session text,
+            file_id bigint not null
+        )""",
+        f"""create table if not exists {table}_rejects (
+            file_id bigint not null,
+            source text not null,
+            line_number bigint not null,
+            reason text not null,
+            raw_line text not null
+        )""",
+        f"""create table if not exists {table}_files (
+            id {id_type},
+            name text not null unique,
+            source text,
+            sha256 text,
+            size_bytes bigint,
+            rows_loaded bigint,
+            rows_rejected bigint,
+            loaded_at {time_type}
+        )""",
+    ]
+
+
+class PostgresTarget:
+    """Rows go through COPY while a background thread parses the next blocks."""
+
+    def __init__(self, database_url: str, table: str) -> None:
+        self.url = database_url
+        self.table = table
+        self.conn = None
+
+    @contextmanager
+    def transaction(self, lock_name: str) -> Iterator[PostgresTarget]:
+        import psycopg
+
+        with psycopg.connect(self.url, application_name="flowops-ecommerce") as self.conn:
+            # Two loads of the same file (or two set-ups) wait for each other instead of racing.
+            self.conn.execute("select pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"{self.table}:{lock_name}"])
+            yield self
+
+    def create_tables(self) -> None:
+        id_type = "bigint generated by default as identity primary key"
+        for statement in _ddl(self.table, id_type, "timestamptz", "numeric(10, 2)"):
+            self.conn.execute(statement)
+
+    def ledger_entry(self, name: str) -> LedgerEntry | None:
+        row = self.conn.execute(
+            f"select id, sha256, rows_loaded, rows_rejected from {self.table}_files where name = %s", [name]
+        ).fetchone()
+        return LedgerEntry(*row) if row else None
+
+    def new_ledger_entry(self, name: str) -> int:
+        insert = f"insert into {self.table}_files (name) values (%s) returning id"
+        return self.conn.execute(insert, [name]).fetchone()[0]
+
+    def forget_file(self, file_id: int) -> None:
+        self.conn.execute(f"delete from {self.table} where file_id = %s", [file_id])
+        self.conn.execute(f"delete from {self.table}_rejects where file_id = %s", [file_id])
+
+    def write_rows(self, file_id: int, source: str, blocks: Iterator[ParsedBlock]) -> tuple[int, int]:
+        loaded = 0
+        with tempfile.TemporaryFile() as spool, self.conn.cursor() as cursor:
+            rejects = _RejectSpool(spool)
+            with cursor.copy(f"copy {self.table} ({', '.join(pgbinary.COLUMNS)}) from stdin (format binary)") as copy:
+                copy.write(pgbinary.SIGNATURE)
+                for data, parsed in _in_background(blocks, lambda parsed: pgbinary.encode_rows(parsed.rows, file_id)):
+                    copy.write(data)
+                    loaded += parsed.rows.num_rows
+                    rejects.add(parsed.rejects)
+                copy.write(pgbinary.TRAILER)
+            reject_columns = "file_id, source, line_number, reason, raw_line"
+            with cursor.copy(f"copy {self.table}_rejects ({reject_columns}) from stdin (format csv)") as copy:
+                for data in rejects.as_csv(file_id, source):
+                    copy.write(data)
+        return loaded, rejects.count
+
+    def finish_ledger_entry(self, file_id: int, source: str, sha256: str, size: int, loaded: int, rejected: int):
+        self.conn.execute(
+            f"update {self.table}_files set source = %s, sha256 = %s, size_bytes = %s, rows_loaded = %s,"
+            " rows_rejected = %s, loaded_at = now() where id = %s",
+            [source, sha256, size, loaded, rejected, file_id],
+        )
+
+
+class _RejectSpool:
+    """Rejects wait on disk until the rows' COPY ends, so a file of garbage keeps memory flat."""
+
+    def __init__(self, file: BinaryIO) -> None:
+        self.file = file
+        self.count = 0
+
+    def add(self, rejects: list[Reject]) -> None:
+        if rejects:
+            columns = {
+                "line_number": [r.line_number for r in rejects],
+                "reason": [r.reason for r in rejects],
+                "raw_line": [r.raw_line for r in rejects],
+            }
+            pv.write_csv(pa.table(columns), self.file, _CSV_OUT)
+            self.count += len(rejects)
+
+    def as_csv(self, file_id: int, source: str) -> Iterator[bytes]:
+        prefix = io.BytesIO()
+        pv.write_csv(pa.table({"file_id": [file_id], "source": [source]}), prefix, _CSV_OUT)
+        line_prefix = prefix.getvalue().rstrip(b"\n") + b","
+        self.file.seek(0)
+        for line in self.file:  # write_csv quotes values, and PostgreSQL's CSV reader takes newlines in quotes
+            yield line_prefix + line
+
+
+class SqliteTarget:
+    """The embedded fallback: the same tables and guarantees, for demos and laptops."""
+
+    def __init__(self, path: Path, table: str) -> None:
+        self.path = path
+        self.table = table
+        self.conn = None
+
+    @contextmanager
+    def transaction(self, lock_name: str) -> Iterator[SqliteTarget]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.conn = sqlite3.connect(self.path, timeout=600, isolation_level=None)
+        try:
+            self.conn.execute("begin immediate")  # one writer at a time; the others wait
+            yield self
+            self.conn.execute("commit")
+        except BaseException:
+            self.conn.execute("rollback")
+            raise
+        finally:
+            self.conn.close()
+
+    def create_tables(self) -> None:
+        for statement in _ddl(self.table, "integer primary key", "text", "text"):
+            self.conn.execute(statement)
+
+    def ledger_entry(self, name: str) -> LedgerEntry | None:
+        row = self.conn.execute(
+            f"select id, sha256, rows_loaded, rows_rejected from {self.table}_files where name = ?", [name]
+        ).fetchone()
+        return LedgerEntry(*row) if row else None
+
+    def new_ledger_entry(self, name: str) -> int:
+        return self.conn.execute(f"insert into {self.table}_files (name) values (?)", [name]).lastrowid
+
+    def forget_file(self, file_id: int) -> None:
+        self.conn.execute(f"delete from {self.table} where file_id = ?", [file_id])
+        self.conn.execute(f"delete from {self.table}_rejects where file_id = ?", [file_id])
+
+    def write_rows(self, file_id: int, source: str, blocks: Iterator[ParsedBlock]) -> tuple[int, int]:
+        loaded = rejected = 0
+        columns = [*LOADED_COLUMNS, "file_id"]
+        insert_row = f"insert into {self.table} ({', '.join(columns)}) values ({', '.join('?' * len(columns))})"
+        for parsed in blocks:
+            values = parsed.rows.to_pydict()
+            # ISO 8601 text is SQLite's timestamp; prices stay exact as text.
+            values["event_time"] = [time.isoformat(sep=" ") for time in values["event_time"]]
+            values["price"] = [str(price) for price in values["price"]]
+            values["file_id"] = [file_id] * parsed.rows.num_rows
+            self.conn.executemany(insert_row, zip(*(values[name] for name in columns), strict=False))
+            self.conn.executemany(
+                f"insert into {self.table}_rejects values (?, ?, ?, ?, ?)",
+                [(file_id, source, r.line_number, r.reason, r.raw_line) for r in parsed.rejects],
+            )
+            loaded += parsed.rows.num_rows
+            rejected += len(parsed.rejects)
+        return loaded, rejected
+
+    def finish_ledger_entry(self, file_id: int, source: str, sha256: str, size: int, loaded: int, rejected: int):
+        self.conn.execute(
+            f"update {self.table}_files set source = ?, sha256 = ?, size_bytes = ?, rows_loaded = ?,"
+            " rows_rejected = ?, loaded_at = datetime('now') where id = ?",
+            [source, sha256, size, loaded, rejected, file_id],
+        )

@@ -1,0 +1,48 @@
+"""Per-file results as text for a terminal and as markdown for a Prefect artifact."""
+
+from __future__ import annotations
+
+from .load import FileSummary
+
+_HEADINGS = ("file", "rows loaded", "rejected", "seconds", "rows/s", "status")
+
+
+def _cells(summary: FileSummary) -> tuple[str, ...]:
+    if summary.error:
+        status = f"FAILED: {summary.error}"
+    elif summary.already_loaded:
+        status = "already loaded, unchanged"
+    else:
+        status = "loaded"
+    return (
+        summary.source,
+        f"{summary.rows_loaded:,}",
+        f"{summary.rows_rejected:,}",
+        f"{summary.seconds:.2f}",
+        f"{summary.rows_per_second:,.0f}",
+        status,
+    )
+
+
+def summary_text(summaries: list[FileSummary]) -> str:
+    rows = [_HEADINGS, *(_cells(summary) for summary in summaries)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(_HEADINGS) - 1)]
+    lines = []
+    for row in rows:
+        numbers = [
+            cell.rjust(width) if i else cell.ljust(width)
+            for i, (cell, width) in enumerate(zip(row, widths, strict=False))
+        ]
+        lines.append("  ".join([*numbers, row[-1]]))
+    return "\n".join(lines)
+
+
+def summary_markdown(summaries: list[FileSummary]) -> str:
+    lines = ["| " + " | ".join(_HEADINGS) + " |", "|" + "---|" * len(_HEADINGS)]
+    for summary in summaries:
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in _cells(summary)) + " |")
+    total = sum(summary.rows_loaded for summary in summaries)
+    rejected = sum(summary.rows_rejected for summary in summaries)
+    return "\n".join(
+        ["# E-commerce events load", "", *lines, "", f"Total: {total:,} rows loaded, {rejected:,} rejected."]
+    )

@@ -1,0 +1,33 @@
+"""Where the database is: never a literal in code or a parameter default.
+
+The flow reads the URL from a Secret block first (a deployment names its block), then from
+ECOMMERCE_DATABASE_URL, and only when neither exists falls back to an embedded SQLite file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DATABASE_URL_VARIABLE = "ECOMMERCE_DATABASE_URL"
+DEFAULT_SECRET_BLOCK = "ecommerce-database-url"  # noqa: S105 - a block name, not a secret
+
+
+def database_url_from_environment() -> str | None:
+    return os.environ.get(DATABASE_URL_VARIABLE) or None
+
+
+def embedded_database_url() -> str:
+    data_home = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share"))
+    return f"sqlite:///{data_home / 'flowops' / 'ecommerce.sqlite'}"
+
+
+def redact(database_url: str) -> str:
+    """The URL without its password, for logs."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(database_url)
+    if parts.password is None:
+        return database_url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
