@@ -87,27 +87,30 @@ def _record(path: Path, source: str) -> None:
 def _fetch_url(source: str, cache_dir: Path) -> Path:
     import fsspec
 
+    scheme = urlsplit(source).scheme
     name = Path(urlsplit(source).path).name or "download.csv"
     target = _cache_entry(cache_dir, source, name)
     if _verified(target):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".part")
     try:
         filesystem, remote_path = fsspec.core.url_to_fs(source)
         expected_size = filesystem.info(remote_path).get("size")
-        with (
-            tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as partial,
-            filesystem.open(remote_path, "rb") as remote,
-        ):
-            shutil.copyfileobj(remote, partial, 1 << 22)
+        # One streaming GET for HTTP; other filesystems choose their own block size.
+        options = {"block_size": 0} if scheme in ("http", "https") else {}
+        with filesystem.open(remote_path, "rb", **options) as remote, open(partial, "wb") as local:
+            shutil.copyfileobj(remote, local, 1 << 22)
+        size = partial.stat().st_size
+        if expected_size is not None and size != expected_size:
+            raise SourceError(f"{source}: download truncated: {size} of {expected_size} bytes")
+    except SourceError:
+        partial.unlink(missing_ok=True)
+        raise
     except (OSError, ValueError, ImportError) as error:
+        partial.unlink(missing_ok=True)
         raise SourceError(f"{source}: download failed: {error}") from error
-    downloaded = Path(partial.name)
-    if expected_size is not None and downloaded.stat().st_size != expected_size:
-        size = downloaded.stat().st_size
-        downloaded.unlink()
-        raise SourceError(f"{source}: download truncated: {size} of {expected_size} bytes")
-    downloaded.replace(target)
+    partial.replace(target)
     _record(target, source)
     return target
 

@@ -17,7 +17,7 @@ GOOD = "2019-10-01 00:00:05 UTC,view,5802432,1487580009286598681,,runail,-0.79,4
 def test_a_good_line_gives_typed_values_without_category_code():
     values = parse_line(GOOD.encode())
     assert values == [
-        dt.datetime(2019, 10, 1, 0, 0, 5, tzinfo=dt.timezone.utc),
+        dt.datetime(2019, 10, 1, 0, 0, 5, tzinfo=dt.UTC),
         "view",
         5802432,
         1487580009286598681,
