@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Self
 
 from .generate import generate_month
-from .load import DEFAULT_BLOCK_SIZE, FileSummary, load_file, prepare_tables
+from .load import DEFAULT_BLOCK_SIZE, FileSummary, failed, load_file, prepare_tables
 from .report import summary_text
 from .settings import DATABASE_URL_VARIABLE, database_url_from_environment, embedded_database_url, redact
 from .sources import fetch
@@ -60,7 +60,7 @@ def _ingest(args: argparse.Namespace) -> int:
     print(summary_text(summaries))
     failed = [summary for summary in summaries if summary.error]
     for summary in failed:
-        print(f"error: {summary.source}: {summary.error}", file=sys.stderr)
+        print(f"error: {summary.error}", file=sys.stderr)
     return 1 if failed else 0
 
 
@@ -79,14 +79,14 @@ def _ingest_as_flow_run(args: argparse.Namespace, url: str) -> list[FileSummary]
     if state.is_completed():
         return state.result()
     error = state.result(raise_on_failure=False)
-    return [FileSummary(source, error=str(error)) for source in args.sources]
+    return [failed(source, error) for source in args.sources]
 
 
 def _ingest_directly(args: argparse.Namespace, url: str) -> list[FileSummary]:
     try:
         prepare_tables(url, args.table)
     except Exception as error:  # noqa: BLE001 - a bad URL or table name: one line, no traceback
-        return [FileSummary(source, error=f"{redact(url)}: {error}") for source in args.sources]
+        return [failed(source, f"{redact(url)}: {error}") for source in args.sources]
     with _Progress() as progress, ThreadPoolExecutor(max(1, args.concurrency)) as pool:
 
         def load(source: str) -> FileSummary:
@@ -94,7 +94,7 @@ def _ingest_directly(args: argparse.Namespace, url: str) -> list[FileSummary]:
                 path = fetch(source)
                 return load_file(url, args.table, path, source, args.chunk_size, progress.track(source, path))
             except Exception as error:  # noqa: BLE001 - one file's failure is reported, the others go on
-                return FileSummary(source, error=str(error) or type(error).__name__)
+                return failed(source, error)
 
         return list(pool.map(load, args.sources))
 

@@ -13,7 +13,7 @@ from prefect.blocks.system import Secret
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
 
-from .load import DEFAULT_BLOCK_SIZE, FileSummary, load_file, prepare_tables
+from .load import DEFAULT_BLOCK_SIZE, FileSummary, failed, load_file, prepare_tables
 from .parse import HeaderError
 from .report import summary_markdown
 from .schema import MONTH_FILES
@@ -111,10 +111,9 @@ def ingest_events(
         if future.state.is_completed():
             summaries.append(future.result())
         else:
-            error = future.state.result(raise_on_failure=False)
-            summaries.append(FileSummary(source, error=str(error) or type(error).__name__))
+            summaries.append(failed(source, future.state.result(raise_on_failure=False)))
     create_markdown_artifact(summary_markdown(summaries), key="ecommerce-events-load", description="Rows per file")
-    failed = [summary.source for summary in summaries if summary.error]
-    if failed:
-        raise RuntimeError(f"{len(failed)} of {len(summaries)} files failed: {', '.join(failed)}")
+    failures = [summary.source for summary in summaries if summary.error]
+    if failures:
+        raise RuntimeError(f"{len(failures)} of {len(summaries)} files failed: {', '.join(failures)}")
     return summaries

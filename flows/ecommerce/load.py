@@ -56,6 +56,19 @@ class FileSummary:
         return self.rows_loaded / self.seconds if self.seconds > 0 else 0.0
 
 
+def failed(source: str, error: BaseException | str) -> FileSummary:
+    """The summary of a file that did not load; the error message always names the source."""
+    message = str(error) or type(error).__name__
+    return FileSummary(_name_or_source(source), error=message if source in message else f"{source}: {message}")
+
+
+def _name_or_source(source: str) -> str:
+    try:
+        return file_key(source)
+    except ValueError:
+        return source
+
+
 def file_key(source: str) -> str:
     """The name a file is known by in the ledger: the last part of its path or URL."""
     name = PurePosixPath(urlsplit(source).path if "://" in source else source.replace("\\", "/")).name

@@ -7,9 +7,9 @@ from .load import FileSummary
 _HEADINGS = ("file", "rows loaded", "rejected", "seconds", "rows/s", "status")
 
 
-def _cells(summary: FileSummary) -> tuple[str, ...]:
+def _cells(summary: FileSummary, show_error: bool = True) -> tuple[str, ...]:
     if summary.error:
-        status = f"FAILED: {summary.error}"
+        status = f"FAILED: {summary.error}" if show_error else "FAILED (see below)"
     elif summary.already_loaded:
         status = "already loaded, unchanged"
     else:
@@ -25,7 +25,7 @@ def _cells(summary: FileSummary) -> tuple[str, ...]:
 
 
 def summary_text(summaries: list[FileSummary]) -> str:
-    rows = [_HEADINGS, *(_cells(summary) for summary in summaries)]
+    rows = [_HEADINGS, *(_cells(summary, show_error=False) for summary in summaries)]
     widths = [max(len(row[i]) for row in rows) for i in range(len(_HEADINGS) - 1)]
     lines = []
     for row in rows:

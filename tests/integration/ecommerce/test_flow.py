@@ -1,0 +1,76 @@
+"""The `ecommerce-events` flow against a real (test) Prefect server and PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+
+import psycopg
+import pytest
+
+pytestmark = pytest.mark.prefect
+
+
+@pytest.fixture(scope="session")
+def prefect_server():
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture
+def database_block(prefect_server, postgres_url):
+    from prefect.blocks.system import Secret
+
+    name = f"test-db-{uuid.uuid4().hex[:8]}"
+    Secret(value=postgres_url).save(name)
+    return name
+
+
+def test_the_flow_loads_from_the_secret_blocks_database_and_publishes_an_artifact(
+    database_block, postgres_url, table_name, sample_month, monkeypatch
+):
+    from prefect.artifacts import Artifact
+
+    from flows.ecommerce.flow import ingest_events
+
+    monkeypatch.delenv("ECOMMERCE_DATABASE_URL", raising=False)
+    summaries = ingest_events(
+        sources=[str(sample_month)], table=table_name, database_secret_block=database_block, concurrency=1
+    )
+    assert [(s.source, s.rows_loaded, s.rows_rejected) for s in summaries] == [(sample_month.name, 50_000, 0)]
+    with psycopg.connect(postgres_url) as conn:
+        assert conn.execute(f"select count(*) from {table_name}").fetchone() == (50_000,)
+    artifact = Artifact.get("ecommerce-events-load")
+    assert f"| {sample_month.name} | 50,000 | 0 |" in artifact.data
+
+
+def test_a_bad_file_fails_the_run_without_retries_and_the_good_files_still_load(
+    database_block, postgres_url, table_name, sample_month, tmp_path
+):
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    from flows.ecommerce.flow import ingest_events
+
+    bad = tmp_path / "2019-Nov.csv"
+    bad.write_text("not,the,header\n")
+    state = ingest_events(
+        sources=[str(bad), str(sample_month)],
+        table=table_name,
+        database_secret_block=database_block,
+        return_state=True,
+    )
+    assert state.is_failed()
+    assert str(state.result(raise_on_failure=False)) == "1 of 2 files failed: 2019-Nov.csv"
+    with psycopg.connect(postgres_url) as conn:
+        assert conn.execute(f"select name, rows_loaded from {table_name}_files").fetchall() == [
+            (sample_month.name, 50_000)
+        ]
+    with get_client(sync_client=True) as client:
+        task_runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
+        )
+    bad_runs = [run for run in task_runs if run.name == f"load-{bad}"]
+    assert len(bad_runs) == 1
+    assert bad_runs[0].run_count == 1  # a wrong header is not retried
