@@ -14,7 +14,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Self
 
-from .generate import generate_month
 from .load import DEFAULT_BLOCK_SIZE, FileSummary, failed, load_file, prepare_tables
 from .report import summary_text
 from .settings import DATABASE_URL_VARIABLE, database_url_from_environment, embedded_database_url, redact
@@ -44,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     if args.command == "generate":
+        from .generate import generate_month  # numpy-heavy; ingest does not need it
+
         started = time.perf_counter()
         path = generate_month(args.month, args.rows, args.out, args.seed)
         print(f"wrote {args.rows:,} rows to {path} in {time.perf_counter() - started:.1f} s")
