@@ -74,3 +74,41 @@ def test_a_bad_file_fails_the_run_without_retries_and_the_good_files_still_load(
     bad_runs = [run for run in task_runs if run.name == f"load-{bad}"]
     assert len(bad_runs) == 1
     assert bad_runs[0].run_count == 1  # a wrong header is not retried
+
+
+def test_ingest_runs_as_a_flow_run_when_a_prefect_api_is_configured(
+    prefect_server, postgres_url, table_name, sample_month
+):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from prefect import get_client
+    from prefect.settings import PREFECT_API_URL
+
+    environment = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flows.ecommerce",
+            "ingest",
+            str(sample_month),
+            "--database-url",
+            postgres_url,
+            "--table",
+            table_name,
+        ],
+        cwd=Path(__file__).resolve().parents[3],
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "2019-Oct.csv       50,000         0" in result.stdout
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs()
+    assert any(run.parameters.get("table") == table_name and run.state.is_completed() for run in runs)
+    assert all(postgres_url not in str(run.parameters) for run in runs)  # the URL is never a parameter
