@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 import zipfile
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -93,7 +94,8 @@ def _fetch_url(source: str, cache_dir: Path) -> Path:
     if _verified(target):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".part")
+    # Unique per process and thread: two tasks fetching the same URL must not write one file.
+    partial = target.with_name(f"{target.name}.{os.getpid()}.{threading.get_ident()}.part")
     try:
         filesystem, remote_path = fsspec.core.url_to_fs(source)
         expected_size = filesystem.info(remote_path).get("size")
