@@ -22,6 +22,7 @@ from .parse import sha256_of
 from .schema import DATASET
 
 CACHE_DIR_VARIABLE = "ECOMMERCE_CACHE_DIR"
+_KAGGLE_ENVIRONMENT_LOCK = threading.Lock()
 KAGGLE_SECRET_BLOCK = "kaggle-credentials"  # noqa: S105 - a block name, not a secret
 
 
@@ -145,7 +146,15 @@ def _fetch_kaggle(name: str, cache_dir: Path, credentials: dict | None) -> Path:
         return target
     environment = _kaggle_environment(credentials)
     target.parent.mkdir(parents=True, exist_ok=True)
-    saved = {name: os.environ.get(name) for name in environment}
+    with _KAGGLE_ENVIRONMENT_LOCK:  # concurrent tasks share os.environ: lend it to one download at a time
+        if not _verified(target):  # another task may have fetched it while this one waited
+            _download_from_kaggle(name, target, environment)
+            _record(target, f"kaggle:{DATASET}/{name}")
+    return target
+
+
+def _download_from_kaggle(name: str, target: Path, environment: dict[str, str]) -> None:
+    saved = {variable: os.environ.get(variable) for variable in environment}
     os.environ.update(environment)  # the kaggle package reads its credentials from the environment only
     try:
         from kaggle.api.kaggle_api_extended import KaggleApi
@@ -165,8 +174,6 @@ def _fetch_kaggle(name: str, cache_dir: Path, credentials: dict | None) -> Path:
                 os.environ.pop(variable, None)
             else:
                 os.environ[variable] = value
-    _record(target, f"kaggle:{DATASET}/{name}")
-    return target
 
 
 def _move_download(download_dir: Path, name: str, target: Path) -> None:
