@@ -112,3 +112,50 @@ def test_ingest_runs_as_a_flow_run_when_a_prefect_api_is_configured(
         runs = client.read_flow_runs()
     assert any(run.parameters.get("table") == table_name and run.state.is_completed() for run in runs)
     assert all(postgres_url not in str(run.parameters) for run in runs)  # the URL is never a parameter
+
+
+def test_a_transient_download_failure_is_retried_and_loads_the_file_once(
+    database_block, postgres_url, table_name, sample_month, tmp_path, monkeypatch
+):
+    """The first GET of the file answers 503; the task's retry downloads and loads it once."""
+    import functools
+    import http.server
+    import threading
+
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    from flows.ecommerce.flow import ingest_events
+
+    failures_left = [1]
+
+    class FlakyHandler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+        def do_GET(self):
+            if failures_left[0]:
+                failures_left[0] -= 1
+                self.send_error(503, "busy")
+                return None
+            return super().do_GET()
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(FlakyHandler, directory=str(sample_month.parent))
+    )
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("ECOMMERCE_CACHE_DIR", str(tmp_path / "cache"))
+    url = f"http://127.0.0.1:{server.server_address[1]}/{sample_month.name}"
+    try:
+        state = ingest_events(sources=[url], table=table_name, database_secret_block=database_block, return_state=True)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert state.is_completed()
+    with psycopg.connect(postgres_url) as conn:
+        assert conn.execute(f"select count(*) from {table_name}").fetchone() == (50_000,)
+    with get_client(sync_client=True) as client:
+        task_runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
+        )
+    assert [run.run_count for run in task_runs if run.name.startswith("load-")] == [2]
