@@ -23,9 +23,8 @@ test: setup  ## the whole test suite (PostgreSQL at $$TEST_DATABASE_URL, default
 test-unit: setup  ## unit tests only: no database, no Prefect server
 	$(UV) run pytest tests/unit
 
-lint: setup  ## ruff lint and format check, as pre-commit runs them
-	$(UV) run ruff check .
-	$(UV) run ruff format --check .
+lint: setup  ## every pre-commit hook on every file: ruff, ruff format, uv.lock check, shellcheck
+	$(UV) run pre-commit run --all-files --show-diff-on-failure
 
 bench: setup  ## ingest benchmark: psql \copy vs the ingest command vs pandas.to_sql (needs PostgreSQL)
 	$(UV) run python scripts/bench_ingest.py

@@ -4,7 +4,7 @@ set -euo pipefail
 host=${PGHOST:-127.0.0.1}
 port=${PGPORT:-5432}
 if ! pg_isready -q -h "$host" -p "$port"; then
-  version=$(ls /etc/postgresql | sort -n | tail -n 1)
+  version=$(find /etc/postgresql -mindepth 1 -maxdepth 1 -printf "%f\n" | sort -n | tail -n 1)
   pg_ctlcluster --skip-systemctl-redirect "$version" main start
 fi
 for _ in $(seq 30); do
