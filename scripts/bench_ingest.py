@@ -45,8 +45,11 @@ def main() -> int:
     results = []
     for rows in args.rows:
         path = _month_file(args.workdir / str(rows), rows)
-        copy_seconds = statistics.median(_time_psql_copy(args.database_url, path) for _ in range(args.repeat))
-        ingest_runs = [_time_ingest(runtime_python, args.database_url, path) for _ in range(args.repeat)]
+        copy_runs, ingest_runs = [], []
+        for _ in range(args.repeat):  # alternate, so drift in the machine's speed hits both alike
+            copy_runs.append(_time_psql_copy(args.database_url, path))
+            ingest_runs.append(_time_ingest(runtime_python, args.database_url, path))
+        copy_seconds = statistics.median(copy_runs)
         ingest_seconds = statistics.median(seconds for seconds, _ in ingest_runs)
         peak_mib = max(rss for _, rss in ingest_runs)
         results.append((rows, copy_seconds, ingest_seconds, peak_mib))
