@@ -55,15 +55,17 @@ _NULL_LENGTH = -1
 def encode_rows(rows: pa.Table, file_id: int) -> bytes:
     """The binary COPY tuples of `rows` (parse.LOADED_SCHEMA), all tagged with `file_id`."""
     count = rows.num_rows
+    if count == 0:
+        return b""
     fixed = np.empty(count, dtype=_FIXED)
     fixed["field_count"] = len(COLUMNS)
     fixed["time_size"] = fixed["product_size"] = fixed["category_size"] = fixed["user_size"] = 8
     fixed["file_size"] = 8
-    seconds = _numpy(rows["event_time"].cast(pa.int64()))
+    seconds = rows["event_time"].cast(pa.int64()).to_numpy()
     fixed["time"] = (seconds - _POSTGRES_EPOCH_SECONDS) * 1_000_000
-    fixed["product"] = _numpy(rows["product_id"])
-    fixed["category"] = _numpy(rows["category_id"])
-    fixed["user"] = _numpy(rows["user_id"])
+    fixed["product"] = rows["product_id"].to_numpy()
+    fixed["category"] = rows["category_id"].to_numpy()
+    fixed["user"] = rows["user_id"].to_numpy()
     fixed["file"] = file_id
     _encode_prices(fixed, rows["price"])
 
@@ -72,21 +74,17 @@ def encode_rows(rows: pa.Table, file_id: int) -> bytes:
     ).cast(pa.binary())
     parts = [fixed_column]
     for name in ("event_type", "brand", "user_session"):
-        parts += _text_field(rows[name].combine_chunks() if count else pa.array([], pa.string()))
+        parts += _text_field(rows[name].combine_chunks())
     joined = pc.binary_join_element_wise(*parts, b"")
     if isinstance(joined, pa.ChunkedArray):
         joined = joined.combine_chunks()
     offsets = np.frombuffer(joined.buffers()[1], dtype=np.int32, count=count + 1, offset=joined.offset * 4)
-    return joined.buffers()[2].to_pybytes()[offsets[0] : offsets[-1]] if count else b""
-
-
-def _numpy(column: pa.ChunkedArray) -> np.ndarray:
-    return column.to_numpy()
+    return joined.buffers()[2].to_pybytes()[offsets[0] : offsets[-1]]
 
 
 def _encode_prices(fixed: np.ndarray, price: pa.ChunkedArray) -> None:
     """numeric(10,2) as weight-1 base-10000 digits: [integer // 10^4, integer % 10^4, cents * 100]."""
-    cents = _numpy(pc.multiply(price.cast(pa.decimal128(12, 2)), 100).cast(pa.int64()))
+    cents = pc.multiply(price.cast(pa.decimal128(12, 2)), 100).cast(pa.int64()).to_numpy()
     magnitude = np.abs(cents)
     whole = magnitude // 100
     fixed["price_size"] = _NUMERIC_SIZE

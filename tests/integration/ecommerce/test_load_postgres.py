@@ -126,6 +126,18 @@ def test_each_kind_of_invalid_row_lands_in_rejects_with_its_reason(postgres_url,
         assert reason.startswith(expected)
 
 
+def test_a_file_of_only_bad_rows_loads_none_and_rejects_all(postgres_url, table_name, tmp_path):
+    path = tmp_path / "2020-Jan.csv"
+    path.write_text(HEADER + "\nbad,line\n\n2020-01-01 00:00:00 UTC,view,1,2,,b,1.00,3\n")
+    summary = load(postgres_url, table_name, path)
+    assert (summary.rows_loaded, summary.rows_rejected) == (0, 3)
+    assert query(postgres_url, f"select line_number, reason from {table_name}_rejects order by 1") == [
+        (2, "expected 9 fields, found 2"),
+        (3, "empty line"),
+        (4, "expected 9 fields, found 8"),
+    ]
+
+
 def test_a_wrong_header_loads_nothing(postgres_url, table_name, sample_month, tmp_path):
     path = tmp_path / "2019-Dec.csv"
     path.write_bytes(b"time,type,product\n" + sample_month.read_bytes().split(b"\n", 1)[1])
