@@ -79,9 +79,11 @@ def _verified(path: Path) -> bool:
         return sha256_of(stream) == recorded["sha256"]
 
 
-def _record(path: Path, source: str) -> None:
-    with open(path, "rb") as stream:
-        digest = sha256_of(stream)
+def _record(path: Path, source: str, digest: str | None = None) -> None:
+    """Write the sidecar that _verified checks; `digest` saves a pass when the caller hashed already."""
+    if digest is None:
+        with open(path, "rb") as stream:
+            digest = sha256_of(stream)
     record = {"source": source, "size": path.stat().st_size, "sha256": digest}
     path.with_name(path.name + ".json").write_text(json.dumps(record))
 
@@ -102,8 +104,11 @@ def _fetch_url(source: str, cache_dir: Path) -> Path:
         expected_size = filesystem.info(remote_path).get("size")
         # One streaming GET for HTTP; other filesystems choose their own block size.
         options = {"block_size": 0} if scheme in ("http", "https") else {}
+        digest = hashlib.sha256()  # hashed on the way in: no second pass over the file
         with filesystem.open(remote_path, "rb", **options) as remote, open(partial, "wb") as local:
-            shutil.copyfileobj(remote, local, 1 << 22)
+            while chunk := remote.read(1 << 22):
+                digest.update(chunk)
+                local.write(chunk)
         size = partial.stat().st_size
         if expected_size is not None and size != expected_size:
             raise SourceError(f"{source}: download truncated: {size} of {expected_size} bytes")
@@ -114,7 +119,7 @@ def _fetch_url(source: str, cache_dir: Path) -> Path:
         partial.unlink(missing_ok=True)
         raise SourceError(f"{source}: download failed: {error}") from error
     partial.replace(target)
-    _record(target, source)
+    _record(target, source, digest.hexdigest())
     return target
 
 
