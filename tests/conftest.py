@@ -39,3 +39,23 @@ def sample_month(tmp_path_factory) -> Path:
     from flows.ecommerce.generate import generate_month
 
     return generate_month("2019-10", 50_000, tmp_path_factory.mktemp("sample"), seed=7)
+
+
+SAMPLE_PROJECT = Path(__file__).parent / "fixtures" / "sample_project"
+
+
+@pytest.fixture
+def sample_project(tmp_path) -> Path:
+    """A copy of tests/fixtures/sample_project (the `hello` flow and its deployment files) to change freely."""
+    import shutil
+
+    return Path(shutil.copytree(SAMPLE_PROJECT, tmp_path / "project"))
+
+
+def edit_yaml(path: Path, change) -> None:
+    """Load a YAML file, let `change(content)` modify it in place, write it back."""
+    import yaml
+
+    content = yaml.safe_load(path.read_text())
+    change(content)
+    path.write_text(yaml.safe_dump(content, sort_keys=False))

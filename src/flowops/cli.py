@@ -1,22 +1,291 @@
-"""The `flowops` command: GitOps for Prefect deployments. Subcommands arrive with later issues."""
+"""The `flowops` command: GitOps for Prefect deployments.
+
+    flowops validate [--branch B]            check the deployment files; every problem, one line each
+    flowops render --branch B [-o FILE]      the exact prefect.yaml deploy hands to Prefect
+    flowops plan --branch B                  what deploy would create, update and delete
+    flowops deploy --branch B                validate, render, deploy, prune: all or nothing
+    flowops teardown --branch B              delete the branch's deployments, and nothing else
+    flowops bootstrap                        work pools, the database Secret block, GitHub credentials
+    flowops run FLOW/DEPLOYMENT [--param k=v] [--wait]
+
+Exit status: 0 ok, 1 problems found or operation failed, 2 usage error. Read commands take --json.
+Prefect is imported only by the commands that need it, so `--help` answers at once.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
+from pathlib import Path
+from typing import Any
 
 from . import __version__
 
+DEFAULT_SECRET_BLOCK = "ecommerce-database-url"  # noqa: S105 - a block name, not a secret
+DEFAULT_GITHUB_BLOCK = "flowops-github"
 
-def main(argv: list[str] | None = None) -> int:
+
+class UsageError(Exception):
+    pass
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="flowops",
         description="GitOps CI/CD for Prefect 3 flows: validate, render, plan, deploy, prune, teardown, bootstrap.",
     )
     parser.add_argument("--version", action="version", version=f"flowops {__version__}")
-    parser.parse_args(argv)
-    parser.print_help()
+    parser.add_argument("-C", "--project", default=".", help="the repository root (default: the current directory)")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    validate = commands.add_parser("validate", help="check deployments/*/prefect.yaml before anything is deployed")
+    validate.add_argument("--branch", help="only the file this branch deploys")
+    validate.add_argument("--json", action="store_true")
+
+    for name, help_text in (
+        ("render", "write the exact prefect.yaml that deploy hands to Prefect"),
+        ("plan", "what deploy would create, update and delete on the server"),
+        ("deploy", "validate, render, prefect deploy --all, prune: all or nothing"),
+    ):
+        command = commands.add_parser(name, help=help_text)
+        command.add_argument("--branch", required=True, help="the git branch being deployed")
+        command.add_argument("--sha", help="the commit (default: HEAD)")
+        command.add_argument(
+            "--repository", help="the git URL workers clone (default: GitHub's in Actions, else origin)"
+        )
+        command.add_argument("--work-pool", help="send every deployment to this work pool")
+        command.add_argument("--image", help="the flows' image, for Docker work pools")
+        if name == "render":
+            command.add_argument("-o", "--output", help="write to this file instead of standard output")
+        if name == "plan":
+            command.add_argument("--json", action="store_true")
+        if name == "deploy":
+            command.add_argument("--work-pool-type", help="create --work-pool with this type if it does not exist")
+            command.add_argument("--force", action="store_true", help="run prefect deploy even when nothing changed")
+
+    teardown = commands.add_parser("teardown", help="delete every deployment of a branch, and nothing else")
+    teardown.add_argument("--branch", required=True)
+    teardown.add_argument("--force", action="store_true", help="allow tearing down a protected branch (main, staging)")
+    teardown.add_argument("--json", action="store_true")
+
+    bootstrap = commands.add_parser("bootstrap", help="create the work pools and blocks the deployments need")
+    bootstrap.add_argument("--work-pool", help="only this work pool (default: every pool flowops.yaml declares)")
+    bootstrap.add_argument("--type", dest="pool_type", help="the type of --work-pool (process, docker, ...)")
+    bootstrap.add_argument("--secret-block", default=DEFAULT_SECRET_BLOCK, help="saved from $ECOMMERCE_DATABASE_URL")
+    bootstrap.add_argument("--github-block", default=DEFAULT_GITHUB_BLOCK, help="saved from $GITHUB_TOKEN")
+
+    run = commands.add_parser("run", help="trigger a run of a deployment; with --wait, follow it to its end")
+    run.add_argument("deployment", help="flow/deployment, as Prefect names it")
+    run.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="VALUE is JSON if it parses")
+    run.add_argument("--wait", action="store_true", help="follow the run; exit 0 only if it Completes")
+    run.add_argument("--timeout", type=float, help="with --wait: give up after this many seconds")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    from .gitops import DeployFailed, Refused, ValidationFailed
+    from .gitrepo import GitError
+    from .prefect_api import PrefectAPIError
+    from .project import ProjectError
+
+    try:
+        return COMMANDS[args.command](args)
+    except UsageError as error:
+        print(f"flowops {args.command}: {error}", file=sys.stderr)
+        return 2
+    except ValidationFailed as failure:
+        if getattr(args, "json", False):
+            print(json.dumps({"ok": False, "problems": [str(p) for p in failure.problems]}, indent=2))
+        for problem in failure.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        print(f"{len(failure.problems)} problem(s); nothing was changed on the server", file=sys.stderr)
+        return 1
+    except DeployFailed as failure:
+        print(failure.output, file=sys.stderr)
+        print(f"error: {failure}", file=sys.stderr)
+        return 1
+    except (ProjectError, GitError, PrefectAPIError, Refused) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+
+
+def _project(args):
+    from .project import load_project
+
+    return load_project(Path(args.project))
+
+
+def _checked_branch(branch: str) -> str:
+    from .branches import branch_slug
+
+    try:
+        branch_slug(branch)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    return branch
+
+
+def _rendered(args, project):
+    from .gitops import render
+    from .gitrepo import default_repository, resolve_sha
+    from .render import Overrides
+
+    branch = _checked_branch(args.branch)
+    sha = resolve_sha(project.root, args.sha)
+    repository = args.repository or default_repository(project.root)
+    return render(project, branch, sha, Overrides(repository, args.work_pool, args.image))
+
+
+def cmd_validate(args) -> int:
+    from .validate import validate_project
+
+    project = _project(args)
+    branch = _checked_branch(args.branch) if args.branch else None
+    problems = validate_project(project, branch)
+    files = [project.target(branch).file.path] if branch else [file.path for file in project.files()]
+    if args.json:
+        print(json.dumps({"ok": not problems, "files": files, "problems": [str(p) for p in problems]}, indent=2))
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    if not args.json:
+        verdict = f"{len(problems)} problem(s)" if problems else "ok"
+        print(f"{verdict}: {', '.join(files)}", file=sys.stderr if problems else sys.stdout)
+    return 1 if problems else 0
+
+
+def cmd_render(args) -> int:
+    from .gitops import ValidationFailed, check_rendered
+
+    project = _project(args)
+    rendered = _rendered(args, project)
+    problems = check_rendered(project, rendered)
+    if problems:
+        raise ValidationFailed(problems)
+    if args.output:
+        Path(args.output).write_text(rendered.as_yaml())
+        print(f"wrote {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(rendered.as_yaml())
     return 0
+
+
+def cmd_plan(args) -> int:
+    from .gitops import plan
+    from .report import append_step_summary, plan_markdown, plan_text
+
+    project = _project(args)
+    the_plan = plan(project, _rendered(args, project))
+    print(json.dumps(the_plan.as_dict(), indent=2) if args.json else plan_text(the_plan))
+    append_step_summary(plan_markdown(the_plan, f"flowops plan: {the_plan.branch}"))
+    return 0
+
+
+def cmd_deploy(args) -> int:
+    from .gitops import deploy
+    from .report import append_step_summary, plan_markdown, plan_text
+
+    project = _project(args)
+    rendered = _rendered(args, project)
+    result = deploy(project, rendered, pool_type_for_overrides=args.work_pool_type, force=args.force)
+    for pool in result.pools_created:
+        print(f"created work pool {pool!r}")
+    print(plan_text(result.plan).replace("Plan for", "Deployed", 1))
+    if not result.deployed:
+        print("nothing to deploy: the server already matches this commit")
+    append_step_summary(plan_markdown(result.plan, f"flowops deploy: {result.plan.branch} @ {rendered.sha[:8]}"))
+    return 0
+
+
+def cmd_teardown(args) -> int:
+    from .gitops import teardown
+
+    project = _project(args)
+    deleted = teardown(project, _checked_branch(args.branch), force=args.force)
+    names = sorted(d.full_name for d in deleted)
+    if args.json:
+        print(json.dumps({"branch": args.branch, "deleted": names}, indent=2))
+    else:
+        for name in names:
+            print(f"deleted {name}")
+        print(f"{len(names)} deployment(s) of branch {args.branch!r} deleted")
+    return 0
+
+
+def cmd_bootstrap(args) -> int:
+    from . import prefect_api
+
+    project = _project(args)
+    if bool(args.work_pool) != bool(args.pool_type):
+        raise UsageError("--work-pool and --type go together")
+    pools = (
+        {args.work_pool: args.pool_type}
+        if args.work_pool
+        else {n: p.type for n, p in project.config.work_pools.items()}
+    )
+    for name, pool_type in pools.items():
+        created = prefect_api.ensure_work_pool(name, pool_type)
+        print(f"work pool {name!r} ({pool_type}): {'created' if created else 'exists'}")
+    for variable, block, save in (
+        ("ECOMMERCE_DATABASE_URL", args.secret_block, prefect_api.save_secret_block),
+        ("GITHUB_TOKEN", args.github_block, prefect_api.save_github_credentials_block),
+    ):
+        value = os.environ.get(variable)
+        if value:
+            print(f"block {block!r}: {'created' if save(block, value) else 'updated'} from ${variable}")
+        else:
+            print(f"block {block!r}: skipped (${variable} is not set)")
+    return 0
+
+
+def parse_params(pairs: list[str]) -> dict[str, Any]:
+    """`k=v` pairs; v is read as JSON when it parses (`2`, `["a"]`, `null`), else taken as a string."""
+    parameters = {}
+    for pair in pairs:
+        key, separator, value = pair.partition("=")
+        if not separator or not key:
+            raise UsageError(f"--param {pair!r}: expected KEY=VALUE")
+        try:
+            parameters[key] = json.loads(value)
+        except json.JSONDecodeError:
+            parameters[key] = value
+    return parameters
+
+
+def cmd_run(args) -> int:
+    from . import prefect_api
+
+    if args.deployment.count("/") != 1:
+        raise UsageError(f"{args.deployment!r}: expected FLOW/DEPLOYMENT, e.g. ecommerce-events/production")
+    parameters = parse_params(args.param)
+
+    def show(run_name: str, state: str) -> None:
+        print(f"{run_name}: {state}", flush=True)
+
+    result = prefect_api.run_deployment(args.deployment, parameters, args.wait, args.timeout, on_state=show)
+    print(f"flow run {result.flow_run_name} ({result.flow_run_id}): {result.state_name}")
+    if not args.wait:
+        return 0
+    if not result.completed and result.message:
+        print(f"error: {result.message}", file=sys.stderr)
+    return 0 if result.completed else 1
+
+
+COMMANDS = {
+    "validate": cmd_validate,
+    "render": cmd_render,
+    "plan": cmd_plan,
+    "deploy": cmd_deploy,
+    "teardown": cmd_teardown,
+    "bootstrap": cmd_bootstrap,
+    "run": cmd_run,
+}
 
 
 if __name__ == "__main__":

@@ -18,3 +18,88 @@ def test_version_prints_the_package_version(capsys):
 def test_no_arguments_prints_help(capsys):
     assert main([]) == 0
     assert "usage: flowops" in capsys.readouterr().out
+
+
+def test_run_parameters_are_json_when_they_parse_and_strings_otherwise():
+    from flowops.cli import parse_params
+
+    assert parse_params(["count=2", 'sources=["a.csv"]', "block=null", "name=hello world", "t=2019-Oct.csv"]) == {
+        "count": 2,
+        "sources": ["a.csv"],
+        "block": None,
+        "name": "hello world",
+        "t": "2019-Oct.csv",
+    }
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["run", "no-slash"],
+        ["run", "hello/x", "--param", "novalue"],
+        ["render", "--branch", ""],
+        ["bootstrap", "--work-pool", "p"],
+    ],
+)
+def test_usage_errors_exit_with_status_2(argv, capsys, sample_project):
+    assert main(["-C", str(sample_project), *argv]) == 2
+    assert capsys.readouterr().err.startswith(f"flowops {argv[0]}: ")
+
+
+def test_a_missing_required_option_is_a_usage_error():
+    with pytest.raises(SystemExit) as exit_info:
+        main(["deploy"])
+    assert exit_info.value.code == 2
+
+
+def test_validate_exits_0_on_valid_files_and_1_with_one_line_per_problem(sample_project, capsys):
+    from tests.conftest import edit_yaml
+
+    assert main(["-C", str(sample_project), "validate"]) == 0
+    assert capsys.readouterr().out.startswith("ok: deployments/main/prefect.yaml, deployments/staging/prefect.yaml")
+    edit_yaml(sample_project / "deployments/main/prefect.yaml", lambda c: c["deployments"][0].pop("work_pool"))
+    assert main(["-C", str(sample_project), "validate", "--json"]) == 1
+    out, err = capsys.readouterr()
+    import json
+
+    report = json.loads(out)
+    assert report["ok"] is False
+    assert report["problems"] == [
+        "deployments/main/prefect.yaml: production: work_pool.name: missing: workers pick up runs by work pool"
+    ]
+    assert err.strip() == f"error: {report['problems'][0]}"
+
+
+def test_render_writes_the_file_deploy_would_hand_to_prefect(sample_project, tmp_path):
+    import subprocess
+
+    import yaml
+
+    subprocess.run(["git", "init", "-q", str(sample_project)], check=True)
+    subprocess.run(["git", "-C", str(sample_project), "add", "."], check=True)
+    subprocess.run(
+        ["git", "-C", str(sample_project), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x"],
+        check=True,
+    )
+    out = tmp_path / "rendered.yaml"
+    assert (
+        main(
+            [
+                "-C",
+                str(sample_project),
+                "render",
+                "--branch",
+                "feature/a",
+                "--repository",
+                "file:///o.git",
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    rendered = yaml.safe_load(out.read_text())
+    head = subprocess.run(
+        ["git", "-C", str(sample_project), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert rendered["pull"][0]["prefect.deployments.steps.git_clone"]["commit_sha"] == head

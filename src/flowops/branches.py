@@ -1,0 +1,31 @@
+"""Git branch names as Prefect names: a safe slug for each branch, and which branches are protected.
+
+A branch name is data from whoever pushed it (`feature/Foo_Bar`, 120 characters, `x";touch${IFS}/tmp/x;#`):
+it becomes a slug of `[a-z0-9-]` that is used in deployment names and tags, and never reaches a shell.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+MAX_SLUG_LENGTH = 40
+HASH_LENGTH = 8
+
+_NOT_ALLOWED = re.compile(r"[^a-z0-9]+")
+
+
+def branch_slug(branch: str) -> str:
+    """`main` stays `main`; any name that does not survive as it is gets a short hash of the full name.
+
+    So two branches never share a slug by accident (`feature/foo` and `feature-foo`, `Main` and `main`),
+    and a long name keeps a readable start: `feature-foo-bar-1a2b3c4d`.
+    """
+    if not branch or branch != branch.strip() or "\n" in branch:
+        raise ValueError(f"not a usable branch name: {branch!r}")
+    readable = _NOT_ALLOWED.sub("-", branch.lower()).strip("-")
+    if readable == branch and len(readable) <= MAX_SLUG_LENGTH:
+        return readable
+    digest = hashlib.sha256(branch.encode()).hexdigest()[:HASH_LENGTH]
+    readable = readable[: MAX_SLUG_LENGTH - HASH_LENGTH - 1].rstrip("-")
+    return f"{readable}-{digest}" if readable else digest

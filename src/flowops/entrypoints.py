@@ -1,0 +1,62 @@
+"""What a deployment's entrypoint is, read from its source without importing it (flow code needs its own deps)."""
+
+from __future__ import annotations
+
+import ast
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+class EntrypointError(Exception):
+    """The entrypoint cannot be a flow; the message says why in one line."""
+
+
+@dataclass(frozen=True)
+class FlowEntrypoint:
+    entrypoint: str
+    flow_name: str
+    parameter_schema: dict[str, Any]
+
+
+@functools.lru_cache(maxsize=64)
+def inspect_entrypoint(root: Path, entrypoint: str) -> FlowEntrypoint:
+    """The flow behind `path/to/file.py:function`, relative to the project root (where Prefect resolves it)."""
+    if not isinstance(entrypoint, str) or entrypoint.count(":") != 1:
+        raise EntrypointError(f"{entrypoint!r} is not of the form path/to/file.py:flow_function")
+    relative_path, function = entrypoint.split(":")
+    path = root / relative_path
+    if not path.is_file():
+        raise EntrypointError(f"{relative_path} does not exist")
+    try:
+        tree = ast.parse(path.read_text(), filename=relative_path)
+    except SyntaxError as error:
+        raise EntrypointError(f"{relative_path}:{error.lineno}: syntax error: {error.msg}") from None
+    definition = next(
+        (
+            node
+            for node in tree.body
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == function
+        ),
+        None,
+    )
+    if definition is None:
+        raise EntrypointError(f"{relative_path} defines no function {function!r}")
+    if not any(_is_flow_decorator(decorator) for decorator in definition.decorator_list):
+        raise EntrypointError(f"{relative_path}:{definition.lineno}: {function} is not decorated with @flow")
+
+    from prefect.flows import load_flow_arguments_from_entrypoint
+    from prefect.utilities.callables import parameter_schema_from_entrypoint
+
+    absolute = f"{path}:{function}"
+    flow_name = load_flow_arguments_from_entrypoint(absolute, arguments={"name"})["name"]
+    schema = parameter_schema_from_entrypoint(absolute).model_dump_for_openapi()
+    return FlowEntrypoint(entrypoint, flow_name, schema)
+
+
+def _is_flow_decorator(decorator: ast.expr) -> bool:
+    target = decorator.func if isinstance(decorator, ast.Call) else decorator
+    if isinstance(target, ast.Name):
+        return target.id == "flow"
+    return isinstance(target, ast.Attribute) and target.attr == "flow"

@@ -1,0 +1,209 @@
+"""The GitOps operations behind the CLI: plan, deploy (validate, render, deploy, prune), teardown, bootstrap.
+
+Each returns data for the CLI to print; server calls go through prefect_api, `prefect deploy` through
+prefect_deploy. A deploy is all or nothing: nothing on the server changes unless every check passes, and a
+`prefect deploy` that fails half-way is undone (deployments it created are deleted, the ones it updated are
+restored from the snapshot taken just before).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import prefect_api
+from .branches import branch_slug
+from .entrypoints import inspect_entrypoint
+from .plan import DELETE, DesiredDeployment, Plan, plan_changes
+from .prefect_deploy import prefect_deploy_all
+from .project import DeploymentFile, Project, Target
+from .render import (
+    BRANCH_TAG_PREFIX,
+    GIT_CLONE_STEP,
+    MANAGED_TAG,
+    Overrides,
+    render_branch_deployments,
+    rendered_header,
+)
+from .validate import Problem, validate_file, validate_project
+
+DOCKER_POOL_TYPES = {"docker"}
+_CREDENTIALS_BLOCK = "{{ prefect.blocks.github-credentials."
+
+
+class ValidationFailed(Exception):
+    def __init__(self, problems: list[Problem]):
+        super().__init__(f"{len(problems)} problem(s)")
+        self.problems = problems
+
+
+class DeployFailed(Exception):
+    """`prefect deploy` failed; the server was put back as it was. `output` is Prefect's own output."""
+
+    def __init__(self, message: str, output: str):
+        super().__init__(message)
+        self.output = output
+
+
+class Refused(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Rendered:
+    target: Target
+    sha: str
+    content: dict[str, Any]
+
+    def as_yaml(self) -> str:
+        return rendered_header(self.target, self.sha) + yaml.safe_dump(self.content, sort_keys=False)
+
+
+def render(project: Project, branch: str, sha: str, overrides: Overrides) -> Rendered:
+    target = project.target(branch)
+    return Rendered(target, sha, render_branch_deployments(target, sha, overrides))
+
+
+def check_rendered(project: Project, rendered: Rendered) -> list[Problem]:
+    """The committed file's checks (and names unique across files), then the same checks on the rendered file."""
+    problems = validate_project(project, rendered.target.branch)
+    label = f"{rendered.target.file.path} (rendered for {rendered.target.branch!r})"
+    if not problems:
+        problems = validate_file(project, DeploymentFile(label, rendered.content), committed=False)
+    return problems
+
+
+def check_against_server(project: Project, rendered: Rendered) -> list[Problem]:
+    """What only the server can tell: each pool's type is known, Docker pools get an image, blocks exist."""
+    problems = []
+    label = f"{rendered.target.file.path} (rendered for {rendered.target.branch!r})"
+    for deployment in rendered.content["deployments"]:
+        pool = deployment["work_pool"]["name"]
+        pool_type = project.pool_type(pool) or prefect_api.work_pool_type(pool)
+        if pool_type is None:
+            problems.append(
+                Problem(
+                    label,
+                    deployment["name"],
+                    "work_pool.name",
+                    f"work pool {pool!r} does not exist and flowops.yaml does not declare its type; run `flowops bootstrap --work-pool {pool} --type TYPE`",
+                )
+            )
+        elif pool_type in DOCKER_POOL_TYPES and not (deployment["work_pool"].get("job_variables") or {}).get("image"):
+            problems.append(
+                Problem(
+                    label,
+                    deployment["name"],
+                    "work_pool.job_variables.image",
+                    f"{pool!r} is a {pool_type} pool: pass --image with the flows' image",
+                )
+            )
+        for step in deployment.get("pull") or rendered.content.get("pull") or []:
+            credentials = str((step.get(GIT_CLONE_STEP) or {}).get("credentials") or "")
+            if credentials.startswith(_CREDENTIALS_BLOCK):
+                block = credentials.removeprefix(_CREDENTIALS_BLOCK).split("}}")[0].strip()
+                if not prefect_api.block_exists("github-credentials", block):
+                    problems.append(
+                        Problem(
+                            label,
+                            deployment["name"],
+                            "pull.git_clone.credentials",
+                            f"GitHubCredentials block {block!r} does not exist; run `flowops bootstrap` with GITHUB_TOKEN set (or pass --repository for a public or local clone)",
+                        )
+                    )
+    return problems
+
+
+def desired_deployments(project: Project, rendered: Rendered) -> list[DesiredDeployment]:
+    from prefect.utilities.templating import apply_values
+
+    desired = []
+    for deployment in rendered.content["deployments"]:
+        spec = apply_values(deployment, dict(os.environ), remove_notset=False)
+        pull = deployment.get("pull", rendered.content.get("pull")) or []
+        desired.append(DesiredDeployment(spec, pull, inspect_entrypoint(project.root, deployment["entrypoint"])))
+    return desired
+
+
+def plan(project: Project, rendered: Rendered) -> Plan:
+    """Compare the rendered file with the server. Raises ValidationFailed when the file could not be deployed."""
+    problems = check_rendered(project, rendered)
+    if problems:
+        raise ValidationFailed(problems)
+    problems = check_against_server(project, rendered)
+    if problems:
+        raise ValidationFailed(problems)
+    desired = desired_deployments(project, rendered)
+    slug = branch_slug(rendered.target.branch)
+    live_by_name = prefect_api.read_deployments_by_name([d.full_name for d in desired])
+    live_of_branch = prefect_api.read_tagged_deployments([MANAGED_TAG, BRANCH_TAG_PREFIX + slug])
+    return plan_changes(rendered.target.branch, slug, desired, live_by_name, live_of_branch)
+
+
+@dataclass
+class DeployResult:
+    plan: Plan
+    pools_created: list[str] = field(default_factory=list)
+    deployed: bool = False
+    prefect_output: str = ""
+
+
+def deploy(
+    project: Project, rendered: Rendered, pool_type_for_overrides: str | None = None, force: bool = False
+) -> DeployResult:
+    """Validate, plan, make sure pools exist, `prefect deploy --all`, prune. All or nothing."""
+    the_plan = plan(project, rendered)
+    result = DeployResult(the_plan)
+    for deployment in rendered.content["deployments"]:
+        pool = deployment["work_pool"]["name"]
+        pool_type = project.pool_type(pool) or pool_type_for_overrides
+        if pool_type and prefect_api.ensure_work_pool(pool, pool_type):
+            result.pools_created.append(pool)
+
+    if the_plan.needs_deploy or force:
+        names = [change.full_name for change in the_plan.changes if change.action != DELETE]
+        before = prefect_api.read_deployments_by_name(names)
+        with tempfile.TemporaryDirectory(prefix="flowops-") as folder:
+            prefect_file = Path(folder) / "prefect.yaml"
+            prefect_file.write_text(rendered.as_yaml())
+            outcome = prefect_deploy_all(prefect_file, project.root)
+        result.prefect_output = outcome.output
+        if not outcome.succeeded:
+            _undo(names, before)
+            raise DeployFailed(
+                f"prefect deploy exited with {outcome.exit_code}; the server was put back as it was", outcome.output
+            )
+        result.deployed = True
+
+    stale = [change.full_name for change in the_plan.of(DELETE)]
+    if stale:
+        slug = branch_slug(rendered.target.branch)
+        live = prefect_api.read_tagged_deployments([MANAGED_TAG, BRANCH_TAG_PREFIX + slug])
+        prefect_api.delete_deployments([d for d in live if d.full_name in stale])
+    return result
+
+
+def _undo(names: list[str], before: dict[str, prefect_api.LiveDeployment]) -> None:
+    after = prefect_api.read_deployments_by_name(names)
+    prefect_api.delete_deployments([live for name, live in after.items() if name not in before])
+    for snapshot in before.values():
+        prefect_api.restore_deployment(snapshot)
+
+
+def teardown(project: Project, branch: str, force: bool = False) -> list[prefect_api.LiveDeployment]:
+    """Delete every deployment of `branch` (tagged flowops and branch:<slug>) and nothing else."""
+    if branch in project.protected_branches() and not force:
+        raise Refused(f"{branch!r} is a protected branch (it deploys an environment); pass --force to tear it down")
+    slug = branch_slug(branch)
+    live = prefect_api.read_tagged_deployments([MANAGED_TAG, BRANCH_TAG_PREFIX + slug])
+    prefect_api.delete_deployments(live)
+    return live
+
+
+def pools_named(project: Project) -> dict[str, str]:
+    return {name: pool.type for name, pool in project.config.work_pools.items()}

@@ -1,0 +1,242 @@
+"""The only module that talks to the Prefect API (PREFECT_API_URL / PREFECT_API_KEY, as Prefect reads them).
+
+Everything here is a small synchronous call; Prefect is imported lazily so `flowops --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+PAGE_SIZE = 200
+TERMINAL_POLL_SECONDS = 1.0
+
+# The deployment fields flowops compares and restores; everything else is the server's own bookkeeping.
+DEPLOYMENT_FIELDS = (
+    "description", "parameters", "tags", "work_pool_name", "work_queue_name", "job_variables", "pull_steps",
+    "entrypoint", "paused", "concurrency_limit", "enforce_parameter_schema", "parameter_openapi_schema", "version",
+)  # fmt: skip
+
+
+class PrefectAPIError(Exception):
+    """The Prefect API could not be reached or refused a call; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class LiveDeployment:
+    id: UUID
+    flow_name: str
+    name: str
+    fields: dict[str, Any]
+    schedules: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.flow_name}/{self.name}"
+
+    @property
+    def tags(self) -> list[str]:
+        return self.fields.get("tags") or []
+
+
+def _client():
+    from prefect.client.orchestration import get_client
+
+    return get_client(sync_client=True)
+
+
+def _calling(what: str):
+    """Turn connection and HTTP errors into one line saying what flowops was doing."""
+    import httpx
+
+    @contextlib.contextmanager
+    def guard():
+        try:
+            yield
+        except httpx.HTTPStatusError as error:
+            raise PrefectAPIError(f"{what}: {error.response.status_code} {error.response.text[:300]}") from None
+        except (httpx.TransportError, RuntimeError) as error:
+            from prefect.settings import PREFECT_API_URL
+
+            raise PrefectAPIError(
+                f"{what}: cannot reach the Prefect API at {PREFECT_API_URL.value()!r}: {error}"
+            ) from None
+
+    return guard()
+
+
+def _live(client, deployment, flow_names: dict[UUID, str]) -> LiveDeployment:
+    if deployment.flow_id not in flow_names:
+        flow_names[deployment.flow_id] = client.read_flow(deployment.flow_id).name
+    data = deployment.model_dump(mode="json")
+    schedules = [{"schedule": s["schedule"], "active": s["active"]} for s in data.get("schedules") or []]
+    return LiveDeployment(
+        id=deployment.id,
+        flow_name=flow_names[deployment.flow_id],
+        name=deployment.name,
+        fields={name: data.get(name) for name in DEPLOYMENT_FIELDS},
+        schedules=schedules,
+    )
+
+
+def read_tagged_deployments(tags: list[str]) -> list[LiveDeployment]:
+    """Every deployment carrying all of `tags` (flowops marks a branch's deployments with `branch:<slug>`)."""
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterTags
+
+    deployment_filter = DeploymentFilter(tags=DeploymentFilterTags(all_=tags))
+    found: list[LiveDeployment] = []
+    flow_names: dict[UUID, str] = {}
+    with _calling(f"reading deployments tagged {', '.join(tags)}"), _client() as client:
+        offset = 0
+        while True:
+            page = client.read_deployments(deployment_filter=deployment_filter, limit=PAGE_SIZE, offset=offset)
+            found += [_live(client, deployment, flow_names) for deployment in page]
+            if len(page) < PAGE_SIZE:
+                return found
+            offset += PAGE_SIZE
+
+
+def read_deployments_by_name(full_names: list[str]) -> dict[str, LiveDeployment]:
+    """The deployments named `flow/name` that exist, whoever made them."""
+    from prefect.exceptions import ObjectNotFound
+
+    found: dict[str, LiveDeployment] = {}
+    flow_names: dict[UUID, str] = {}
+    with _calling("reading deployments"), _client() as client:
+        for full_name in full_names:
+            try:
+                deployment = client.read_deployment_by_name(full_name)
+            except ObjectNotFound:
+                continue
+            found[full_name] = _live(client, deployment, flow_names)
+    return found
+
+
+def delete_deployments(deployments: list[LiveDeployment]) -> None:
+    from prefect.exceptions import ObjectNotFound
+
+    with _calling("deleting deployments"), _client() as client:
+        for deployment in deployments:
+            with contextlib.suppress(ObjectNotFound):  # already gone: what we wanted
+                client.delete_deployment(deployment.id)
+
+
+def restore_deployment(snapshot: LiveDeployment) -> None:
+    """Put a deployment back exactly as `snapshot` recorded it (used to undo a deploy that failed half-way)."""
+    from prefect.client.schemas.actions import DeploymentScheduleCreate, DeploymentUpdate
+
+    with _calling(f"restoring {snapshot.full_name}"), _client() as client:
+        client.update_deployment(snapshot.id, DeploymentUpdate(**snapshot.fields))
+        for schedule in client.read_deployment_schedules(snapshot.id):
+            client.delete_deployment_schedule(snapshot.id, schedule.id)
+        if snapshot.schedules:
+            client.create_deployment_schedules(
+                snapshot.id, [DeploymentScheduleCreate.model_validate(s) for s in snapshot.schedules]
+            )
+
+
+def work_pool_type(name: str) -> str | None:
+    """The type of the work pool `name` on the server, or None when it does not exist."""
+    from prefect.exceptions import ObjectNotFound
+
+    with _calling(f"reading work pool {name!r}"), _client() as client:
+        try:
+            return client.read_work_pool(name).type
+        except ObjectNotFound:
+            return None
+
+
+def ensure_work_pool(name: str, pool_type: str) -> bool:
+    """Create the work pool if it is missing; True when it was created. An existing pool is left as it is."""
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectAlreadyExists
+
+    if work_pool_type(name) is not None:
+        return False
+    with _calling(f"creating work pool {name!r} of type {pool_type!r}"), _client() as client:
+        try:
+            client.create_work_pool(WorkPoolCreate(name=name, type=pool_type))
+        except ObjectAlreadyExists:  # created meanwhile by someone else
+            return False
+    return True
+
+
+def block_exists(block_type: str, name: str) -> bool:
+    from prefect.exceptions import ObjectNotFound
+
+    with _calling(f"reading block {block_type}/{name}"), _client() as client:
+        try:
+            client.read_block_document_by_name(name, block_type_slug=block_type)
+        except ObjectNotFound:
+            return False
+    return True
+
+
+def save_secret_block(name: str, value: str) -> bool:
+    """Create or update the Secret block `name`; True when it was created."""
+    from prefect.blocks.system import Secret
+
+    existed = block_exists("secret", name)
+    with _calling(f"saving Secret block {name!r}"):
+        Secret(value=value).save(name, overwrite=True)
+    return not existed
+
+
+def save_github_credentials_block(name: str, token: str) -> bool:
+    """Create or update the prefect-github GitHubCredentials block `name`; True when it was created."""
+    from prefect_github import GitHubCredentials
+
+    existed = block_exists("github-credentials", name)
+    with _calling(f"saving GitHubCredentials block {name!r}"):
+        GitHubCredentials(token=token).save(name, overwrite=True)
+    return not existed
+
+
+@dataclass(frozen=True)
+class RunResult:
+    flow_run_id: UUID
+    flow_run_name: str
+    state_type: str
+    state_name: str
+    message: str | None
+
+    @property
+    def completed(self) -> bool:
+        return self.state_type == "COMPLETED"
+
+
+def run_deployment(
+    full_name: str, parameters: dict[str, Any], wait: bool, timeout: float | None, on_state=None
+) -> RunResult:
+    """Create a flow run of `flow/name`; with `wait`, follow it until it ends (or `timeout` seconds pass)."""
+    from prefect.exceptions import ObjectNotFound
+
+    with _calling(f"running {full_name}"), _client() as client:
+        try:
+            deployment = client.read_deployment_by_name(full_name)
+        except ObjectNotFound:
+            raise PrefectAPIError(f"no deployment {full_name!r} (names are flow/deployment)") from None
+        flow_run = client.create_flow_run_from_deployment(deployment.id, parameters=parameters)
+        last_state = None
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            state = flow_run.state
+            if on_state and state is not None and state.name != last_state:
+                on_state(flow_run.name, state.name)
+                last_state = state.name
+            if not wait or (state is not None and state.is_final()):
+                break
+            if deadline is not None and time.monotonic() > deadline:
+                break
+            time.sleep(TERMINAL_POLL_SECONDS)
+            flow_run = client.read_flow_run(flow_run.id)
+        return RunResult(
+            flow_run.id,
+            flow_run.name,
+            state.type.value if state else "UNKNOWN",
+            state.name if state else "Unknown",
+            state.message if state else None,
+        )

@@ -1,0 +1,139 @@
+"""The project's deployment files: `deployments/flowops.yaml` (ours) and the prefect.yaml files it names.
+
+environments:
+  production: {branch: main, file: main/prefect.yaml}
+  staging: {branch: staging, file: staging/prefect.yaml}
+branch_deployments_from: staging      # every other branch deploys this file, as its own deployments
+work_pools:
+  ecommerce-production: {type: docker}
+  ecommerce-staging: {type: process}
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+
+CONFIG_FILE = "flowops.yaml"
+
+
+class ProjectError(Exception):
+    """The project's own configuration is unusable; the message is one line naming the file and field."""
+
+
+class Environment(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    branch: str
+    file: str
+
+
+class WorkPool(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: str
+
+
+class FlowopsConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    environments: dict[str, Environment]
+    branch_deployments_from: str
+    work_pools: dict[str, WorkPool] = {}
+
+    @model_validator(mode="after")
+    def _branch_deployments_come_from_an_environment(self) -> FlowopsConfig:
+        if self.branch_deployments_from not in self.environments:
+            raise ValueError(f"branch_deployments_from: {self.branch_deployments_from!r} is not an environment")
+        branches = [environment.branch for environment in self.environments.values()]
+        if len(set(branches)) != len(branches):
+            raise ValueError("environments: two environments name the same branch")
+        return self
+
+
+@dataclass(frozen=True)
+class DeploymentFile:
+    """One prefect.yaml as committed: where it is (relative to the project root) and its content."""
+
+    path: str
+    content: dict[str, Any]
+
+    def deployments(self) -> list[dict[str, Any]]:
+        return [d for d in self.content.get("deployments") or [] if isinstance(d, dict)]
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a branch deploys: its environment, the file it starts from, and whether it is a branch deployment."""
+
+    branch: str
+    environment: str
+    file: DeploymentFile
+    is_branch_deployment: bool
+
+
+@dataclass(frozen=True)
+class Project:
+    root: Path
+    config: FlowopsConfig
+    deployments_dir: Path
+
+    def environment_file(self, environment: str) -> DeploymentFile:
+        return load_deployment_file(self.root, self.deployments_dir / self.config.environments[environment].file)
+
+    def files(self) -> list[DeploymentFile]:
+        return [self.environment_file(name) for name in self.config.environments]
+
+    def protected_branches(self) -> set[str]:
+        return {environment.branch for environment in self.config.environments.values()}
+
+    def target(self, branch: str) -> Target:
+        for name, environment in self.config.environments.items():
+            if environment.branch == branch:
+                return Target(branch, name, self.environment_file(name), is_branch_deployment=False)
+        source = self.config.branch_deployments_from
+        return Target(branch, source, self.environment_file(source), is_branch_deployment=True)
+
+    def pool_type(self, pool: str) -> str | None:
+        declared = self.config.work_pools.get(pool)
+        return declared.type if declared else None
+
+
+def load_project(root: Path | str = ".", deployments_dir: str = "deployments") -> Project:
+    root = Path(root).resolve()
+    config_path = root / deployments_dir / CONFIG_FILE
+    relative = config_path.relative_to(root)
+    try:
+        raw = yaml.safe_load(config_path.read_text())
+    except FileNotFoundError:
+        raise ProjectError(f"{relative}: not found (flowops needs it to know which file each branch deploys)") from None
+    except yaml.YAMLError as error:
+        raise ProjectError(f"{relative}: not valid YAML: {_one_line(error)}") from None
+    try:
+        config = FlowopsConfig.model_validate(raw)
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "(top level)"
+        raise ProjectError(f"{relative}: {field}: {first['msg']}") from None
+    return Project(root, config, root / deployments_dir)
+
+
+def load_deployment_file(root: Path, path: Path) -> DeploymentFile:
+    relative = str(path.relative_to(root))
+    try:
+        content = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ProjectError(f"{relative}: not found") from None
+    except yaml.YAMLError as error:
+        raise ProjectError(f"{relative}: not valid YAML: {_one_line(error)}") from None
+    if not isinstance(content, dict):
+        raise ProjectError(f"{relative}: expected a mapping with a `deployments` list")
+    return DeploymentFile(relative, content)
+
+
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split())

@@ -1,0 +1,100 @@
+"""Render the exact prefect.yaml that `flowops deploy` hands to `prefect deploy --all` for a branch.
+
+`main` and `staging` deploy their committed file; any other branch deploys the staging file as its own
+branch deployments:
+
+    deployments:
+      - name: staging-feature-foo-1a2b3c4d       # suffixed by the branch's slug: never overwrites staging
+        tags: [ecommerce, flowops, branch:feature-foo-1a2b3c4d, env:staging, commit:0123abcd]
+        schedules: [{cron: "0 2 * * *", timezone: UTC, active: false}]   # runs only when asked
+        pull:
+          - prefect.deployments.steps.git_clone: {repository: ..., commit_sha: 0123abcd...}   # pinned
+
+Every deployment, production's included, carries `flowops`, `branch:<slug>` and `commit:<short sha>` tags:
+they tell anyone in the Prefect UI where it came from, and they are how prune and teardown find a branch's
+deployments (and only those).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+from .branches import branch_slug
+from .project import Target
+
+MANAGED_TAG = "flowops"
+BRANCH_TAG_PREFIX = "branch:"
+COMMIT_TAG_PREFIX = "commit:"
+ENV_TAG_PREFIX = "env:"
+RESERVED_TAG_PREFIXES = (BRANCH_TAG_PREFIX, COMMIT_TAG_PREFIX, ENV_TAG_PREFIX)
+GIT_CLONE_STEP = "prefect.deployments.steps.git_clone"
+SHORT_SHA_LENGTH = 8
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """What differs when deploying anywhere else than the committed target; each one is explicit."""
+
+    repository: str | None = None
+    work_pool: str | None = None
+    image: str | None = None
+
+
+def branch_tag(branch: str) -> str:
+    return BRANCH_TAG_PREFIX + branch_slug(branch)
+
+
+def render_branch_deployments(target: Target, sha: str, overrides: Overrides = Overrides()) -> dict[str, Any]:
+    """The prefect.yaml content for `target.branch` at commit `sha`: a new dict, the committed file untouched."""
+    slug = branch_slug(target.branch)
+    rendered = copy.deepcopy(target.file.content)
+    flowops_tags = [MANAGED_TAG, BRANCH_TAG_PREFIX + slug, ENV_TAG_PREFIX + target.environment]
+    flowops_tags.append(COMMIT_TAG_PREFIX + sha[:SHORT_SHA_LENGTH])
+
+    if rendered.get("pull"):
+        rendered["pull"] = _render_pull_steps(rendered["pull"], target, sha, overrides)
+    for deployment in rendered.get("deployments") or []:
+        if target.is_branch_deployment:
+            deployment["name"] = f"{deployment.get('name')}-{slug}"
+            for schedule in deployment.get("schedules") or []:
+                if isinstance(schedule, dict):
+                    schedule["active"] = False
+        tags = deployment.get("tags") or []
+        deployment["tags"] = [*tags, *(tag for tag in flowops_tags if tag not in tags)]
+        if deployment.get("pull"):
+            deployment["pull"] = _render_pull_steps(deployment["pull"], target, sha, overrides)
+        if overrides.work_pool or overrides.image:
+            work_pool = deployment.setdefault("work_pool", {}) or {}
+            deployment["work_pool"] = work_pool
+            if overrides.work_pool:
+                work_pool["name"] = overrides.work_pool
+            if overrides.image:
+                work_pool.setdefault("job_variables", {})["image"] = overrides.image
+    return rendered
+
+
+def _render_pull_steps(steps: list[Any], target: Target, sha: str, overrides: Overrides) -> list[Any]:
+    for step in steps:
+        clone = step.get(GIT_CLONE_STEP) if isinstance(step, dict) else None
+        if not isinstance(clone, dict):
+            continue
+        if overrides.repository:
+            clone["repository"] = overrides.repository
+        if target.is_branch_deployment:
+            clone.pop("branch", None)
+            clone["commit_sha"] = sha
+        if not str(clone.get("repository", "")).startswith("https://"):
+            # git_clone only ever uses credentials for https URLs, but it resolves the block reference
+            # first: a local or ssh origin must not depend on a GitHub credentials block existing.
+            clone.pop("credentials", None)
+            clone.pop("access_token", None)
+    return steps
+
+
+def rendered_header(target: Target, sha: str) -> str:
+    return (
+        f"# Rendered by flowops from {target.file.path} for branch {target.branch!r} at commit {sha}.\n"
+        "# Do not edit: change the committed file and render again.\n"
+    )

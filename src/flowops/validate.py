@@ -1,0 +1,305 @@
+"""Check deployment files before anything reaches the server; report every problem, one line each.
+
+Each problem names the file, the deployment and the field:
+
+    deployments/main/prefect.yaml: production: parameters.concurrency: 'two' is not of type 'integer'
+
+The checks are those `prefect deploy` skips or only finds half-way (or at run time): the entrypoint is a
+@flow, parameters fit its signature, schedules parse, a work pool is named, workers git-clone exactly one of a
+branch or a commit, no `{{ $VAR }}` is unset (Prefect silently makes it ''), no secret is written in plain text
+or resolved into the deployment, names are unique per flow, and no field is one Prefect would silently ignore.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .entrypoints import EntrypointError, FlowEntrypoint, inspect_entrypoint
+from .project import DeploymentFile, Project
+from .render import GIT_CLONE_STEP, MANAGED_TAG, RESERVED_TAG_PREFIXES
+
+TOP_LEVEL_FIELDS = {"name", "prefect-version", "prefect_version", "build", "push", "pull", "deployments"}
+DEPLOYMENT_FIELDS = {
+    "name", "version", "version_type", "tags", "description", "schedule", "schedules", "paused",
+    "concurrency_limit", "flow_name", "entrypoint", "parameters", "enforce_parameter_schema",
+    "build", "push", "pull", "work_pool", "triggers", "sla",
+}  # fmt: skip
+WORK_POOL_FIELDS = {"name", "work_queue_name", "job_variables"}
+SCHEDULE_FIELDS = {
+    "cron", "interval", "rrule", "timezone", "anchor_date", "active", "parameters", "slug", "replaces", "day_or",
+}  # fmt: skip
+
+_ENV_PLACEHOLDER = re.compile(r"\{\{\s*\$([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+_BLOCK_PLACEHOLDER = re.compile(r"\{\{\s*prefect\.blocks\.")
+_SECRET_KEY = re.compile(r"pass(word)?|secret|token|api[_-]?key|private[_-]?key|credential", re.IGNORECASE)
+_SECRET_VALUE = re.compile(
+    r"[a-z][a-z0-9+.-]*://[^/\s:@]+:[^/\s@]+@"  # a URL with a password in it
+    r"|\b(ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{20,}|\bgithub_pat_[A-Za-z0-9_]{20,}"  # GitHub tokens
+    r"|\bpnu_[A-Za-z0-9]{20,}"  # Prefect Cloud API keys
+    r"|\bAKIA[0-9A-Z]{16}\b"  # AWS access key ids
+    r"|-----BEGIN [A-Z ]*PRIVATE KEY-----"
+)
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: str
+    deployment: str | None
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}: {self.deployment}: " if self.deployment else f"{self.file}: "
+        return f"{where}{self.field}: {self.message}" if self.field else f"{where}{self.message}"
+
+
+def validate_project(project: Project, branch: str | None = None) -> list[Problem]:
+    """Every committed file (or only the one `branch` deploys), plus names unique per flow across all files."""
+    files = project.files() if branch is None else [project.target(branch).file]
+    problems: list[Problem] = []
+    for file in files:
+        problems += validate_file(project, file, committed=True)
+    problems += _duplicate_names(project, project.files())
+    return problems
+
+
+def validate_file(project: Project, file: DeploymentFile, committed: bool) -> list[Problem]:
+    """The checks of one file; `committed` files must also name only work pools declared in flowops.yaml."""
+    checker = _FileChecker(project, file)
+    checker.check(committed)
+    return checker.problems
+
+
+class _FileChecker:
+    def __init__(self, project: Project, file: DeploymentFile):
+        self.project = project
+        self.file = file
+        self.problems: list[Problem] = []
+        self.deployment: str | None = None
+
+    def problem(self, field: str, message: str) -> None:
+        self.problems.append(Problem(self.file.path, self.deployment, field, message))
+
+    def check(self, committed: bool) -> None:
+        content = self.file.content
+        for key in content.keys() - TOP_LEVEL_FIELDS:
+            self.problem(str(key), "unknown top-level field (Prefect ignores it silently)")
+        deployments = content.get("deployments")
+        if not isinstance(deployments, list) or not deployments:
+            self.problem("deployments", "expected a non-empty list of deployments")
+            return
+        names = [d.get("name") for d in deployments if isinstance(d, dict)]
+        for index, deployment in enumerate(deployments):
+            self.deployment = f"deployments[{index}]"
+            if not isinstance(deployment, dict):
+                self.problem("", "expected a mapping")
+                continue
+            name = deployment.get("name")
+            if not isinstance(name, str) or not name.strip():
+                self.problem("name", "missing: every deployment needs a name")
+            else:
+                self.deployment = name
+                if names.count(name) > 1:
+                    self.problem("name", "used by more than one deployment in this file")
+            self.check_deployment(deployment, content.get("pull"), committed)
+        self.deployment = None
+
+    def check_deployment(self, deployment: dict[str, Any], file_pull: Any, committed: bool) -> None:
+        for key in deployment.keys() - DEPLOYMENT_FIELDS:
+            self.problem(str(key), "unknown field (Prefect ignores it silently)")
+        flow = self.check_entrypoint(deployment.get("entrypoint"))
+        self.check_parameters(deployment.get("parameters"), flow)
+        self.check_schedules(deployment)
+        self.check_work_pool(deployment.get("work_pool"), committed)
+        self.check_pull_steps(deployment.get("pull", file_pull), "pull" if "pull" in deployment else "pull (top level)")
+        self.check_tags(deployment.get("tags"), committed)
+        self.check_placeholders_and_secrets(deployment)
+
+    def check_entrypoint(self, entrypoint: Any) -> FlowEntrypoint | None:
+        if not entrypoint:
+            self.problem("entrypoint", "missing: it names the flow, as path/to/file.py:flow_function")
+            return None
+        try:
+            return inspect_entrypoint(self.project.root, entrypoint)
+        except EntrypointError as error:
+            self.problem("entrypoint", str(error))
+            return None
+
+    def check_parameters(self, parameters: Any, flow: FlowEntrypoint | None) -> None:
+        if parameters is None:
+            return
+        if not isinstance(parameters, dict):
+            self.problem("parameters", "expected a mapping of parameter names to values")
+            return
+        if flow is None:
+            return
+        from prefect.utilities.schema_tools.validation import validate
+
+        known = flow.parameter_schema.get("properties", {})
+        for name in parameters.keys() - known.keys():
+            self.problem(
+                f"parameters.{name}", f"not a parameter of flow {flow.flow_name!r} (it has: {', '.join(known)})"
+            )
+        given = {
+            name: value
+            for name, value in parameters.items()
+            if name in known and not (isinstance(value, str) and "{{" in value)
+        }
+        for error in validate(given, flow.parameter_schema, ignore_required=True):
+            path = ".".join(str(part) for part in error.absolute_path)
+            self.problem(f"parameters.{path}", error.message)
+
+    def check_schedules(self, deployment: dict[str, Any]) -> None:
+        if "schedule" in deployment:
+            self.problem("schedule", "use `schedules:` (a list); `schedule:` is deprecated")
+        schedules = deployment.get("schedules")
+        if schedules is None:
+            return
+        if not isinstance(schedules, list):
+            self.problem("schedules", "expected a list")
+            return
+        from prefect.client.schemas.schedules import CronSchedule, IntervalSchedule, RRuleSchedule
+
+        for index, schedule in enumerate(schedules):
+            field = f"schedules[{index}]"
+            if not isinstance(schedule, dict):
+                self.problem(field, "expected a mapping such as {cron: '0 2 * * *', timezone: UTC}")
+                continue
+            for key in schedule.keys() - SCHEDULE_FIELDS:
+                self.problem(f"{field}.{key}", "unknown field")
+            kinds = [kind for kind in ("cron", "interval", "rrule") if kind in schedule]
+            if len(kinds) != 1:
+                self.problem(field, "needs exactly one of cron, interval or rrule")
+                continue
+            kind = kinds[0]
+            model = {"cron": CronSchedule, "interval": IntervalSchedule, "rrule": RRuleSchedule}[kind]
+            fields = {key: schedule[key] for key in (kind, "timezone", "day_or", "anchor_date") if key in schedule}
+            try:
+                model(**fields)
+            except (ValueError, TypeError) as error:
+                message = error.errors()[0]["msg"] if hasattr(error, "errors") else str(error)
+                self.problem(field, f"{message} ({', '.join(f'{k}={v!r}' for k, v in fields.items())})")
+            active = schedule.get("active", True)
+            if not isinstance(active, bool):
+                self.problem(f"{field}.active", f"expected true or false, got {active!r}")
+
+    def check_work_pool(self, work_pool: Any, committed: bool) -> None:
+        if not isinstance(work_pool, dict) or not work_pool.get("name"):
+            self.problem("work_pool.name", "missing: workers pick up runs by work pool")
+            return
+        for key in work_pool.keys() - WORK_POOL_FIELDS:
+            self.problem(f"work_pool.{key}", "unknown field (Prefect ignores it silently)")
+        name = work_pool["name"]
+        if committed and self.project.pool_type(name) is None:
+            self.problem("work_pool.name", f"{name!r} is not declared in flowops.yaml work_pools (its type is needed)")
+        job_variables = work_pool.get("job_variables")
+        if job_variables is not None and not isinstance(job_variables, dict):
+            self.problem("work_pool.job_variables", "expected a mapping")
+
+    def check_pull_steps(self, steps: Any, field: str) -> None:
+        if not isinstance(steps, list) or not steps:
+            self.problem(
+                field,
+                f"no pull steps: workers would run code from the deploying machine's disk, not git ({GIT_CLONE_STEP} is needed)",
+            )
+            return
+        clones = [step[GIT_CLONE_STEP] for step in steps if isinstance(step, dict) and GIT_CLONE_STEP in step]
+        if not clones:
+            self.problem(field, f"no {GIT_CLONE_STEP} step: workers must fetch the code from git")
+        for clone in clones:
+            if not isinstance(clone, dict) or not clone.get("repository"):
+                self.problem(f"{field}.git_clone.repository", "missing")
+                continue
+            given = [key for key in ("branch", "commit_sha") if clone.get(key)]
+            if len(given) != 1:
+                self.problem(
+                    f"{field}.git_clone",
+                    "needs exactly one of branch or commit_sha"
+                    + (" (both deploy fine, then every run crashes)" if len(given) == 2 else ""),
+                )
+
+    def check_tags(self, tags: Any, committed: bool) -> None:
+        if tags is None:
+            return
+        if not isinstance(tags, list) or not all(isinstance(tag, str) for tag in tags):
+            self.problem("tags", "expected a list of strings")
+            return
+        if committed:
+            for tag in tags:
+                if tag == MANAGED_TAG or tag.startswith(RESERVED_TAG_PREFIXES):
+                    self.problem("tags", f"{tag!r} is set by flowops when it deploys; remove it from the file")
+
+    def check_placeholders_and_secrets(self, deployment: dict[str, Any]) -> None:
+        for field, value in _leaves(deployment):
+            if not isinstance(value, str):
+                continue
+            for variable in _ENV_PLACEHOLDER.findall(value):
+                if variable not in os.environ:
+                    self.problem(field, f"${variable} is not set (Prefect would deploy it as an empty string)")
+            stored = field.startswith(("parameters", "work_pool.job_variables"))
+            if stored and _BLOCK_PLACEHOLDER.search(value):
+                self.problem(
+                    field,
+                    "a block reference here is resolved at deploy time and stored in plain text on the deployment;"
+                    " pass the block's name and load it in the flow",
+                )
+            elif not field.startswith("pull") and _looks_like_secret(field, value):
+                self.problem(field, "looks like a secret in plain text; keep it in a Secret block")
+
+
+def _looks_like_secret(field: str, value: str) -> bool:
+    if _SECRET_VALUE.search(value):
+        return True
+    key = field.rsplit(".", 1)[-1]
+    return bool(_SECRET_KEY.search(key)) and not _is_reference(key, value)
+
+
+def _is_reference(key: str, value: str) -> bool:
+    """A value naming where a secret lives (a template, or a block's name under a `*_block` key), not the secret."""
+    return "{{" in value or bool(re.search(r"(_|^)(block|name)$", key, re.IGNORECASE))
+
+
+def _leaves(value: Any, path: str = ""):
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _leaves(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _leaves(item, f"{path}[{index}]")
+    else:
+        yield path, value
+
+
+def _duplicate_names(project: Project, files: list[DeploymentFile]) -> list[Problem]:
+    """Deployment names are unique per flow on a server: two files using one name overwrite each other."""
+    seen: dict[tuple[str, str], str] = {}
+    problems = []
+    for file in files:
+        for deployment in file.deployments():
+            name, entrypoint = deployment.get("name"), deployment.get("entrypoint")
+            if not isinstance(name, str) or not isinstance(entrypoint, str):
+                continue
+            try:
+                flow_name = inspect_entrypoint(project.root, entrypoint).flow_name
+            except EntrypointError:
+                continue
+            key = (flow_name, name)
+            if key in seen and seen[key] != file.path:
+                problems.append(Problem(file.path, name, "name", f"{flow_name}/{name} is also deployed by {seen[key]}"))
+            seen.setdefault(key, file.path)
+    return problems
+
+
+def flow_names(project: Project, content: dict[str, Any]) -> dict[str, str]:
+    """Deployment name -> flow name, for the deployments of a (rendered) file whose entrypoints are valid."""
+    names = {}
+    for deployment in content.get("deployments") or []:
+        try:
+            names[deployment["name"]] = inspect_entrypoint(Path(project.root), deployment["entrypoint"]).flow_name
+        except (EntrypointError, KeyError, TypeError):
+            continue
+    return names

@@ -1,0 +1,76 @@
+"""Planning compares the rendered deployments with the server's: create, update (naming fields), keep, delete."""
+
+from __future__ import annotations
+
+import uuid
+
+from flowops.entrypoints import FlowEntrypoint
+from flowops.plan import CREATE, DELETE, UNCHANGED, UPDATE, DesiredDeployment, desired_fields, plan_changes
+from flowops.prefect_api import LiveDeployment
+
+SCHEMA = {"title": "Parameters", "type": "object", "properties": {"name": {"type": "string"}}, "definitions": {}}
+PULL = [{"prefect.deployments.steps.git_clone": {"repository": "file:///o.git", "branch": "main"}}]
+
+
+def desired(name: str, **changes) -> DesiredDeployment:
+    spec = {
+        "name": name,
+        "entrypoint": "flows/hello.py:hello",
+        "parameters": {"name": "x"},
+        "tags": ["flowops", "branch:main"],
+        "schedules": [{"cron": "0 2 * * *", "timezone": "UTC", "active": True}],
+        "work_pool": {"name": "pool"},
+        **changes,
+    }
+    return DesiredDeployment(spec, PULL, FlowEntrypoint("flows/hello.py:hello", "hello", SCHEMA))
+
+
+def live_copy_of(deployment: DesiredDeployment, **field_changes) -> LiveDeployment:
+    """What the server returns after deploying `deployment` (its shape, not ours), with `field_changes` applied."""
+    fields = desired_fields(deployment)
+    fields["tags"] = list(reversed(fields["tags"]))  # the server keeps its own order
+    fields["parameter_openapi_schema"] = {k: v for k, v in SCHEMA.items() if k != "definitions"}
+    schedules = [{"schedule": {"cron": "0 2 * * *", "timezone": "UTC", "day_or": True}, "active": True}]
+    del fields["schedules"]
+    fields.update(field_changes)
+    return LiveDeployment(uuid.uuid4(), "hello", deployment.spec["name"], fields, schedules)
+
+
+def test_a_deployment_the_server_lacks_is_created():
+    plan = plan_changes("main", "main", [desired("production")], {}, [])
+    assert [(c.action, c.full_name) for c in plan.changes] == [(CREATE, "hello/production")]
+    assert plan.needs_deploy
+
+
+def test_a_deployment_the_server_has_as_rendered_is_unchanged_and_nothing_needs_deploying():
+    wanted = desired("production")
+    live = live_copy_of(wanted)
+    plan = plan_changes("main", "main", [wanted], {"hello/production": live}, [live])
+    assert [c.action for c in plan.changes] == [UNCHANGED]
+    assert not plan.needs_deploy
+    assert not plan.has_changes
+
+
+def test_an_update_names_the_fields_that_differ():
+    wanted = desired("production")
+    live = live_copy_of(wanted, parameters={"name": "old"}, tags=["flowops", "branch:main", "commit:1"])
+    plan = plan_changes("main", "main", [wanted], {"hello/production": live}, [live])
+    assert [(c.action, c.fields) for c in plan.changes] == [(UPDATE, ["parameters", "tags"])]
+
+
+def test_a_schedule_switched_off_on_the_server_is_an_update():
+    wanted = desired("production")
+    live = live_copy_of(wanted)
+    live.schedules[0]["active"] = False
+    plan = plan_changes("main", "main", [wanted], {"hello/production": live}, [live])
+    assert [(c.action, c.fields) for c in plan.changes] == [(UPDATE, ["schedules"])]
+
+
+def test_the_branchs_deployments_missing_from_the_file_are_deleted_and_only_those():
+    wanted = desired("production")
+    kept, stale = live_copy_of(wanted), live_copy_of(desired("backfill"))
+    plan = plan_changes("main", "main", [wanted], {"hello/production": kept}, [kept, stale])
+    assert [(c.action, c.full_name) for c in plan.changes] == [(UNCHANGED, "hello/production"), (DELETE, "hello/backfill")]
+    assert plan.has_changes
+    assert not plan.needs_deploy
+    assert plan.as_dict()["delete"] == 1

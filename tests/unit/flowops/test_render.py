@@ -1,0 +1,74 @@
+"""Rendering: the committed file for main and staging, a renamed, tagged, unscheduled, pinned copy for others."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+
+from flowops.branches import branch_slug
+from flowops.gitops import render
+from flowops.project import load_project
+from flowops.render import GIT_CLONE_STEP, Overrides
+
+SHA = "0123456789abcdef0123456789abcdef01234567"
+
+
+@pytest.fixture
+def project(sample_project):
+    return load_project(sample_project)
+
+
+def clone_step(rendered):
+    return rendered.content["pull"][0][GIT_CLONE_STEP]
+
+
+def test_main_deploys_its_committed_file_with_provenance_tags_and_its_branch_tracked(project):
+    rendered = render(project, "main", SHA, Overrides())
+    (deployment,) = rendered.content["deployments"]
+    assert deployment["name"] == "production"
+    assert deployment["tags"] == ["hello", "flowops", "branch:main", "env:production", "commit:01234567"]
+    assert deployment["schedules"][0]["active"] is True
+    assert clone_step(rendered)["branch"] == "main"
+    assert "commit_sha" not in clone_step(rendered)
+    assert clone_step(rendered)["credentials"] == "{{ prefect.blocks.github-credentials.hello-github }}"
+
+
+def test_another_branch_deploys_the_staging_file_renamed_unscheduled_and_pinned_to_its_commit(project):
+    rendered = render(project, "feature/Foo_Bar", SHA, Overrides())
+    slug = branch_slug("feature/Foo_Bar")
+    (deployment,) = rendered.content["deployments"]
+    assert deployment["name"] == f"staging-{slug}"
+    assert deployment["tags"] == ["hello", "flowops", f"branch:{slug}", "env:staging", "commit:01234567"]
+    assert [schedule["active"] for schedule in deployment["schedules"]] == [False]
+    assert clone_step(rendered)["commit_sha"] == SHA
+    assert "branch" not in clone_step(rendered)
+
+
+def test_rendering_leaves_the_committed_file_untouched(project):
+    committed = copy.deepcopy(project.target("feature-x").file.content)
+    render(project, "feature-x", SHA, Overrides(repository="file:///tmp/origin.git", work_pool="local", image="img:1"))
+    assert project.target("feature-x").file.content == committed
+
+
+def test_overrides_replace_the_repository_pool_and_image_and_drop_credentials_a_local_clone_cannot_use(project):
+    rendered = render(project, "main", SHA, Overrides("file:///tmp/origin.git", "local-pool", "localhost:5000/f:1"))
+    (deployment,) = rendered.content["deployments"]
+    assert clone_step(rendered) == {"id": "clone", "repository": "file:///tmp/origin.git", "branch": "main"}
+    assert deployment["work_pool"]["name"] == "local-pool"
+    assert deployment["work_pool"]["job_variables"] == {"image_pull_policy": "IfNotPresent", "image": "localhost:5000/f:1"}
+
+
+def test_an_https_repository_override_keeps_the_credentials_block(project):
+    rendered = render(project, "staging", SHA, Overrides(repository="https://github.com/other/fork.git"))
+    assert clone_step(rendered)["credentials"] == "{{ prefect.blocks.github-credentials.hello-github }}"
+    assert clone_step(rendered)["branch"] == "staging"
+
+
+def test_the_rendered_yaml_says_where_it_came_from_and_parses_back_to_the_same_content(project):
+    rendered = render(project, 'x";touch${IFS}/tmp/pwned;#', SHA, Overrides())
+    text = rendered.as_yaml()
+    assert text.startswith("# Rendered by flowops from deployments/staging/prefect.yaml")
+    assert yaml.safe_load(text) == rendered.content
+    assert rendered.content["deployments"][0]["name"] == f"staging-{branch_slug(rendered.target.branch)}"

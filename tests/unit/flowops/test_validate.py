@@ -1,0 +1,116 @@
+"""Validation reports every problem of the deployment files, one line each naming file, deployment and field."""
+
+from __future__ import annotations
+
+import pytest
+
+from flowops.project import ProjectError, load_project
+from flowops.validate import validate_project
+from tests.conftest import edit_yaml
+
+STAGING = "deployments/staging/prefect.yaml"
+MAIN = "deployments/main/prefect.yaml"
+
+
+def problems_after(project_root, change, file=STAGING, branch=None, monkeypatch=None):
+    edit_yaml(project_root / file, change)
+    return [str(problem) for problem in validate_project(load_project(project_root), branch)]
+
+
+def deployment(content):
+    return content["deployments"][0]
+
+
+def clone(content):
+    return content["pull"][0]["prefect.deployments.steps.git_clone"]
+
+
+def test_the_committed_deployment_files_of_this_repository_are_valid():
+    assert validate_project(load_project(".")) == []
+
+
+def test_the_sample_project_is_valid(sample_project):
+    assert validate_project(load_project(sample_project)) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda c: deployment(c).update(entrypoint="flows/missing.py:hello"), "staging: entrypoint: flows/missing.py does not exist"),
+        (lambda c: deployment(c).update(entrypoint="flows/hello.py:nope"), "entrypoint: flows/hello.py defines no function 'nope'"),
+        (lambda c: deployment(c).update(entrypoint="flows/hello.py:not_a_flow"), "not_a_flow is not decorated with @flow"),
+        (lambda c: deployment(c).update(entrypoint="flows/hello.py"), "is not of the form path/to/file.py:flow_function"),
+        (lambda c: deployment(c)["parameters"].update(colour="red"), "staging: parameters.colour: not a parameter of flow 'hello'"),
+        (lambda c: deployment(c)["parameters"].update(count="two"), "staging: parameters.count: 'two' is not of type 'integer'"),
+        (lambda c: deployment(c)["schedules"][0].update(cron="61 * * * *"), "staging: schedules[0]: "),
+        (lambda c: deployment(c)["schedules"][0].update(timezone="Mars/Olympus"), "staging: schedules[0]: "),
+        (lambda c: deployment(c)["schedules"][0].update(active="yes"), "schedules[0].active: expected true or false"),
+        (lambda c: deployment(c).pop("work_pool"), "staging: work_pool.name: missing"),
+        (lambda c: deployment(c)["work_pool"].update(name="undeclared"), "'undeclared' is not declared in flowops.yaml"),
+        (lambda c: clone(c).update(commit_sha="abc"), "pull (top level).git_clone: needs exactly one of branch or commit_sha (both deploy fine, then every run crashes)"),
+        (lambda c: clone(c).pop("branch"), "pull (top level).git_clone: needs exactly one of branch or commit_sha"),
+        (lambda c: c.pop("pull"), "no pull steps: workers would run code from the deploying machine's disk"),
+        (lambda c: deployment(c).update(pull=[{"prefect.deployments.steps.run_shell_script": {"script": "true"}}]), "staging: pull: no prefect.deployments.steps.git_clone step"),
+        (lambda c: deployment(c).update(description="{{ $FLOWOPS_TEST_SURELY_UNSET }}"), "staging: description: $FLOWOPS_TEST_SURELY_UNSET is not set"),
+        (lambda c: deployment(c)["parameters"].update(name="{{ prefect.blocks.secret.db }}"), "staging: parameters.name: a block reference here is resolved at deploy time and stored in plain text"),
+        (lambda c: deployment(c)["work_pool"].update(job_variables={"env": {"DB": "{{ prefect.blocks.secret.db }}"}}), "work_pool.job_variables.env.DB: a block reference here is resolved at deploy time"),
+        (lambda c: deployment(c)["work_pool"].update(job_variables={"env": {"DATABASE_URL": "postgresql://app:hunter2@db/app"}}), "work_pool.job_variables.env.DATABASE_URL: looks like a secret in plain text"),
+        (lambda c: deployment(c)["work_pool"].update(job_variables={"env": {"API_TOKEN": "s3cr3t-value-123"}}), "work_pool.job_variables.env.API_TOKEN: looks like a secret in plain text"),
+        (lambda c: deployment(c)["parameters"].update(name="ghp_" + "a" * 36), "staging: parameters.name: looks like a secret in plain text"),
+        (lambda c: deployment(c).update(tags=["branch:main"]), "staging: tags: 'branch:main' is set by flowops"),
+        (lambda c: deployment(c).update(schedulez=[]), "staging: schedulez: unknown field (Prefect ignores it silently)"),
+        (lambda c: c.update(deploymentz=[]), "deployments/staging/prefect.yaml: deploymentz: unknown top-level field"),
+        (lambda c: c["deployments"].append(dict(deployment(c))), "staging: name: used by more than one deployment in this file"),
+        (lambda c: c.update(deployments=[]), "deployments: expected a non-empty list"),
+        (lambda c: deployment(c).pop("name"), "deployments[0]: name: missing"),
+    ],
+)
+def test_each_problem_is_reported_on_one_line_naming_file_deployment_and_field(sample_project, change, expected):
+    problems = problems_after(sample_project, change)
+    assert any(problem.startswith(STAGING) and expected in problem for problem in problems), problems
+    assert all("\n" not in problem for problem in problems)
+
+
+def test_every_problem_is_reported_not_only_the_first(sample_project):
+    def break_three_things(content):
+        deployment(content)["parameters"]["count"] = "two"
+        deployment(content)["schedules"][0]["cron"] = "not cron"
+        clone(content)["commit_sha"] = "abc"
+
+    assert len(problems_after(sample_project, break_three_things)) == 3
+
+
+def test_a_set_variable_and_a_secret_blocks_name_are_fine(sample_project, monkeypatch):
+    monkeypatch.setenv("FLOWOPS_TEST_DESCRIPTION", "set")
+
+    def change(content):
+        deployment(content)["description"] = "{{ $FLOWOPS_TEST_DESCRIPTION }}"
+        deployment(content)["work_pool"]["job_variables"] = {"env": {"DATABASE_SECRET_BLOCK": "hello-database-url"}}
+
+    assert problems_after(sample_project, change) == []
+
+
+def test_the_same_flow_and_deployment_name_in_two_files_is_reported(sample_project):
+    problems = problems_after(sample_project, lambda c: deployment(c).update(name="production"))
+    assert f"{STAGING}: production: name: hello/production is also deployed by {MAIN}" in problems
+
+
+def test_validating_one_branch_checks_only_the_file_it_deploys(sample_project):
+    edit_yaml(sample_project / MAIN, lambda c: deployment(c)["parameters"].update(count="two"))
+    assert validate_project(load_project(sample_project), "feature/x") == []
+    assert len(validate_project(load_project(sample_project), "main")) == 1
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        ("environments: {}\nbranch_deployments_from: staging\n", "branch_deployments_from: 'staging' is not an environment"),
+        ("environments: {a: {branch: main, file: x}}\nbranch_deployments_from: a\nextra: 1\n", "extra: Extra inputs are not permitted"),
+        ("environments: [", "not valid YAML"),
+    ],
+)
+def test_a_broken_flowops_yaml_is_one_clear_error(sample_project, config, expected):
+    (sample_project / "deployments" / "flowops.yaml").write_text(config)
+    with pytest.raises(ProjectError, match=expected) as error:
+        load_project(sample_project)
+    assert str(error.value).startswith("deployments/flowops.yaml: ")
