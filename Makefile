@@ -2,9 +2,9 @@
 .DEFAULT_GOAL := help
 SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
-DEMO_ROWS ?= 200000
+DEMO_ROWS ?= 100000
 
-.PHONY: help setup demo test test-unit lint bench
+.PHONY: help setup demo ingest-demo test test-unit lint bench
 
 help:  ## list the tasks
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -13,7 +13,10 @@ setup:  ## install uv if missing and sync the locked environment
 	@bash scripts/ensure-uv.sh
 	@$(UV) sync --locked --quiet --compile-bytecode  # .pyc files: every prefect process starts 2x faster
 
-demo: setup  ## the main job: generate a sample month and load it into an embedded SQLite database
+demo: setup  ## the main job, the whole GitOps loop: local Prefect server, git origin, deploy, worker, run, teardown
+	$(UV) run python scripts/local_loop.py --rows $(DEMO_ROWS)
+
+ingest-demo: setup  ## the flow alone, no Prefect server: generate a sample month, load it into SQLite
 	$(UV) run python -m flows.ecommerce generate --month 2019-10 --rows $(DEMO_ROWS) --out data
 	$(UV) run python -m flows.ecommerce ingest data/2019-Oct.csv --database-url sqlite:///data/ecommerce-demo.sqlite
 

@@ -61,8 +61,9 @@ def _parser() -> argparse.ArgumentParser:
             command.add_argument("-o", "--output", help="write to this file instead of standard output")
         if name == "plan":
             command.add_argument("--json", action="store_true")
-        if name == "deploy":
+        if name in ("plan", "deploy"):
             command.add_argument("--work-pool-type", help="create --work-pool with this type if it does not exist")
+        if name == "deploy":
             command.add_argument("--force", action="store_true", help="run prefect deploy even when nothing changed")
 
     teardown = commands.add_parser("teardown", help="delete every deployment of a branch, and nothing else")
@@ -181,7 +182,7 @@ def cmd_plan(args) -> int:
     from .report import append_step_summary, plan_markdown, plan_text
 
     project = _project(args)
-    the_plan = plan(project, _rendered(args, project))
+    the_plan = plan(project, _rendered(args, project), args.work_pool_type)
     print(json.dumps(the_plan.as_dict(), indent=2) if args.json else plan_text(the_plan))
     append_step_summary(plan_markdown(the_plan, f"flowops plan: {the_plan.branch}"))
     return 0

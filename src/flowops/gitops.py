@@ -78,13 +78,13 @@ def check_rendered(project: Project, rendered: Rendered) -> list[Problem]:
     return problems
 
 
-def check_against_server(project: Project, rendered: Rendered) -> list[Problem]:
+def check_against_server(project: Project, rendered: Rendered, pool_type_for_overrides: str | None) -> list[Problem]:
     """What only the server can tell: each pool's type is known, Docker pools get an image, blocks exist."""
     problems = []
     label = f"{rendered.target.file.path} (rendered for {rendered.target.branch!r})"
     for deployment in rendered.content["deployments"]:
         pool = deployment["work_pool"]["name"]
-        pool_type = project.pool_type(pool) or prefect_api.work_pool_type(pool)
+        pool_type = project.pool_type(pool) or prefect_api.work_pool_type(pool) or pool_type_for_overrides
         if pool_type is None:
             problems.append(
                 Problem(
@@ -130,12 +130,12 @@ def desired_deployments(project: Project, rendered: Rendered) -> list[DesiredDep
     return desired
 
 
-def plan(project: Project, rendered: Rendered) -> Plan:
+def plan(project: Project, rendered: Rendered, pool_type_for_overrides: str | None = None) -> Plan:
     """Compare the rendered file with the server. Raises ValidationFailed when the file could not be deployed."""
     problems = check_rendered(project, rendered)
     if problems:
         raise ValidationFailed(problems)
-    problems = check_against_server(project, rendered)
+    problems = check_against_server(project, rendered, pool_type_for_overrides)
     if problems:
         raise ValidationFailed(problems)
     desired = desired_deployments(project, rendered)
@@ -157,7 +157,7 @@ def deploy(
     project: Project, rendered: Rendered, pool_type_for_overrides: str | None = None, force: bool = False
 ) -> DeployResult:
     """Validate, plan, make sure pools exist, `prefect deploy --all`, prune. All or nothing."""
-    the_plan = plan(project, rendered)
+    the_plan = plan(project, rendered, pool_type_for_overrides)
     result = DeployResult(the_plan)
     for deployment in rendered.content["deployments"]:
         pool = deployment["work_pool"]["name"]

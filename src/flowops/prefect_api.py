@@ -156,12 +156,27 @@ def ensure_work_pool(name: str, pool_type: str) -> bool:
 
     if work_pool_type(name) is not None:
         return False
+    template = _default_base_job_template(pool_type)
     with _calling(f"creating work pool {name!r} of type {pool_type!r}"), _client() as client:
         try:
-            client.create_work_pool(WorkPoolCreate(name=name, type=pool_type))
+            client.create_work_pool(WorkPoolCreate(name=name, type=pool_type, base_job_template=template))
         except ObjectAlreadyExists:  # created meanwhile by someone else
             return False
     return True
+
+
+def _default_base_job_template(pool_type: str) -> dict[str, Any]:
+    """The job template `prefect work-pool create --type T` would give: without it, the server checks no
+    job variables and workers ignore them."""
+    from prefect.utilities.asyncutils import run_coro_as_sync
+    from prefect.workers.utilities import get_default_base_job_template_for_infrastructure_type
+
+    template = run_coro_as_sync(get_default_base_job_template_for_infrastructure_type(pool_type))
+    if not template:
+        raise PrefectAPIError(
+            f"unknown work pool type {pool_type!r}: no installed worker provides it (docker needs prefect-docker)"
+        )
+    return template
 
 
 def block_exists(block_type: str, name: str) -> bool:

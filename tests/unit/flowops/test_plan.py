@@ -70,7 +70,10 @@ def test_the_branchs_deployments_missing_from_the_file_are_deleted_and_only_thos
     wanted = desired("production")
     kept, stale = live_copy_of(wanted), live_copy_of(desired("backfill"))
     plan = plan_changes("main", "main", [wanted], {"hello/production": kept}, [kept, stale])
-    assert [(c.action, c.full_name) for c in plan.changes] == [(UNCHANGED, "hello/production"), (DELETE, "hello/backfill")]
+    assert [(c.action, c.full_name) for c in plan.changes] == [
+        (UNCHANGED, "hello/production"),
+        (DELETE, "hello/backfill"),
+    ]
     assert plan.has_changes
     assert not plan.needs_deploy
     assert plan.as_dict()["delete"] == 1

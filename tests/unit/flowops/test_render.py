@@ -57,7 +57,10 @@ def test_overrides_replace_the_repository_pool_and_image_and_drop_credentials_a_
     (deployment,) = rendered.content["deployments"]
     assert clone_step(rendered) == {"id": "clone", "repository": "file:///tmp/origin.git", "branch": "main"}
     assert deployment["work_pool"]["name"] == "local-pool"
-    assert deployment["work_pool"]["job_variables"] == {"image_pull_policy": "IfNotPresent", "image": "localhost:5000/f:1"}
+    assert deployment["work_pool"]["job_variables"] == {
+        "image_pull_policy": "IfNotPresent",
+        "image": "localhost:5000/f:1",
+    }
 
 
 def test_an_https_repository_override_keeps_the_credentials_block(project):

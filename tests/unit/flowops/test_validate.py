@@ -36,31 +36,86 @@ def test_the_sample_project_is_valid(sample_project):
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        (lambda c: deployment(c).update(entrypoint="flows/missing.py:hello"), "staging: entrypoint: flows/missing.py does not exist"),
-        (lambda c: deployment(c).update(entrypoint="flows/hello.py:nope"), "entrypoint: flows/hello.py defines no function 'nope'"),
-        (lambda c: deployment(c).update(entrypoint="flows/hello.py:not_a_flow"), "not_a_flow is not decorated with @flow"),
-        (lambda c: deployment(c).update(entrypoint="flows/hello.py"), "is not of the form path/to/file.py:flow_function"),
-        (lambda c: deployment(c)["parameters"].update(colour="red"), "staging: parameters.colour: not a parameter of flow 'hello'"),
-        (lambda c: deployment(c)["parameters"].update(count="two"), "staging: parameters.count: 'two' is not of type 'integer'"),
+        (
+            lambda c: deployment(c).update(entrypoint="flows/missing.py:hello"),
+            "staging: entrypoint: flows/missing.py does not exist",
+        ),
+        (
+            lambda c: deployment(c).update(entrypoint="flows/hello.py:nope"),
+            "entrypoint: flows/hello.py defines no function 'nope'",
+        ),
+        (
+            lambda c: deployment(c).update(entrypoint="flows/hello.py:not_a_flow"),
+            "not_a_flow is not decorated with @flow",
+        ),
+        (
+            lambda c: deployment(c).update(entrypoint="flows/hello.py"),
+            "is not of the form path/to/file.py:flow_function",
+        ),
+        (
+            lambda c: deployment(c)["parameters"].update(colour="red"),
+            "staging: parameters.colour: not a parameter of flow 'hello'",
+        ),
+        (
+            lambda c: deployment(c)["parameters"].update(count="two"),
+            "staging: parameters.count: 'two' is not of type 'integer'",
+        ),
         (lambda c: deployment(c)["schedules"][0].update(cron="61 * * * *"), "staging: schedules[0]: "),
         (lambda c: deployment(c)["schedules"][0].update(timezone="Mars/Olympus"), "staging: schedules[0]: "),
         (lambda c: deployment(c)["schedules"][0].update(active="yes"), "schedules[0].active: expected true or false"),
         (lambda c: deployment(c).pop("work_pool"), "staging: work_pool.name: missing"),
-        (lambda c: deployment(c)["work_pool"].update(name="undeclared"), "'undeclared' is not declared in flowops.yaml"),
-        (lambda c: clone(c).update(commit_sha="abc"), "pull (top level).git_clone: needs exactly one of branch or commit_sha (both deploy fine, then every run crashes)"),
+        (
+            lambda c: deployment(c)["work_pool"].update(name="undeclared"),
+            "'undeclared' is not declared in flowops.yaml",
+        ),
+        (
+            lambda c: clone(c).update(commit_sha="abc"),
+            "pull (top level).git_clone: needs exactly one of branch or commit_sha (both deploy fine, then every run crashes)",
+        ),
         (lambda c: clone(c).pop("branch"), "pull (top level).git_clone: needs exactly one of branch or commit_sha"),
         (lambda c: c.pop("pull"), "no pull steps: workers would run code from the deploying machine's disk"),
-        (lambda c: deployment(c).update(pull=[{"prefect.deployments.steps.run_shell_script": {"script": "true"}}]), "staging: pull: no prefect.deployments.steps.git_clone step"),
-        (lambda c: deployment(c).update(description="{{ $FLOWOPS_TEST_SURELY_UNSET }}"), "staging: description: $FLOWOPS_TEST_SURELY_UNSET is not set"),
-        (lambda c: deployment(c)["parameters"].update(name="{{ prefect.blocks.secret.db }}"), "staging: parameters.name: a block reference here is resolved at deploy time and stored in plain text"),
-        (lambda c: deployment(c)["work_pool"].update(job_variables={"env": {"DB": "{{ prefect.blocks.secret.db }}"}}), "work_pool.job_variables.env.DB: a block reference here is resolved at deploy time"),
-        (lambda c: deployment(c)["work_pool"].update(job_variables={"env": {"DATABASE_URL": "postgresql://app:hunter2@db/app"}}), "work_pool.job_variables.env.DATABASE_URL: looks like a secret in plain text"),
-        (lambda c: deployment(c)["work_pool"].update(job_variables={"env": {"API_TOKEN": "s3cr3t-value-123"}}), "work_pool.job_variables.env.API_TOKEN: looks like a secret in plain text"),
-        (lambda c: deployment(c)["parameters"].update(name="ghp_" + "a" * 36), "staging: parameters.name: looks like a secret in plain text"),
+        (
+            lambda c: deployment(c).update(pull=[{"prefect.deployments.steps.run_shell_script": {"script": "true"}}]),
+            "staging: pull: no prefect.deployments.steps.git_clone step",
+        ),
+        (
+            lambda c: deployment(c).update(description="{{ $FLOWOPS_TEST_SURELY_UNSET }}"),
+            "staging: description: $FLOWOPS_TEST_SURELY_UNSET is not set",
+        ),
+        (
+            lambda c: deployment(c)["parameters"].update(name="{{ prefect.blocks.secret.db }}"),
+            "staging: parameters.name: a block reference here is resolved at deploy time and stored in plain text",
+        ),
+        (
+            lambda c: deployment(c)["work_pool"].update(
+                job_variables={"env": {"DB": "{{ prefect.blocks.secret.db }}"}}
+            ),
+            "work_pool.job_variables.env.DB: a block reference here is resolved at deploy time",
+        ),
+        (
+            lambda c: deployment(c)["work_pool"].update(
+                job_variables={"env": {"DATABASE_URL": "postgresql://app:hunter2@db/app"}}
+            ),
+            "work_pool.job_variables.env.DATABASE_URL: looks like a secret in plain text",
+        ),
+        (
+            lambda c: deployment(c)["work_pool"].update(job_variables={"env": {"API_TOKEN": "s3cr3t-value-123"}}),
+            "work_pool.job_variables.env.API_TOKEN: looks like a secret in plain text",
+        ),
+        (
+            lambda c: deployment(c)["parameters"].update(name="ghp_" + "a" * 36),
+            "staging: parameters.name: looks like a secret in plain text",
+        ),
         (lambda c: deployment(c).update(tags=["branch:main"]), "staging: tags: 'branch:main' is set by flowops"),
-        (lambda c: deployment(c).update(schedulez=[]), "staging: schedulez: unknown field (Prefect ignores it silently)"),
+        (
+            lambda c: deployment(c).update(schedulez=[]),
+            "staging: schedulez: unknown field (Prefect ignores it silently)",
+        ),
         (lambda c: c.update(deploymentz=[]), "deployments/staging/prefect.yaml: deploymentz: unknown top-level field"),
-        (lambda c: c["deployments"].append(dict(deployment(c))), "staging: name: used by more than one deployment in this file"),
+        (
+            lambda c: c["deployments"].append(dict(deployment(c))),
+            "staging: name: used by more than one deployment in this file",
+        ),
         (lambda c: c.update(deployments=[]), "deployments: expected a non-empty list"),
         (lambda c: deployment(c).pop("name"), "deployments[0]: name: missing"),
     ],
@@ -104,8 +159,14 @@ def test_validating_one_branch_checks_only_the_file_it_deploys(sample_project):
 @pytest.mark.parametrize(
     ("config", "expected"),
     [
-        ("environments: {}\nbranch_deployments_from: staging\n", "branch_deployments_from: 'staging' is not an environment"),
-        ("environments: {a: {branch: main, file: x}}\nbranch_deployments_from: a\nextra: 1\n", "extra: Extra inputs are not permitted"),
+        (
+            "environments: {}\nbranch_deployments_from: staging\n",
+            "branch_deployments_from: 'staging' is not an environment",
+        ),
+        (
+            "environments: {a: {branch: main, file: x}}\nbranch_deployments_from: a\nextra: 1\n",
+            "extra: Extra inputs are not permitted",
+        ),
         ("environments: [", "not valid YAML"),
     ],
 )

@@ -1,0 +1,144 @@
+"""The whole GitOps loop on one machine, with nothing but Python and git (the README's main command).
+
+Starts a Prefect server (SQLite) on a free port, makes a bare "origin" from the current commit, bootstraps a
+process work pool, deploys `main` and a demo branch from the committed deployment files (only the repository
+URL and the work pool are overridden, explicitly), starts a process worker, generates a sample month, runs the
+production deployment and waits, prints the rows loaded, tears the demo branch down and stops everything.
+
+    uv run python scripts/local_loop.py [--rows 100000] [--database-url postgresql://...] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from flowops.branches import branch_slug
+from flowops.local import PrefectServer, Worker, base_environment, git, make_origin
+
+ROOT = Path(__file__).resolve().parent.parent
+POOL = "local-process"
+DEMO_BRANCH = "demo/local-loop"
+TABLE = "ecommerce_events"
+
+
+def step(message: str) -> None:
+    print(f"\n==> {message}", flush=True)
+
+
+def run(command: list[str], env: dict[str, str]) -> str:
+    print("$ " + shlex.join(command), flush=True)
+    result = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, check=False)
+    output = result.stdout + result.stderr
+    print(output.rstrip(), flush=True)
+    if result.returncode != 0:
+        raise SystemExit(f"local loop failed: `{shlex.join(command)}` exited with {result.returncode}")
+    return output
+
+
+def count_rows(database_url: str) -> int:
+    if database_url.startswith("sqlite:///"):
+        with sqlite3.connect(database_url.removeprefix("sqlite:///")) as connection:
+            return connection.execute(f"select count(*) from {TABLE}").fetchone()[0]
+    import psycopg
+
+    with psycopg.connect(database_url) as connection:
+        return connection.execute(f"select count(*) from {TABLE}").fetchone()[0]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=100_000, help="rows of the generated sample month")
+    parser.add_argument("--database-url", default=os.environ.get("ECOMMERCE_DATABASE_URL"), help="default: SQLite")
+    parser.add_argument("--workdir", help="where the server, origin and data live (default: a temporary folder)")
+    parser.add_argument("--keep", action="store_true", help="keep the working folder")
+    args = parser.parse_args()
+
+    started = time.monotonic()
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="flowops-loop-")).resolve()
+    database_url = args.database_url or f"sqlite:///{workdir / 'ecommerce.sqlite'}"
+    flowops = [sys.executable, "-m", "flowops"]
+    if git(ROOT, "status", "--porcelain", "--untracked-files=no"):
+        print("note: uncommitted changes are not deployed: workers clone the current commit from origin")
+
+    step(f"Prefect server (SQLite) under {workdir}")
+    with PrefectServer(workdir / "prefect") as server:
+        env = {**base_environment(server.home, server.api_url), "ECOMMERCE_DATABASE_URL": database_url}
+        print(f"server up at {server.api_url} in {time.monotonic() - started:.0f} s")
+
+        step("bare origin from the current commit, with branches main and " + DEMO_BRANCH)
+        origin = make_origin(ROOT, workdir / "origin.git", ["main", DEMO_BRANCH])
+        print(origin)
+        overrides = ["--repository", origin, "--work-pool", POOL]
+
+        step("bootstrap: a process work pool and the database Secret block")
+        run([*flowops, "bootstrap", "--work-pool", POOL, "--type", "process"], env)
+
+        step("deploy main (production) and the demo branch")
+        run([*flowops, "deploy", "--branch", "main", *overrides], env)
+        run([*flowops, "deploy", "--branch", DEMO_BRANCH, *overrides], env)
+
+        step("a sample month")
+        data = workdir / "data"
+        run(
+            [
+                sys.executable,
+                "-m",
+                "flows.ecommerce",
+                "generate",
+                "--month",
+                "2019-10",
+                "--rows",
+                str(args.rows),
+                "--out",
+                str(data),
+            ],
+            env,
+        )
+
+        with Worker(server.api_url, POOL, workdir / "worker", env={"ECOMMERCE_DATABASE_URL": database_url}):
+            step("run the production deployment and wait")
+            sources = f'["{(data / "2019-Oct.csv").as_uri()}"]'
+            run(
+                [
+                    *flowops,
+                    "run",
+                    "ecommerce-events/production",
+                    "--param",
+                    f"sources={sources}",
+                    "--wait",
+                    "--timeout",
+                    "300",
+                ],
+                env,
+            )
+            step("run the demo branch's deployment (pinned to the commit): the file is already loaded, so 0 new rows")
+            branch_deployment = f"ecommerce-events/staging-{branch_slug(DEMO_BRANCH)}"
+            run(
+                [*flowops, "run", branch_deployment, "--param", f"sources={sources}", "--wait", "--timeout", "300"], env
+            )
+
+        rows = count_rows(database_url)
+        step(f"{rows:,} rows in {TABLE} ({'SQLite' if database_url.startswith('sqlite') else 'PostgreSQL'})")
+
+        step("tear the demo branch down")
+        run([*flowops, "teardown", "--branch", DEMO_BRANCH], env)
+    step(f"done in {time.monotonic() - started:.0f} s; everything started here is stopped")
+    if args.keep:
+        print(f"kept {workdir}")
+    else:
+        import shutil
+
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,204 @@
+"""Deploy, plan, prune, teardown against a real Prefect server: what ends up on the server, and what does not."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+
+from flowops.branches import branch_slug
+from flowops.local import git
+from tests.conftest import edit_yaml
+from tests.e2e.conftest import deployments
+
+STAGING_FILE = Path("deployments/staging/prefect.yaml")
+MAIN_FILE = Path("deployments/main/prefect.yaml")
+
+
+def pool_args() -> list[str]:
+    return ["--work-pool", f"e2e-{uuid.uuid4().hex[:8]}", "--work-pool-type", "process"]
+
+
+def server_state(repo) -> dict:
+    """Every deployment of the repo's flow, with the fields that would show any change (timestamps included)."""
+    return {
+        name: {
+            **{key: d[key] for key in ("id", "updated", "tags", "parameters", "pull_steps", "work_pool_name")},
+            "schedules": [(s["schedule"], s["active"]) for s in d["schedules"]],
+        }
+        for name, d in deployments(repo.api_url, repo.flow_name).items()
+    }
+
+
+def test_main_keeps_its_name_and_tracks_its_branch_and_a_feature_branch_gets_its_own_pinned_deployment(hello_repo):
+    pools = pool_args()
+    hello_repo.deploy("main", *pools)
+    hello_repo.deploy("feature/Foo_Bar", *pools)
+    head = git(hello_repo.path, "rev-parse", "HEAD")
+    slug = branch_slug("feature/Foo_Bar")
+    live = deployments(hello_repo.api_url, hello_repo.flow_name)
+    assert sorted(live) == [f"{hello_repo.flow_name}/production", f"{hello_repo.flow_name}/staging-{slug}"]
+    production = live[f"{hello_repo.flow_name}/production"]
+    branch = live[f"{hello_repo.flow_name}/staging-{slug}"]
+    assert {"flowops", "branch:main", "env:production"} <= set(production["tags"])
+    assert production["pull_steps"][0]["prefect.deployments.steps.git_clone"]["branch"] == "main"
+    assert [s["active"] for s in production["schedules"]] == [True]
+    assert {"flowops", f"branch:{slug}", "env:staging"} <= set(branch["tags"])
+    clone = branch["pull_steps"][0]["prefect.deployments.steps.git_clone"]
+    assert "branch" not in clone
+    assert clone["commit_sha"] == head
+    assert [s["active"] for s in branch["schedules"]] == [False]
+
+
+def test_deploying_the_same_commit_twice_changes_nothing(hello_repo):
+    pools = pool_args()
+    first = hello_repo.deploy("staging", *pools)
+    assert "+ create" in first.stdout
+    before = server_state(hello_repo)
+    second = hello_repo.deploy("staging", *pools)
+    assert "nothing to deploy: the server already matches this commit" in second.stdout
+    assert server_state(hello_repo) == before
+
+
+def test_plan_shows_what_deploy_will_change_and_a_deployment_removed_from_the_file_is_pruned(hello_repo):
+    pools = pool_args()
+
+    def add_backfill(content):
+        extra = json.loads(json.dumps(content["deployments"][0]))
+        extra["name"] = "backfill"
+        content["deployments"].append(extra)
+
+    edit_yaml(hello_repo.path / STAGING_FILE, add_backfill)
+    hello_repo.commit("a backfill deployment")
+    hello_repo.deploy("feature/prune", *pools)
+    hello_repo.deploy("feature/other", *pools)
+    slug = branch_slug("feature/prune")
+    assert {f"staging-{slug}", f"backfill-{slug}"} <= {
+        name.split("/")[1] for name in deployments(hello_repo.api_url, hello_repo.flow_name)
+    }
+
+    edit_yaml(hello_repo.path / STAGING_FILE, lambda content: content["deployments"].pop())
+    hello_repo.commit("no more backfill")
+    plan = json.loads(
+        hello_repo.flowops(
+            "plan", "--branch", "feature/prune", "--repository", hello_repo.origin_url, *pools, "--json"
+        ).stdout
+    )
+    actions = {change["deployment"]: change["action"] for change in plan["changes"]}
+    assert actions == {
+        f"{hello_repo.flow_name}/staging-{slug}": "update",
+        f"{hello_repo.flow_name}/backfill-{slug}": "delete",
+    }
+    before_other = {n: d for n, d in server_state(hello_repo).items() if "other" in n}
+
+    hello_repo.deploy("feature/prune", *pools)
+    names = set(deployments(hello_repo.api_url, hello_repo.flow_name))
+    assert f"{hello_repo.flow_name}/backfill-{slug}" not in names
+    assert f"{hello_repo.flow_name}/staging-{slug}" in names
+    assert {n: d for n, d in server_state(hello_repo).items() if "other" in n} == before_other
+    assert len(before_other) == 2  # the other branch still has both of its deployments
+
+
+def test_an_invalid_file_makes_deploy_fail_and_leaves_the_server_exactly_as_it_was(hello_repo):
+    pools = pool_args()
+    hello_repo.deploy("staging", *pools)
+    before = server_state(hello_repo)
+
+    def break_it(content):
+        content["deployments"][0]["parameters"]["count"] = "two"
+        content["deployments"][0]["schedules"][0]["cron"] = "every day"
+
+    edit_yaml(hello_repo.path / STAGING_FILE, break_it)
+    hello_repo.commit("broken")
+    result = hello_repo.flowops(
+        "deploy", "--branch", "staging", "--repository", hello_repo.origin_url, *pools, check=False
+    )
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 2, result.stderr
+    assert all(line.startswith("error: deployments/staging/prefect.yaml: staging: ") for line in errors)
+    assert "nothing was changed on the server" in result.stderr
+    assert server_state(hello_repo) == before
+
+
+def test_a_prefect_deploy_that_fails_half_way_is_undone(hello_repo):
+    """The server refuses the second deployment (a job variable the pool's schema rejects) after the first
+    was updated: flowops restores the first, so the server is as it was."""
+    pools = pool_args()
+    hello_repo.deploy("staging", *pools)
+    before = server_state(hello_repo)
+
+    def change(content):
+        content["deployments"][0]["parameters"]["name"] = "changed"
+        second = json.loads(json.dumps(content["deployments"][0]))
+        second["name"] = "second"
+        second["work_pool"]["job_variables"] = {"stream_output": "not a boolean"}
+        content["deployments"].append(second)
+
+    edit_yaml(hello_repo.path / STAGING_FILE, change)
+    hello_repo.commit("a deployment prefect cannot load")
+    result = hello_repo.flowops(
+        "deploy", "--branch", "staging", "--repository", hello_repo.origin_url, *pools, check=False
+    )
+    assert result.returncode == 1
+    assert "the server was put back as it was" in result.stderr
+    after = server_state(hello_repo)
+    assert after.keys() == before.keys()
+    for name in before:
+        assert {k: v for k, v in after[name].items() if k != "updated"} == {
+            k: v for k, v in before[name].items() if k != "updated"
+        }
+
+
+def test_teardown_deletes_one_branchs_deployments_and_nothing_else_and_protects_main(hello_repo):
+    pools = pool_args()
+    for branch in ("main", "staging", "feature/a", "feature/b"):
+        hello_repo.deploy(branch, *pools)
+    before = server_state(hello_repo)
+    assert len(before) == 4
+
+    result = hello_repo.flowops("teardown", "--branch", "feature/a", "--json")
+    assert json.loads(result.stdout)["deleted"] == [f"{hello_repo.flow_name}/staging-{branch_slug('feature/a')}"]
+    after = server_state(hello_repo)
+    assert after == {name: state for name, state in before.items() if branch_slug("feature/a") not in name}
+
+    again = hello_repo.flowops("teardown", "--branch", "feature/a")
+    assert "0 deployment(s)" in again.stdout
+    refused = hello_repo.flowops("teardown", "--branch", "main", check=False)
+    assert refused.returncode == 1
+    assert "protected branch" in refused.stderr
+    assert server_state(hello_repo) == after
+
+
+@pytest.mark.parametrize("branch", ["feature/Foo_Bar", "b" * 120, 'x";touch${IFS}/tmp/pwned;#'])
+def test_hostile_and_long_branch_names_deploy_and_tear_down_cleanly_and_execute_nothing(hello_repo, branch):
+    pwned = Path("/tmp/pwned")  # noqa: S108 - the file the hostile name would create
+    pwned.unlink(missing_ok=True)
+    pools = pool_args()
+    git(hello_repo.path, "checkout", "--quiet", "-b", branch)
+    hello_repo.deploy(branch, *pools)
+    slug = branch_slug(branch)
+    live = deployments(hello_repo.api_url, hello_repo.flow_name)
+    assert list(live) == [f"{hello_repo.flow_name}/staging-{slug}"]
+    assert f"branch:{slug}" in live[f"{hello_repo.flow_name}/staging-{slug}"]["tags"]
+    hello_repo.flowops("teardown", "--branch", branch)
+    assert deployments(hello_repo.api_url, hello_repo.flow_name) == {}
+    assert not pwned.exists()
+
+
+def test_a_missing_credentials_block_for_an_https_clone_stops_the_deploy_before_anything_changes(hello_repo):
+    result = hello_repo.flowops(
+        "deploy", "--branch", "main", "--work-pool", "e2e-x", "--work-pool-type", "process", check=False
+    )
+    assert result.returncode == 1
+    assert "GitHubCredentials block 'hello-github' does not exist" in result.stderr
+    assert deployments(hello_repo.api_url, hello_repo.flow_name) == {}
+
+
+def test_a_docker_pool_without_an_image_is_refused_before_anything_changes(hello_repo):
+    result = hello_repo.flowops("deploy", "--branch", "main", "--repository", hello_repo.origin_url, check=False)
+    assert result.returncode == 1
+    assert "'hello-production' is a docker pool: pass --image" in result.stderr
+    assert deployments(hello_repo.api_url, hello_repo.flow_name) == {}
