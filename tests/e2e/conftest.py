@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 import urllib.request
 import uuid
 from dataclasses import dataclass
@@ -146,9 +147,16 @@ def deployments(api_url: str, flow_name: str | None = None) -> dict[str, dict]:
         offset += 200
 
 
-def flow_run_logs(api_url: str, flow_run_id: str) -> str:
-    logs = api(api_url, "logs/filter", {"logs": {"flow_run_id": {"any_": [flow_run_id]}}, "limit": 200})
-    return "\n".join(log["message"] for log in logs)
+def flow_run_logs(api_url: str, flow_run_id: str, containing: str = "", timeout: float = 30) -> str:
+    """The run's log messages. A run's last logs reach the server in a batch after its final state, so wait
+    (up to `timeout` seconds) until they contain `containing`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        logs = api(api_url, "logs/filter", {"logs": {"flow_run_id": {"any_": [flow_run_id]}}, "limit": 200})
+        text = "\n".join(log["message"] for log in logs)
+        if containing in text or time.monotonic() > deadline:
+            return text
+        time.sleep(0.5)
 
 
 def run_id(output: str) -> str:

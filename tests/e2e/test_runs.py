@@ -1,0 +1,114 @@
+"""Flow runs of deployed branches on real process workers: the code comes from the git clone, rows land in
+PostgreSQL, and with two workers on one pool every run happens exactly once."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+
+import psycopg
+
+from flowops.branches import branch_slug
+from tests.e2e.conftest import api, flow_run_logs, run_id
+
+RUN_TIMEOUT = "240"
+
+
+def sources_param(*paths) -> str:
+    return "sources=" + json.dumps([path.as_uri() for path in paths])
+
+
+def test_main_and_a_feature_branch_deploy_and_their_runs_complete_and_load_the_rows_into_postgres(
+    ecommerce_repo, sample_month, postgres_url, table_name
+):
+    pool = f"e2e-{uuid.uuid4().hex[:8]}"
+    ecommerce_repo.flowops("bootstrap", "--work-pool", pool, "--type", "process")  # + the database Secret block
+    ecommerce_repo.deploy("main", "--work-pool", pool)
+    ecommerce_repo.deploy("feature/load-test", "--work-pool", pool)
+    branch_table = f"{table_name}_branch"
+    try:
+        with ecommerce_repo.worker(pool):
+            for deployment, table in (
+                ("ecommerce-events/production", table_name),
+                (f"ecommerce-events/staging-{branch_slug('feature/load-test')}", branch_table),
+            ):
+                result = ecommerce_repo.flowops(
+                    "run", deployment, "--param", sources_param(sample_month), "--param", f"table={table}",
+                    "--wait", "--timeout", RUN_TIMEOUT,
+                )  # fmt: skip
+                assert result.stdout.rstrip().endswith(": Completed"), result.stdout
+        with psycopg.connect(postgres_url) as connection:
+            for table in (table_name, branch_table):
+                assert connection.execute(f"select count(*) from {table}").fetchone() == (50_000,)
+    finally:
+        with psycopg.connect(postgres_url, autocommit=True) as connection:
+            connection.execute(f"drop table if exists {branch_table}, {branch_table}_rejects, {branch_table}_files")
+
+
+def test_runs_execute_the_code_in_origin_a_tracking_deployment_runs_new_commits_and_a_pinned_one_does_not(hello_repo):
+    pool = f"e2e-{uuid.uuid4().hex[:8]}"
+    pools = ["--work-pool", pool, "--work-pool-type", "process"]
+    hello_repo.deploy("main", *pools)
+    hello_repo.deploy("feature/pinned", *pools)
+    flow_file = hello_repo.path / "flows" / "hello.py"
+    flow_file.write_text(flow_file.read_text().replace('CODE_VERSION = "v1"', 'CODE_VERSION = "v2"'))
+    hello_repo.commit("code v2", push=["main", "feature/pinned"])  # pushed, not deployed
+
+    versions = {}
+    with hello_repo.worker(pool):
+        for deployment in ("production", f"staging-{branch_slug('feature/pinned')}"):
+            result = hello_repo.flowops("run", f"{hello_repo.flow_name}/{deployment}", "--wait", "--timeout", RUN_TIMEOUT)
+            assert result.stdout.rstrip().endswith(": Completed"), result.stdout
+            logs = flow_run_logs(hello_repo.api_url, run_id(result.stdout), containing="from code")
+            versions[deployment] = re.findall(r"from code (v\d)", logs)
+    assert versions == {"production": ["v2"], f"staging-{branch_slug('feature/pinned')}": ["v1"]}
+
+
+def test_two_workers_on_one_pool_run_every_flow_run_exactly_once_and_the_row_count_is_exact(
+    ecommerce_repo, postgres_url, table_name, tmp_path
+):
+    from flows.ecommerce.generate import generate_month
+
+    months = ["2019-10", "2019-11", "2019-12", "2020-01"]
+    files = [generate_month(month, 10_000, tmp_path / "data", seed=index) for index, month in enumerate(months)]
+    pool = f"e2e-{uuid.uuid4().hex[:8]}"
+    ecommerce_repo.flowops("bootstrap", "--work-pool", pool, "--type", "process")
+    ecommerce_repo.deploy("perf/two-workers", "--work-pool", pool)
+    deployment = f"ecommerce-events/staging-{branch_slug('perf/two-workers')}"
+
+    run_ids = []
+    with ecommerce_repo.worker(pool, "worker-a") as worker_a, ecommerce_repo.worker(pool, "worker-b") as worker_b:
+        for path in files:  # queue them all first, then wait: both workers pick from the same pool
+            result = ecommerce_repo.flowops("run", deployment, "--param", sources_param(path), "--param", f"table={table_name}")
+            run_ids.append(run_id(result.stdout))
+        for flow_run_id in run_ids:
+            state = _wait_for_final_state(ecommerce_repo.api_url, flow_run_id)
+            assert state == "COMPLETED", flow_run_logs(ecommerce_repo.api_url, flow_run_id)
+        logs = {"worker-a": worker_a.log(), "worker-b": worker_b.log()}
+
+    for flow_run_id in run_ids:
+        flow_run = api(ecommerce_repo.api_url, f"flow_runs/{flow_run_id}")
+        assert flow_run["run_count"] == 1
+        # Both workers may try; the server lets exactly one move the run to PENDING, the other is told to abort.
+        started_by = [
+            worker
+            for worker, log in logs.items()
+            if f"submitting flow run '{flow_run_id}'" in log and f"Aborted submission of flow run '{flow_run_id}'" not in log
+        ]
+        assert len(started_by) == 1, (flow_run_id, started_by)
+    with psycopg.connect(postgres_url) as connection:
+        assert connection.execute(f"select count(*) from {table_name}").fetchone() == (40_000,)
+        assert connection.execute(f"select count(*), count(distinct name) from {table_name}_files").fetchone() == (4, 4)
+
+
+def _wait_for_final_state(api_url: str, flow_run_id: str, timeout: float = 240) -> str:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = api(api_url, f"flow_runs/{flow_run_id}")["state"]
+        if state["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+            return state["type"]
+        time.sleep(1)
+    return "TIMEOUT"
