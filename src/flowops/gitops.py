@@ -79,44 +79,58 @@ def check_rendered(project: Project, rendered: Rendered) -> list[Problem]:
 
 
 def check_against_server(project: Project, rendered: Rendered, pool_type_for_overrides: str | None) -> list[Problem]:
-    """What only the server can tell: each pool's type is known, Docker pools get an image, blocks exist."""
-    problems = []
+    """What only the server can tell: each pool's type is known, Docker pools get an image, job variables fit
+    the pool's schema, the credentials block exists."""
     label = f"{rendered.target.file.path} (rendered for {rendered.target.branch!r})"
+    problems = []
     for deployment in rendered.content["deployments"]:
+
+        def problem(field: str, message: str, name=deployment["name"]) -> None:
+            problems.append(Problem(label, name, field, message))
+
         pool = deployment["work_pool"]["name"]
+        job_variables = deployment["work_pool"].get("job_variables") or {}
         pool_type = project.pool_type(pool) or prefect_api.work_pool_type(pool) or pool_type_for_overrides
         if pool_type is None:
-            problems.append(
-                Problem(
-                    label,
-                    deployment["name"],
-                    "work_pool.name",
-                    f"work pool {pool!r} does not exist and flowops.yaml does not declare its type; run `flowops bootstrap --work-pool {pool} --type TYPE`",
-                )
+            problem(
+                "work_pool.name",
+                f"work pool {pool!r} does not exist and flowops.yaml does not declare its type;"
+                f" run `flowops bootstrap --work-pool {pool} --type TYPE`",
             )
-        elif pool_type in DOCKER_POOL_TYPES and not (deployment["work_pool"].get("job_variables") or {}).get("image"):
-            problems.append(
-                Problem(
-                    label,
-                    deployment["name"],
-                    "work_pool.job_variables.image",
-                    f"{pool!r} is a {pool_type} pool: pass --image with the flows' image",
-                )
+            continue
+        if pool_type in DOCKER_POOL_TYPES and not job_variables.get("image"):
+            problem(
+                "work_pool.job_variables.image", f"{pool!r} is a {pool_type} pool: pass --image with the flows' image"
             )
+        for path, message in _job_variable_errors(job_variables, pool, pool_type):
+            problem(f"work_pool.job_variables.{path}", f"{message} (work pool {pool!r})")
         for step in deployment.get("pull") or rendered.content.get("pull") or []:
             credentials = str((step.get(GIT_CLONE_STEP) or {}).get("credentials") or "")
-            if credentials.startswith(_CREDENTIALS_BLOCK):
-                block = credentials.removeprefix(_CREDENTIALS_BLOCK).split("}}")[0].strip()
-                if not prefect_api.block_exists("github-credentials", block):
-                    problems.append(
-                        Problem(
-                            label,
-                            deployment["name"],
-                            "pull.git_clone.credentials",
-                            f"GitHubCredentials block {block!r} does not exist; run `flowops bootstrap` with GITHUB_TOKEN set (or pass --repository for a public or local clone)",
-                        )
-                    )
+            if not credentials.startswith(_CREDENTIALS_BLOCK):
+                continue
+            block = credentials.removeprefix(_CREDENTIALS_BLOCK).split("}}")[0].strip()
+            if not prefect_api.block_exists("github-credentials", block):
+                problem(
+                    "pull.git_clone.credentials",
+                    f"GitHubCredentials block {block!r} does not exist; run `flowops bootstrap` with GITHUB_TOKEN set"
+                    " (or pass --repository for a public or local clone)",
+                )
     return problems
+
+
+def _job_variable_errors(job_variables: dict[str, Any], pool: str, pool_type: str) -> list[tuple[str, str]]:
+    """The server checks job variables against the pool's schema only as it creates each deployment, that is
+    half-way through `prefect deploy --all`: check them all first."""
+    from prefect.utilities.schema_tools.validation import validate
+
+    given = {key: value for key, value in job_variables.items() if not (isinstance(value, str) and "{{" in value)}
+    if not given:
+        return []
+    schema = prefect_api.job_variables_schema(pool, pool_type)
+    return [
+        (".".join(map(str, error.absolute_path)), error.message)
+        for error in validate(given, schema, ignore_required=True)
+    ]
 
 
 def desired_deployments(project: Project, rendered: Rendered) -> list[DesiredDeployment]:

@@ -140,11 +140,25 @@ def restore_deployment(snapshot: LiveDeployment) -> None:
 
 def work_pool_type(name: str) -> str | None:
     """The type of the work pool `name` on the server, or None when it does not exist."""
+    pool = _read_work_pool(name)
+    return pool.type if pool else None
+
+
+def job_variables_schema(name: str, pool_type: str | None) -> dict[str, Any]:
+    """The JSON schema the server checks a deployment's job variables against: the existing pool's, else the
+    default template of `pool_type` (the pool deploy will create)."""
+    pool = _read_work_pool(name)
+    if pool is not None:
+        return (pool.base_job_template or {}).get("variables") or {}
+    return _default_base_job_template(pool_type).get("variables") or {} if pool_type else {}
+
+
+def _read_work_pool(name: str):
     from prefect.exceptions import ObjectNotFound
 
     with _calling(f"reading work pool {name!r}"), _client() as client:
         try:
-            return client.read_work_pool(name).type
+            return client.read_work_pool(name)
         except ObjectNotFound:
             return None
 

@@ -124,8 +124,8 @@ def test_an_invalid_file_makes_deploy_fail_and_leaves_the_server_exactly_as_it_w
 
 
 def test_a_prefect_deploy_that_fails_half_way_is_undone(hello_repo):
-    """The server refuses the second deployment (a job variable the pool's schema rejects) after the first
-    was updated: flowops restores the first, so the server is as it was."""
+    """Prefect refuses the second deployment (a trigger it cannot parse, which flowops does not check) after
+    it updated the first: flowops restores the first and deletes what was new, so the server is as it was."""
     pools = pool_args()
     hello_repo.deploy("staging", *pools)
     before = server_state(hello_repo)
@@ -134,7 +134,7 @@ def test_a_prefect_deploy_that_fails_half_way_is_undone(hello_repo):
         content["deployments"][0]["parameters"]["name"] = "changed"
         second = json.loads(json.dumps(content["deployments"][0]))
         second["name"] = "second"
-        second["work_pool"]["job_variables"] = {"stream_output": "not a boolean"}
+        second["triggers"] = [{"type": "event", "expect": ["x"], "posture": "Sideways"}]
         content["deployments"].append(second)
 
     edit_yaml(hello_repo.path / STAGING_FILE, change)
@@ -202,3 +202,48 @@ def test_a_docker_pool_without_an_image_is_refused_before_anything_changes(hello
     assert result.returncode == 1
     assert "'hello-production' is a docker pool: pass --image" in result.stderr
     assert deployments(hello_repo.api_url, hello_repo.flow_name) == {}
+
+
+def test_job_variables_the_pools_schema_rejects_stop_the_deploy_before_anything_changes(hello_repo):
+    """The server would refuse them only as it reached that deployment, half-way through the deploy."""
+    pools = pool_args()
+    hello_repo.deploy("staging", *pools)
+    before = server_state(hello_repo)
+    edit_yaml(
+        hello_repo.path / STAGING_FILE,
+        lambda content: content["deployments"][0]["work_pool"].update(job_variables={"stream_output": "not a boolean"}),
+    )
+    hello_repo.commit("a job variable of the wrong type")
+    result = hello_repo.flowops(
+        "deploy", "--branch", "staging", "--repository", hello_repo.origin_url, *pools, check=False
+    )
+    assert result.returncode == 1
+    assert "staging: work_pool.job_variables.stream_output: 'not a boolean' is not of type 'boolean'" in result.stderr
+    assert server_state(hello_repo) == before
+
+
+def test_bootstrap_creates_the_declared_pools_and_blocks_once_and_never_prints_a_secret(hello_repo, monkeypatch):
+    database_url = "postgresql://app:s3cret-password@db.example/app"
+    token = "ghp_" + "x" * 36
+    hello_repo.env.update(ECOMMERCE_DATABASE_URL=database_url, GITHUB_TOKEN=token)
+    first = hello_repo.flowops("bootstrap", "--github-block", "hello-github")
+    second = hello_repo.flowops("bootstrap", "--github-block", "hello-github")
+    assert "work pool 'hello-production' (docker): created" in first.stdout
+    assert "work pool 'hello-staging' (process): created" in first.stdout
+    assert "block 'hello-github': created from $GITHUB_TOKEN" in first.stdout
+    assert "work pool 'hello-production' (docker): exists" in second.stdout
+    assert "block 'ecommerce-database-url': updated" in second.stdout
+    for output in (first.stdout + first.stderr, second.stdout + second.stderr):
+        assert "s3cret" not in output
+        assert token not in output
+
+    # With the credentials block in place, main deploys with its committed https clone and credentials.
+    summary = hello_repo.path.parent / "step-summary.md"
+    hello_repo.env["GITHUB_STEP_SUMMARY"] = str(summary)
+    hello_repo.flowops("deploy", "--branch", "main", "--image", "localhost:5000/hello:1")
+    production = deployments(hello_repo.api_url, hello_repo.flow_name)[f"{hello_repo.flow_name}/production"]
+    clone = production["pull_steps"][0]["prefect.deployments.steps.git_clone"]
+    assert clone["credentials"] == "{{ prefect.blocks.github-credentials.hello-github }}"  # resolved at run time
+    assert production["job_variables"]["image"] == "localhost:5000/hello:1"
+    assert production["work_pool_name"] == "hello-production"
+    assert f"| + | `{hello_repo.flow_name}/production` | create |" in summary.read_text()

@@ -38,7 +38,15 @@ def processes_working_under(folder: Path) -> list[str]:
 
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])
 def test_the_local_loop_deploys_runs_loads_tears_down_and_stops_everything_it_started(database, tmp_path, request):
-    command = [sys.executable, "scripts/local_loop.py", "--rows", "20000", "--workdir", str(tmp_path / "loop"), "--keep"]
+    command = [
+        sys.executable,
+        "scripts/local_loop.py",
+        "--rows",
+        "20000",
+        "--workdir",
+        str(tmp_path / "loop"),
+        "--keep",
+    ]
     if database == "postgresql":
         command += ["--database-url", request.getfixturevalue("empty_database")]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)

@@ -58,7 +58,9 @@ def test_runs_execute_the_code_in_origin_a_tracking_deployment_runs_new_commits_
     versions = {}
     with hello_repo.worker(pool):
         for deployment in ("production", f"staging-{branch_slug('feature/pinned')}"):
-            result = hello_repo.flowops("run", f"{hello_repo.flow_name}/{deployment}", "--wait", "--timeout", RUN_TIMEOUT)
+            result = hello_repo.flowops(
+                "run", f"{hello_repo.flow_name}/{deployment}", "--wait", "--timeout", RUN_TIMEOUT
+            )
             assert result.stdout.rstrip().endswith(": Completed"), result.stdout
             logs = flow_run_logs(hello_repo.api_url, run_id(result.stdout), containing="from code")
             versions[deployment] = re.findall(r"from code (v\d)", logs)
@@ -80,7 +82,9 @@ def test_two_workers_on_one_pool_run_every_flow_run_exactly_once_and_the_row_cou
     run_ids = []
     with ecommerce_repo.worker(pool, "worker-a") as worker_a, ecommerce_repo.worker(pool, "worker-b") as worker_b:
         for path in files:  # queue them all first, then wait: both workers pick from the same pool
-            result = ecommerce_repo.flowops("run", deployment, "--param", sources_param(path), "--param", f"table={table_name}")
+            result = ecommerce_repo.flowops(
+                "run", deployment, "--param", sources_param(path), "--param", f"table={table_name}"
+            )
             run_ids.append(run_id(result.stdout))
         for flow_run_id in run_ids:
             state = _wait_for_final_state(ecommerce_repo.api_url, flow_run_id)
@@ -94,7 +98,8 @@ def test_two_workers_on_one_pool_run_every_flow_run_exactly_once_and_the_row_cou
         started_by = [
             worker
             for worker, log in logs.items()
-            if f"submitting flow run '{flow_run_id}'" in log and f"Aborted submission of flow run '{flow_run_id}'" not in log
+            if f"submitting flow run '{flow_run_id}'" in log
+            and f"Aborted submission of flow run '{flow_run_id}'" not in log
         ]
         assert len(started_by) == 1, (flow_run_id, started_by)
     with psycopg.connect(postgres_url) as connection:
