@@ -30,7 +30,7 @@ from .render import (
     render_branch_deployments,
     rendered_header,
 )
-from .validate import Problem, validate_file, validate_project
+from .validate import Problem, schema_errors, validate_file, validate_project
 
 DOCKER_POOL_TYPES = {"docker"}
 _CREDENTIALS_BLOCK = "{{ prefect.blocks.github-credentials."
@@ -121,16 +121,11 @@ def check_against_server(project: Project, rendered: Rendered, pool_type_for_ove
 def _job_variable_errors(job_variables: dict[str, Any], pool: str, pool_type: str) -> list[tuple[str, str]]:
     """The server checks job variables against the pool's schema only as it creates each deployment, that is
     half-way through `prefect deploy --all`: check them all first."""
-    from prefect.utilities.schema_tools.validation import validate
-
     given = {key: value for key, value in job_variables.items() if not (isinstance(value, str) and "{{" in value)}
     if not given:
         return []
     schema = prefect_api.job_variables_schema(pool, pool_type)
-    return [
-        (".".join(map(str, error.absolute_path)), error.message)
-        for error in validate(given, schema, ignore_required=True)
-    ]
+    return schema_errors(given, schema)
 
 
 def desired_deployments(project: Project, rendered: Rendered) -> list[DesiredDeployment]:
