@@ -4,10 +4,10 @@ SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 DEMO_ROWS ?= 100000
 
-.PHONY: help setup demo ingest-demo test test-unit lint bench
+.PHONY: help setup demo ingest-demo test test-unit lint bench bench-deploy
 
 help:  ## list the tasks
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
 setup:  ## install uv if missing and sync the locked environment
 	@bash scripts/ensure-uv.sh
@@ -31,3 +31,6 @@ lint: setup  ## every pre-commit hook on every file: ruff, ruff format, uv.lock 
 
 bench: setup  ## ingest benchmark: psql \copy vs the ingest command vs pandas.to_sql (needs PostgreSQL)
 	$(UV) run python scripts/bench_ingest.py
+
+bench-deploy: setup  ## deploy benchmark: flowops deploy/plan/validate vs a bare prefect deploy --all
+	$(UV) run python scripts/bench_deploy.py --loop

@@ -41,13 +41,24 @@ def main() -> int:
 
     flowops = [sys.executable, "-m", "flowops"]
     prefect = [str(Path(sys.executable).with_name("prefect")), "--no-prompt"]
-    with tempfile.TemporaryDirectory(prefix="flowops-bench-") as folder, PrefectServer(Path(folder) / "prefect") as server:
+    with (
+        tempfile.TemporaryDirectory(prefix="flowops-bench-") as folder,
+        PrefectServer(Path(folder) / "prefect") as server,
+    ):
         env = base_environment(server.home, server.api_url)
         origin = make_origin(ROOT, Path(folder) / "origin.git", ["main", BRANCH])
         overrides = ["--branch", BRANCH, "--repository", origin, "--work-pool", POOL]
-        subprocess.run([*flowops, "bootstrap", "--work-pool", POOL, "--type", "process"], env=env, cwd=ROOT, check=True, capture_output=True)
+        subprocess.run(
+            [*flowops, "bootstrap", "--work-pool", POOL, "--type", "process"],
+            env=env,
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+        )
         rendered = Path(folder) / "rendered.yaml"
-        subprocess.run([*flowops, "render", *overrides, "-o", str(rendered)], env=env, cwd=ROOT, check=True, capture_output=True)
+        subprocess.run(
+            [*flowops, "render", *overrides, "-o", str(rendered)], env=env, cwd=ROOT, check=True, capture_output=True
+        )
         subprocess.run([*flowops, "deploy", *overrides], env=env, cwd=ROOT, check=True, capture_output=True)
 
         commands = {
