@@ -15,9 +15,10 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 from typing import Self
+
+from .prefect_api import server_is_healthy
 
 SERVER_START_TIMEOUT = 180
 STOP_TIMEOUT = 15
@@ -95,9 +96,8 @@ class PrefectServer:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"prefect server exited with {self.process.returncode}: see {self.log_path}")
-            with contextlib.suppress(OSError), urllib.request.urlopen(f"{self.api_url}/health", timeout=2) as reply:  # noqa: S310
-                if reply.read().strip() == b"true":
-                    return
+            if server_is_healthy(self.api_url):
+                return
             time.sleep(0.5)
         raise RuntimeError(f"prefect server not healthy after {SERVER_START_TIMEOUT} s: see {self.log_path}")
 

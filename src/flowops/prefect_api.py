@@ -42,6 +42,16 @@ class LiveDeployment:
         return self.fields.get("tags") or []
 
 
+def server_is_healthy(api_url: str) -> bool:
+    """Whether the Prefect server at `api_url` answers its health check (used while one starts)."""
+    import httpx
+
+    try:
+        return httpx.get(f"{api_url}/health", timeout=2).text.strip() == "true"
+    except httpx.HTTPError:
+        return False
+
+
 def _client():
     from prefect.client.orchestration import get_client
 

@@ -88,6 +88,14 @@ class Project:
     def files(self) -> list[DeploymentFile]:
         return [self.environment_file(name) for name in self.config.environments]
 
+    def unreferenced_files(self) -> list[str]:
+        """prefect.yaml files under deployments/ that no environment names: no branch would ever deploy them."""
+        named = {
+            (self.deployments_dir / environment.file).resolve() for environment in self.config.environments.values()
+        }
+        found = sorted(self.deployments_dir.glob("**/prefect.yaml"))
+        return [str(path.relative_to(self.root)) for path in found if path.resolve() not in named]
+
     def protected_branches(self) -> set[str]:
         return {environment.branch for environment in self.config.environments.values()}
 

@@ -61,6 +61,11 @@ def validate_project(project: Project, branch: str | None = None) -> list[Proble
     """Every committed file (or only the one `branch` deploys), plus names unique per flow across all files."""
     files = project.files() if branch is None else [project.target(branch).file]
     problems: list[Problem] = []
+    if branch is None:
+        for path in project.unreferenced_files():
+            problems.append(
+                Problem(path, None, "", "no environment in flowops.yaml names this file: no branch deploys it")
+            )
     for file in files:
         problems += validate_file(project, file, committed=True)
     problems += _duplicate_names(project, project.files())

@@ -175,3 +175,13 @@ def test_a_broken_flowops_yaml_is_one_clear_error(sample_project, config, expect
     with pytest.raises(ProjectError, match=expected) as error:
         load_project(sample_project)
     assert str(error.value).startswith("deployments/flowops.yaml: ")
+
+
+def test_a_prefect_yaml_no_environment_names_is_reported(sample_project):
+    stray = sample_project / "deployments" / "old" / "prefect.yaml"
+    stray.parent.mkdir()
+    stray.write_text((sample_project / STAGING).read_text())
+    problems = [str(problem) for problem in validate_project(load_project(sample_project))]
+    assert problems == [
+        "deployments/old/prefect.yaml: no environment in flowops.yaml names this file: no branch deploys it"
+    ]
