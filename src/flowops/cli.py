@@ -65,6 +65,7 @@ def _parser() -> argparse.ArgumentParser:
             command.add_argument("--work-pool-type", help="create --work-pool with this type if it does not exist")
         if name == "deploy":
             command.add_argument("--force", action="store_true", help="run prefect deploy even when nothing changed")
+            command.add_argument("-v", "--verbose", action="store_true", help="show prefect deploy's own output")
 
     teardown = commands.add_parser("teardown", help="delete every deployment of a branch, and nothing else")
     teardown.add_argument("--branch", required=True)
@@ -195,6 +196,8 @@ def cmd_deploy(args) -> int:
     project = _project(args)
     rendered = _rendered(args, project)
     result = deploy(project, rendered, pool_type_for_overrides=args.work_pool_type, force=args.force)
+    if args.verbose and result.prefect_output:
+        print(result.prefect_output, file=sys.stderr)
     for pool in result.pools_created:
         print(f"created work pool {pool!r}")
     print(plan_text(result.plan).replace("Plan for", "Deployed", 1))

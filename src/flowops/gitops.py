@@ -183,7 +183,12 @@ def deploy(
             outcome = prefect_deploy_all(prefect_file, project.root)
         result.prefect_output = outcome.output
         if not outcome.succeeded:
-            _undo(names, before)
+            try:
+                _undo(names, before)
+            except prefect_api.PrefectAPIError as error:
+                raise DeployFailed(
+                    f"prefect deploy exited with {outcome.exit_code}, and undoing it failed: {error}", outcome.output
+                ) from None
             raise DeployFailed(
                 f"prefect deploy exited with {outcome.exit_code}; the server was put back as it was", outcome.output
             )
