@@ -7,6 +7,7 @@
     flowops teardown --branch B              delete the branch's deployments, and nothing else
     flowops bootstrap                        work pools, the database Secret block, GitHub credentials
     flowops run FLOW/DEPLOYMENT [--param k=v] [--wait]
+    flowops image tag | ensure               the flows' image: content tag; build and push only when missing
 
 Exit status: 0 ok, 1 problems found or operation failed, 2 usage error. Read commands take --json.
 Prefect is imported only by the commands that need it, so `--help` answers at once.
@@ -78,6 +79,16 @@ def _parser() -> argparse.ArgumentParser:
     bootstrap.add_argument("--secret-block", default=DEFAULT_SECRET_BLOCK, help="saved from $ECOMMERCE_DATABASE_URL")
     bootstrap.add_argument("--github-block", default=DEFAULT_GITHUB_BLOCK, help="saved from $GITHUB_TOKEN")
 
+    image = commands.add_parser("image", help="the flows' image: its content tag; build and push when missing")
+    image_commands = image.add_subparsers(dest="image_command", metavar="SUBCOMMAND", required=True)
+    image_tag_command = image_commands.add_parser("tag", help="print the content tag (or --ref: name:tag)")
+    image_tag_command.add_argument("--ref", action="store_true", help="print the whole reference, name:tag")
+    ensure = image_commands.add_parser("ensure", help="build and push the image unless the registry has its tag")
+    ensure.add_argument("--build-arg", action="append", default=[], metavar="KEY=VALUE", help="e.g. BASE_IMAGE=...")
+    for command in (image_tag_command, ensure):
+        command.add_argument("--name", help="registry/repository (default: $FLOWOPS_IMAGE_NAME, else flowops.yaml's)")
+        command.add_argument("--json", action="store_true")
+
     run = commands.add_parser("run", help="trigger a run of a deployment; with --wait, follow it to its end")
     run.add_argument("deployment", help="flow/deployment, as Prefect names it")
     run.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="VALUE is JSON if it parses")
@@ -94,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from .gitops import DeployFailed, Refused, ValidationFailed
     from .gitrepo import GitError
+    from .image import ImageError
     from .prefect_api import PrefectAPIError
     from .project import ProjectError
 
@@ -113,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         print(failure.output, file=sys.stderr)
         print(f"error: {failure}", file=sys.stderr)
         return 1
-    except (ProjectError, GitError, PrefectAPIError, Refused) as error:
+    except (ProjectError, GitError, PrefectAPIError, Refused, ImageError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
 
@@ -248,6 +260,46 @@ def cmd_bootstrap(args) -> int:
     return 0
 
 
+def _image_ref(args, project):
+    from .gitops import default_image_ref
+    from .image import ImageRef
+
+    ref = default_image_ref(project)
+    return ImageRef(args.name.lower(), ref.tag) if args.name else ref
+
+
+def cmd_image(args) -> int:
+    from .image import ensure_image
+
+    project = _project(args)
+    ref = _image_ref(args, project)
+    if args.image_command == "tag":
+        if args.json:
+            print(json.dumps({"name": ref.name, "tag": ref.tag, "ref": str(ref)}))
+        else:
+            print(str(ref) if args.ref else ref.tag)
+        return 0
+    build_args = {}
+    for pair in args.build_arg:
+        key, separator, value = pair.partition("=")
+        if not separator or not key:
+            raise UsageError(f"--build-arg {pair!r}: expected KEY=VALUE")
+        build_args[key] = value
+    result = ensure_image(
+        project.root,
+        ref,
+        project.config.image.dockerfile,
+        build_args,
+        username=os.environ.get("REGISTRY_USERNAME"),
+        password=os.environ.get("REGISTRY_PASSWORD"),
+    )
+    if args.json:
+        print(json.dumps({"ref": str(result.ref), "built": result.built}))
+    else:
+        print(f"built and pushed {result.ref}" if result.built else f"present: {result.ref} (nothing built)")
+    return 0
+
+
 def parse_params(pairs: list[str]) -> dict[str, Any]:
     """`k=v` pairs; v is read as JSON when it parses (`2`, `["a"]`, `null`), else taken as a string."""
     parameters = {}
@@ -288,6 +340,7 @@ COMMANDS = {
     "deploy": cmd_deploy,
     "teardown": cmd_teardown,
     "bootstrap": cmd_bootstrap,
+    "image": cmd_image,
     "run": cmd_run,
 }
 

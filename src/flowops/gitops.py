@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ import yaml
 from . import prefect_api
 from .branches import branch_slug
 from .entrypoints import inspect_entrypoint
+from .image import ImageError, ImageRef, image_tag
 from .plan import DELETE, DesiredDeployment, Plan, plan_changes
 from .prefect_deploy import prefect_deploy_all
 from .project import DeploymentFile, Project, Target
@@ -65,8 +66,21 @@ class Rendered:
 
 
 def render(project: Project, branch: str, sha: str, overrides: Overrides) -> Rendered:
+    """The file `branch` deploys at `sha`; Docker pools get the flows' image unless an image is given."""
     target = project.target(branch)
+    docker_pools = frozenset(name for name, pool in project.config.work_pools.items() if pool.type in DOCKER_POOL_TYPES)
+    pools = {overrides.work_pool or (d.get("work_pool") or {}).get("name") for d in target.file.deployments()}
+    if overrides.image is None and project.config.image and pools & docker_pools:
+        overrides = replace(overrides, default_image=str(default_image_ref(project)), docker_pools=docker_pools)
     return Rendered(target, sha, render_branch_deployments(target, sha, overrides))
+
+
+def default_image_ref(project: Project) -> ImageRef:
+    """flowops.yaml's image name (or $FLOWOPS_IMAGE_NAME, as CI sets it), tagged with the content hash."""
+    if project.config.image is None:
+        raise ImageError("flowops.yaml declares no image")
+    name = os.environ.get("FLOWOPS_IMAGE_NAME") or project.config.image.name
+    return ImageRef(name.lower(), image_tag(project.root, project.config.image.dockerfile))
 
 
 def check_rendered(project: Project, rendered: Rendered) -> list[Problem]:

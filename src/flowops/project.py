@@ -7,6 +7,7 @@ branch_deployments_from: staging      # every other branch deploys this file, as
 work_pools:
   ecommerce-production: {type: docker}
   ecommerce-staging: {type: process}
+image: {name: ghcr.io/acme/flows}     # the flows' image, for Docker pools; tagged by content hash
 """
 
 from __future__ import annotations
@@ -38,12 +39,20 @@ class WorkPool(BaseModel):
     type: str
 
 
+class Image(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str  # registry/repository; the tag is a content hash (flowops image tag)
+    dockerfile: str = "Dockerfile"
+
+
 class FlowopsConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     environments: dict[str, Environment]
     branch_deployments_from: str
     work_pools: dict[str, WorkPool] = {}
+    image: Image | None = None
 
     @model_validator(mode="after")
     def _branch_deployments_come_from_an_environment(self) -> FlowopsConfig:

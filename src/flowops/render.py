@@ -39,7 +39,9 @@ class Overrides:
 
     repository: str | None = None
     work_pool: str | None = None
-    image: str | None = None
+    image: str | None = None  # on every deployment
+    default_image: str | None = None  # on deployments of `docker_pools` that name no image themselves
+    docker_pools: frozenset[str] = frozenset()
 
 
 def branch_tag(branch: str) -> str:
@@ -65,14 +67,23 @@ def render_branch_deployments(target: Target, sha: str, overrides: Overrides = O
         deployment["tags"] = [*tags, *(tag for tag in flowops_tags if tag not in tags)]
         if deployment.get("pull"):
             deployment["pull"] = _render_pull_steps(deployment["pull"], target, sha, overrides)
-        if overrides.work_pool or overrides.image:
-            work_pool = deployment.setdefault("work_pool", {}) or {}
-            deployment["work_pool"] = work_pool
-            if overrides.work_pool:
-                work_pool["name"] = overrides.work_pool
-            if overrides.image:
-                work_pool.setdefault("job_variables", {})["image"] = overrides.image
+        _render_work_pool(deployment, overrides)
     return rendered
+
+
+def _render_work_pool(deployment: dict[str, Any], overrides: Overrides) -> None:
+    work_pool = deployment.get("work_pool")
+    if not isinstance(work_pool, dict):
+        return
+    if overrides.work_pool:
+        work_pool["name"] = overrides.work_pool
+    job_variables = work_pool.get("job_variables") or {}
+    if overrides.image:
+        job_variables["image"] = overrides.image
+    elif overrides.default_image and work_pool.get("name") in overrides.docker_pools and "image" not in job_variables:
+        job_variables["image"] = overrides.default_image
+    if job_variables:
+        work_pool["job_variables"] = job_variables
 
 
 def _render_pull_steps(steps: list[Any], target: Target, sha: str, overrides: Overrides) -> list[Any]:

@@ -1,0 +1,145 @@
+"""The flows' image: a tag that is a hash of what the image is built from, and build-and-push only when the
+registry lacks that tag.
+
+    flowops image tag        ->  flows-3f2a9c1d7e4b            (same inputs, same tag, on any machine)
+    flowops image ensure     ->  built and pushed ghcr.io/acme/flows:flows-3f2a9c1d7e4b
+                             or  present: ghcr.io/acme/flows:flows-3f2a9c1d7e4b (nothing built)
+
+The inputs are the Dockerfile and the flows' dependency set exactly as uv.lock pins it (`uv export --only-group
+flows`): a change to the flow code, the tooling or a dev dependency does not change the tag.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+TAG_PREFIX = "flows-"
+TAG_HASH_LENGTH = 12
+MANIFEST_TYPES = (
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+)
+
+
+class ImageError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    name: str  # registry/repository, e.g. ghcr.io/acme/flows or localhost:5000/flows
+    tag: str
+
+    def __str__(self) -> str:
+        return f"{self.name}:{self.tag}"
+
+    @property
+    def registry(self) -> str:
+        first = self.name.split("/", 1)[0]
+        return first if ("." in first or ":" in first or first == "localhost") else "registry-1.docker.io"
+
+    @property
+    def repository(self) -> str:
+        first, _, rest = self.name.partition("/")
+        if self.registry != first:  # Docker Hub names: `flows` is `library/flows`
+            return self.name if "/" in self.name else f"library/{self.name}"
+        return rest
+
+
+def dependency_set(root: Path) -> str:
+    """The flows' pinned requirements, from uv.lock, as uv exports them (the same set the Dockerfile installs)."""
+    command = ["uv", "export", "--frozen", "--only-group", "flows", "--no-emit-project", "--no-header", "--quiet"]
+    result = subprocess.run(command, cwd=root, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise ImageError(f"uv export failed: {result.stderr.strip()}")
+    return result.stdout
+
+
+def image_tag(root: Path, dockerfile: str = "Dockerfile") -> str:
+    digest = hashlib.sha256()
+    for name, content in (("Dockerfile", (root / dockerfile).read_bytes()), ("flows", dependency_set(root).encode())):
+        digest.update(f"{name}\0{len(content)}\0".encode())
+        digest.update(content)
+    return TAG_PREFIX + digest.hexdigest()[:TAG_HASH_LENGTH]
+
+
+def registry_has(ref: ImageRef, username: str | None = None, password: str | None = None) -> bool:
+    """Whether the registry has `ref`, asked over the registry HTTP API (v2), with token auth where required."""
+    local = ref.registry.split(":")[0] in ("localhost", "127.0.0.1")
+    base = f"{'http' if local else 'https'}://{ref.registry}/v2/{ref.repository}/manifests/{ref.tag}"
+    accept = ", ".join(MANIFEST_TYPES)
+    auth = (username, password) if username and password else None
+    with httpx.Client(timeout=30, follow_redirects=True) as client:
+        try:
+            response = client.head(base, headers={"Accept": accept})
+            if response.status_code == 401:
+                token = _bearer_token(client, response.headers.get("www-authenticate", ""), auth)
+                response = client.head(base, headers={"Accept": accept, "Authorization": f"Bearer {token}"})
+        except httpx.HTTPError as error:
+            raise ImageError(f"cannot reach the registry {ref.registry}: {error}") from None
+    if response.status_code == 200:
+        return True
+    if response.status_code == 404:
+        return False
+    raise ImageError(f"registry {ref.registry} answered {response.status_code} for {ref}")
+
+
+def _bearer_token(client: httpx.Client, challenge: str, auth) -> str:
+    """The token a `WWW-Authenticate: Bearer realm=...,service=...,scope=...` challenge asks for."""
+    if not challenge.lower().startswith("bearer "):
+        raise ImageError(f"registry wants an authentication it does not say how to get: {challenge!r}")
+    fields = dict(part.strip().split("=", 1) for part in challenge[len("bearer ") :].split(",") if "=" in part)
+    fields = {key: value.strip('"') for key, value in fields.items()}
+    realm = fields.pop("realm", None)
+    if not realm:
+        raise ImageError(f"registry challenge without a realm: {challenge!r}")
+    response = client.get(realm, params=fields, auth=auth)
+    if response.status_code != 200:
+        raise ImageError(f"registry token request failed with {response.status_code} (check the registry credentials)")
+    body = response.json()
+    return body.get("token") or body.get("access_token") or ""
+
+
+@dataclass(frozen=True)
+class EnsureResult:
+    ref: ImageRef
+    built: bool
+
+
+def ensure_image(
+    root: Path,
+    ref: ImageRef,
+    dockerfile: str = "Dockerfile",
+    build_args: dict[str, str] | None = None,
+    username: str | None = None,
+    password: str | None = None,
+) -> EnsureResult:
+    """Build and push `ref` with prefect-docker's deployment steps, unless the registry already has it."""
+    if registry_has(ref, username, password):
+        return EnsureResult(ref, built=False)
+    from docker.errors import DockerException
+    from prefect.utilities.dockerutils import BuildError, PushError
+    from prefect_docker.deployments.steps import build_docker_image, push_docker_image
+
+    credentials = {"username": username, "password": password, "registry_url": ref.registry} if username else None
+    try:
+        build_docker_image(
+            image_name=ref.name,
+            tag=ref.tag,
+            dockerfile=dockerfile,  # relative to the build context, as docker-py wants it
+            path=str(root),
+            buildargs=build_args or {},
+            rm=True,  # podman keeps intermediate working containers otherwise
+            pull=True,
+        )
+        push_docker_image(image_name=ref.name, tag=ref.tag, credentials=credentials)
+    except (BuildError, PushError, DockerException) as error:
+        raise ImageError(f"building or pushing {ref} failed: {' '.join(str(error).split())}") from None
+    return EnsureResult(ref, built=True)
