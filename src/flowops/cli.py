@@ -8,6 +8,7 @@
     flowops bootstrap                        work pools, the database Secret block, GitHub credentials
     flowops run FLOW/DEPLOYMENT [--param k=v] [--wait]
     flowops image tag | ensure               the flows' image: content tag; build and push only when missing
+    flowops github-event                     in GitHub Actions: what the event calls for (see github.py)
 
 Exit status: 0 ok, 1 problems found or operation failed, 2 usage error. Read commands take --json.
 Prefect is imported only by the commands that need it, so `--help` answers at once.
@@ -89,6 +90,10 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument("--name", help="registry/repository (default: $FLOWOPS_IMAGE_NAME, else flowops.yaml's)")
         command.add_argument("--json", action="store_true")
 
+    event = commands.add_parser("github-event", help="in GitHub Actions: deploy, tear down or run as the event says")
+    event.add_argument("--repository", help="the git URL workers clone (default: GitHub's)")
+    event.add_argument("--work-pool", help="send every deployment to this work pool")
+
     run = commands.add_parser("run", help="trigger a run of a deployment; with --wait, follow it to its end")
     run.add_argument("deployment", help="flow/deployment, as Prefect names it")
     run.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="VALUE is JSON if it parses")
@@ -103,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    from .github import EventError
     from .gitops import DeployFailed, Refused, ValidationFailed
     from .gitrepo import GitError
     from .image import ImageError
@@ -125,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         print(failure.output, file=sys.stderr)
         print(f"error: {failure}", file=sys.stderr)
         return 1
-    except (ProjectError, GitError, PrefectAPIError, Refused, ImageError) as error:
+    except (ProjectError, GitError, PrefectAPIError, Refused, ImageError, EventError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
 
@@ -315,22 +321,51 @@ def parse_params(pairs: list[str]) -> dict[str, Any]:
 
 
 def cmd_run(args) -> int:
+    return _run(args.deployment, parse_params(args.param), args.wait, args.timeout)
+
+
+def _run(deployment: str, parameters: dict[str, Any], wait: bool, timeout: float | None) -> int:
     from . import prefect_api
 
-    if args.deployment.count("/") != 1:
-        raise UsageError(f"{args.deployment!r}: expected FLOW/DEPLOYMENT, e.g. ecommerce-events/production")
-    parameters = parse_params(args.param)
+    if deployment.count("/") != 1:
+        raise UsageError(f"{deployment!r}: expected FLOW/DEPLOYMENT, e.g. ecommerce-events/production")
 
     def show(run_name: str, state: str) -> None:
         print(f"{run_name}: {state}", flush=True)
 
-    result = prefect_api.run_deployment(args.deployment, parameters, args.wait, args.timeout, on_state=show)
+    result = prefect_api.run_deployment(deployment, parameters, wait, timeout, on_state=show)
     print(f"flow run {result.flow_run_name} ({result.flow_run_id}): {result.state_name}")
-    if not args.wait:
+    if not wait:
         return 0
     if not result.completed and result.message:
         print(f"error: {result.message}", file=sys.stderr)
     return 0 if result.completed else 1
+
+
+def cmd_github_event(args) -> int:
+    """Do what the GitHub Actions event in GITHUB_EVENT_NAME / GITHUB_EVENT_PATH calls for (see github.py)."""
+    from .github import BOOTSTRAP, DEPLOY, PLAN, RUN, TEARDOWN, decide, read_event
+
+    project = _project(args)
+    event, payload = read_event()
+    decision = decide(event, payload, project.protected_branches())
+    subject = decision.branch or decision.deployment or ""
+    print(f"{event}: {decision.operation} {subject} ({decision.reason})".replace("  ", " "), flush=True)
+    common = {"project": args.project, "json": False}
+    if decision.operation in (DEPLOY, PLAN):
+        target = {"branch": decision.branch, "sha": decision.sha, "repository": args.repository, "image": None}
+        options = {"work_pool": args.work_pool, "work_pool_type": None, "force": False, "verbose": False}
+        command = cmd_deploy if decision.operation == DEPLOY else cmd_plan
+        return command(argparse.Namespace(**common, **target, **options))
+    if decision.operation == TEARDOWN:
+        return cmd_teardown(argparse.Namespace(**common, branch=decision.branch, force=False))
+    if decision.operation == RUN:
+        return _run(decision.deployment, decision.parameters, decision.wait, None)
+    if decision.operation == BOOTSTRAP:
+        namespace = {"work_pool": None, "pool_type": None}
+        blocks = {"secret_block": DEFAULT_SECRET_BLOCK, "github_block": DEFAULT_GITHUB_BLOCK}
+        return cmd_bootstrap(argparse.Namespace(**common, **namespace, **blocks))
+    return 0  # SKIP: the decision line above says why
 
 
 COMMANDS = {
@@ -342,6 +377,7 @@ COMMANDS = {
     "bootstrap": cmd_bootstrap,
     "image": cmd_image,
     "run": cmd_run,
+    "github-event": cmd_github_event,
 }
 
 

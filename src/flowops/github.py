@@ -1,0 +1,122 @@
+"""What a GitHub Actions event means for deployments: the one decision every workflow job delegates to.
+
+    push to main / staging               deploy that environment at the pushed commit
+    pull_request opened/synchronize/     deploy the PR branch's deployments, pinned to the PR head commit
+      reopened (same repository)         (the plan goes to the step summary)
+    pull_request closed, delete branch   tear the branch's deployments down
+    pull_request from a fork             nothing: forks get no secrets and never deploy
+    workflow_dispatch                    what its inputs say: deploy, plan, run, bootstrap
+
+The event comes as GitHub gives it: GITHUB_EVENT_NAME and the payload file at GITHUB_EVENT_PATH.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEPLOY, PLAN, TEARDOWN, RUN, BOOTSTRAP, SKIP = "deploy", "plan", "teardown", "run", "bootstrap", "skip"
+PR_DEPLOY_ACTIONS = {"opened", "synchronize", "reopened"}
+
+
+class EventError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Decision:
+    operation: str
+    reason: str
+    branch: str | None = None
+    sha: str | None = None
+    deployment: str | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+    wait: bool = False
+
+
+def read_event(environ: Mapping[str, str] = os.environ) -> tuple[str, dict[str, Any]]:
+    name, path = environ.get("GITHUB_EVENT_NAME"), environ.get("GITHUB_EVENT_PATH")
+    if not name or not path:
+        raise EventError("GITHUB_EVENT_NAME and GITHUB_EVENT_PATH are not set: this runs inside GitHub Actions")
+    try:
+        return name, json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise EventError(f"cannot read the event payload {path}: {error}") from None
+
+
+def decide(event: str, payload: dict[str, Any], protected_branches: set[str]) -> Decision:
+    if event == "push":
+        return _push(payload, protected_branches)
+    if event == "pull_request":
+        return _pull_request(payload, protected_branches)
+    if event == "delete":
+        if payload.get("ref_type") != "branch":
+            return Decision(SKIP, f"a deleted {payload.get('ref_type')} has no deployments")
+        branch = payload["ref"]
+        if branch in protected_branches:
+            return Decision(SKIP, f"{branch!r} is protected: deleting it does not tear its environment down")
+        return Decision(TEARDOWN, "branch deleted", branch=branch)
+    if event == "workflow_dispatch":
+        return _dispatch(payload.get("inputs") or {}, protected_branches)
+    return Decision(SKIP, f"the {event!r} event deploys nothing")
+
+
+def _push(payload: dict[str, Any], protected_branches: set[str]) -> Decision:
+    ref = payload.get("ref", "")
+    if not ref.startswith("refs/heads/"):
+        return Decision(SKIP, f"{ref} is not a branch")
+    branch = ref.removeprefix("refs/heads/")
+    if payload.get("deleted"):
+        return Decision(SKIP, "a branch deletion (the delete event tears down)")
+    if branch not in protected_branches:
+        return Decision(SKIP, f"{branch!r} deploys through its pull request")
+    return Decision(DEPLOY, f"push to {branch}", branch=branch, sha=payload.get("after"))
+
+
+def _pull_request(payload: dict[str, Any], protected_branches: set[str]) -> Decision:
+    pull_request = payload["pull_request"]
+    head = pull_request["head"]
+    base_repository = pull_request["base"]["repo"]["full_name"]
+    head_repository = (head.get("repo") or {}).get("full_name")
+    number = payload.get("number", pull_request.get("number"))
+    if head_repository != base_repository:
+        return Decision(SKIP, f"pull request #{number} comes from a fork ({head_repository}): no secrets, no deploy")
+    branch = head["ref"]
+    if branch in protected_branches:
+        return Decision(SKIP, f"{branch!r} deploys on its own pushes, not as a branch deployment")
+    action = payload.get("action")
+    if action in PR_DEPLOY_ACTIONS:
+        return Decision(DEPLOY, f"pull request #{number} {action}", branch=branch, sha=head["sha"])
+    if action == "closed":
+        return Decision(TEARDOWN, f"pull request #{number} closed", branch=branch)
+    return Decision(SKIP, f"pull request #{number} {action}: nothing to deploy")
+
+
+def _dispatch(inputs: dict[str, Any], protected_branches: set[str]) -> Decision:
+    operation = inputs.get("operation", DEPLOY)
+    branch = inputs.get("branch") or None
+    if operation in (DEPLOY, PLAN):
+        if not branch:
+            raise EventError(f"workflow_dispatch {operation}: the `branch` input is empty")
+        return Decision(operation, f"dispatched {operation}", branch=branch, sha=inputs.get("sha") or None)
+    if operation == TEARDOWN:
+        if not branch or branch in protected_branches:
+            raise EventError(f"workflow_dispatch teardown: refusing branch {branch!r}")
+        return Decision(TEARDOWN, "dispatched teardown", branch=branch)
+    if operation == RUN:
+        deployment = inputs.get("deployment") or ""
+        try:
+            parameters = json.loads(inputs.get("parameters") or "{}")
+        except json.JSONDecodeError as error:
+            raise EventError(f"workflow_dispatch run: the `parameters` input is not JSON: {error}") from None
+        if not isinstance(parameters, dict):
+            raise EventError("workflow_dispatch run: `parameters` must be a JSON object")
+        wait = str(inputs.get("wait", "true")).lower() == "true"
+        return Decision(RUN, "dispatched run", deployment=deployment, parameters=parameters, wait=wait)
+    if operation == BOOTSTRAP:
+        return Decision(BOOTSTRAP, "dispatched bootstrap")
+    raise EventError(f"workflow_dispatch: unknown operation {operation!r}")

@@ -1,0 +1,126 @@
+"""Each GitHub event, as a workflow job meets it: the GITHUB_* variables and the event payload file GitHub sets,
+then the job's one command, `flowops github-event`, against a real Prefect server and a git origin on disk."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from flowops.branches import branch_slug
+from flowops.local import git
+from tests.conftest import edit_yaml
+from tests.e2e.conftest import deployments
+
+EVENTS = Path(__file__).resolve().parents[1] / "fixtures" / "github_events"
+
+
+def github_event(repo, event: str, fixture: str, sha: str = "", flow: str = ""):
+    """Run the workflow step `uv run flowops github-event` for `fixture`, as GitHub would set it up."""
+    text = (EVENTS / f"{fixture}.json").read_text().replace("HEAD_SHA", sha).replace("FLOW/", f"{flow}/")
+    payload = repo.path.parent / f"{fixture}.json"
+    payload.write_text(text)
+    summary = repo.path.parent / "step-summary.md"
+    summary.write_text("")
+    environment = {
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_EVENT_NAME": event,
+        "GITHUB_EVENT_PATH": str(payload),
+        "GITHUB_SERVER_URL": repo.origin.parent.as_uri(),  # workers clone GITHUB_SERVER_URL/GITHUB_REPOSITORY.git
+        "GITHUB_REPOSITORY": repo.origin.name.removesuffix(".git"),
+        "GITHUB_SHA": sha or git(repo.path, "rev-parse", "HEAD"),
+        "GITHUB_STEP_SUMMARY": str(summary),
+    }
+    saved = dict(repo.env)
+    repo.env.update(environment)
+    try:
+        result = repo.flowops("github-event")
+    finally:
+        repo.env.clear()
+        repo.env.update(saved)
+    return result, summary.read_text()
+
+
+def names(repo) -> set[str]:
+    return {name.split("/", 1)[1] for name in deployments(repo.api_url, repo.flow_name)}
+
+
+def test_every_event_a_team_uses_does_what_it_should_on_the_server(hello_repo):
+    # The test environment runs production on a process pool: data in flowops.yaml, not code.
+    edit_yaml(
+        hello_repo.path / "deployments" / "flowops.yaml",
+        lambda c: c["work_pools"].update({"hello-production": {"type": "process"}}),
+    )
+    main_sha = hello_repo.commit("production on a process pool here", push=["main", "staging"])
+    slug = branch_slug("feature/Foo_Bar")
+
+    result, _ = github_event(hello_repo, "push", "push_main", main_sha)
+    assert result.stdout.startswith("push: deploy main (push to main)")
+    production = deployments(hello_repo.api_url, hello_repo.flow_name)[f"{hello_repo.flow_name}/production"]
+    assert f"commit:{main_sha[:8]}" in production["tags"]
+    assert (
+        production["pull_steps"][0]["prefect.deployments.steps.git_clone"]["repository"] == hello_repo.origin.as_uri()
+    )
+
+    github_event(hello_repo, "push", "push_staging", main_sha)
+    github_event(hello_repo, "push", "push_feature", main_sha)  # feature pushes deploy through their PR
+    assert names(hello_repo) == {"production", "staging"}
+
+    git(hello_repo.path, "checkout", "--quiet", "-b", "feature/Foo_Bar")
+    (hello_repo.path / "flows" / "extra.py").write_text("X = 1\n")
+    first = hello_repo.commit("feature work", push=["feature/Foo_Bar"])
+    result, summary = github_event(hello_repo, "pull_request", "pull_request_opened", first)
+    branch_deployment = f"{hello_repo.flow_name}/staging-{slug}"
+    clone = deployments(hello_repo.api_url)[branch_deployment]["pull_steps"][0]["prefect.deployments.steps.git_clone"]
+    assert clone["commit_sha"] == first
+    assert f"| + | `{branch_deployment}` | create |" in summary  # the plan, in the step summary
+
+    (hello_repo.path / "flows" / "extra.py").write_text("X = 2\n")
+    second = hello_repo.commit("more work", push=["feature/Foo_Bar"])
+    github_event(hello_repo, "pull_request", "pull_request_synchronize", second)
+    clone = deployments(hello_repo.api_url)[branch_deployment]["pull_steps"][0]["prefect.deployments.steps.git_clone"]
+    assert clone["commit_sha"] == second
+
+    before = deployments(hello_repo.api_url, hello_repo.flow_name)
+    result, _ = github_event(hello_repo, "pull_request", "pull_request_fork", second)
+    assert "comes from a fork" in result.stdout
+    github_event(hello_repo, "pull_request", "pull_request_labeled", second)
+    assert deployments(hello_repo.api_url, hello_repo.flow_name) == before
+
+    github_event(hello_repo, "pull_request", "pull_request_closed", second)
+    assert names(hello_repo) == {"production", "staging"}
+    github_event(hello_repo, "pull_request", "pull_request_reopened", second)
+    assert f"staging-{slug}" in names(hello_repo)
+    github_event(hello_repo, "delete", "delete_branch")
+    assert names(hello_repo) == {"production", "staging"}
+    github_event(hello_repo, "delete", "delete_main")  # a protected branch: its environment stays
+    assert names(hello_repo) == {"production", "staging"}
+
+    git(hello_repo.path, "checkout", "--quiet", "-b", "feature/by-hand", "main")
+    github_event(hello_repo, "workflow_dispatch", "dispatch_deploy")
+    by_hand = f"staging-{branch_slug('feature/by-hand')}"
+    assert names(hello_repo) == {"production", "staging", by_hand}
+    result, summary = github_event(hello_repo, "workflow_dispatch", "dispatch_plan")
+    assert f"= unchanged {hello_repo.flow_name}/{by_hand}" in result.stdout
+    github_event(hello_repo, "workflow_dispatch", "dispatch_teardown")
+    assert names(hello_repo) == {"production", "staging"}
+
+    with hello_repo.worker("hello-production"):
+        result, _ = github_event(hello_repo, "workflow_dispatch", "dispatch_run", flow=hello_repo.flow_name)
+    assert result.stdout.rstrip().endswith(": Completed"), result.stdout
+
+
+def test_a_dispatched_run_that_fails_fails_the_job(hello_repo):
+    edit_yaml(
+        hello_repo.path / "deployments" / "flowops.yaml",
+        lambda c: c["work_pools"].update({"hello-production": {"type": "process"}}),
+    )
+    sha = hello_repo.commit("process pool", push=["main"])
+    github_event(hello_repo, "push", "push_main", sha)
+    payload = json.loads((EVENTS / "dispatch_run.json").read_text())
+    payload["inputs"]["parameters"] = json.dumps({"count": "not a number"})
+    bad = hello_repo.path.parent / "dispatch_bad_run.json"
+    bad.write_text(json.dumps(payload).replace("FLOW/", f"{hello_repo.flow_name}/"))
+    hello_repo.env.update(GITHUB_EVENT_NAME="workflow_dispatch", GITHUB_EVENT_PATH=str(bad))
+    result = hello_repo.flowops("github-event", check=False)
+    assert result.returncode == 1
+    assert "error:" in result.stderr

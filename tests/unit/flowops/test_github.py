@@ -1,0 +1,86 @@
+"""What each GitHub Actions event means for deployments (flowops github-event), from payloads as GitHub sends them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from flowops.github import DEPLOY, PLAN, RUN, SKIP, TEARDOWN, EventError, decide, read_event
+
+EVENTS = Path(__file__).resolve().parents[2] / "fixtures" / "github_events"
+PROTECTED = {"main", "staging"}
+
+
+def payload(name: str) -> dict:
+    return json.loads((EVENTS / f"{name}.json").read_text())
+
+
+@pytest.mark.parametrize(
+    ("event", "file", "operation", "branch", "sha"),
+    [
+        ("push", "push_main", DEPLOY, "main", "HEAD_SHA"),
+        ("push", "push_staging", DEPLOY, "staging", "HEAD_SHA"),
+        ("push", "push_feature", SKIP, None, None),
+        ("push", "push_tag", SKIP, None, None),
+        ("pull_request", "pull_request_opened", DEPLOY, "feature/Foo_Bar", "HEAD_SHA"),
+        ("pull_request", "pull_request_synchronize", DEPLOY, "feature/Foo_Bar", "HEAD_SHA"),
+        ("pull_request", "pull_request_reopened", DEPLOY, "feature/Foo_Bar", "HEAD_SHA"),
+        ("pull_request", "pull_request_closed", TEARDOWN, "feature/Foo_Bar", None),
+        ("pull_request", "pull_request_labeled", SKIP, None, None),
+        ("pull_request", "pull_request_fork", SKIP, None, None),
+        ("pull_request", "pull_request_from_staging", SKIP, None, None),
+        ("delete", "delete_branch", TEARDOWN, "feature/Foo_Bar", None),
+        ("delete", "delete_tag", SKIP, None, None),
+        ("delete", "delete_main", SKIP, None, None),
+        ("workflow_dispatch", "dispatch_deploy", DEPLOY, "feature/by-hand", None),
+        ("workflow_dispatch", "dispatch_plan", PLAN, "feature/by-hand", None),
+        ("workflow_dispatch", "dispatch_teardown", TEARDOWN, "feature/by-hand", None),
+    ],
+)
+def test_each_event_maps_to_one_operation_on_one_branch(event, file, operation, branch, sha):
+    decision = decide(event, payload(file), PROTECTED)
+    assert (decision.operation, decision.branch, decision.sha) == (operation, branch, sha)
+    assert decision.reason
+
+
+def test_a_fork_pull_request_says_why_it_deploys_nothing():
+    assert (
+        "comes from a fork (mallory/flows): no secrets, no deploy"
+        in decide("pull_request", payload("pull_request_fork"), PROTECTED).reason
+    )
+
+
+def test_a_dispatched_run_carries_its_deployment_parameters_and_wait():
+    decision = decide("workflow_dispatch", payload("dispatch_run"), PROTECTED)
+    assert (decision.operation, decision.deployment, decision.parameters, decision.wait) == (
+        RUN,
+        "FLOW/production",
+        {"name": "dispatch", "count": 3},
+        True,
+    )
+
+
+@pytest.mark.parametrize(
+    ("inputs", "message"),
+    [
+        ({"operation": "deploy", "branch": ""}, "the `branch` input is empty"),
+        ({"operation": "teardown", "branch": "main"}, "refusing branch 'main'"),
+        ({"operation": "run", "deployment": "f/d", "parameters": "{not json"}, "`parameters` input is not JSON"),
+        ({"operation": "run", "deployment": "f/d", "parameters": "[1]"}, "must be a JSON object"),
+        ({"operation": "explode"}, "unknown operation 'explode'"),
+    ],
+)
+def test_bad_dispatch_inputs_are_one_clear_error(inputs, message):
+    with pytest.raises(EventError, match=message):
+        decide("workflow_dispatch", {"inputs": inputs}, PROTECTED)
+
+
+def test_other_events_deploy_nothing():
+    assert decide("schedule", {}, PROTECTED).operation == SKIP
+
+
+def test_outside_github_actions_reading_the_event_is_a_clear_error():
+    with pytest.raises(EventError, match="GITHUB_EVENT_NAME and GITHUB_EVENT_PATH are not set"):
+        read_event({})

@@ -1,0 +1,107 @@
+"""The workflows are hardened and thin: checked by actionlint and zizmor, and by the rules they cannot express."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[3]
+WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
+ACTIONS = sorted((ROOT / ".github" / "actions").glob("*/action.yml"))
+PINNED = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
+PROJECT_COMMAND = re.compile(r"^(make [a-z-]+|uv run flowops [a-z -]+)$")
+
+
+def load(path: Path) -> dict:
+    return yaml.safe_load(path.read_text())
+
+
+def steps_of(document: dict):
+    for job in (document.get("jobs") or {}).values():
+        yield from job.get("steps") or []
+    yield from (document.get("runs") or {}).get("steps") or []
+
+
+def tool(name: str) -> str:
+    found = shutil.which(name) or str(Path(__import__("sys").executable).with_name(name))
+    if not Path(found).exists():
+        pytest.fail(f"{name} is not installed: run `make setup`")
+    return found
+
+
+def test_there_are_workflows_for_ci_delivery_and_manual_runs():
+    assert {path.name for path in WORKFLOWS} == {"ci.yml", "deploy.yml", "manual.yml"}
+
+
+def test_actionlint_reports_nothing():
+    result = subprocess.run([tool("actionlint"), "-no-color"], cwd=ROOT, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_zizmor_reports_nothing():
+    command = [tool("zizmor"), "--offline", "--no-progress", "--format", "plain", ".github"]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "No findings to report" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_permissions_are_empty_at_the_top_and_granted_per_job(path):
+    document = load(path)
+    assert document["permissions"] == {}
+    for name, job in document["jobs"].items():
+        assert "permissions" in job, f"{path.name}: job {name} must state its permissions"
+        assert "write-all" not in str(job["permissions"])
+
+
+@pytest.mark.parametrize("path", WORKFLOWS + ACTIONS, ids=lambda p: p.parent.name if p.name == "action.yml" else p.name)
+def test_third_party_actions_are_pinned_by_full_sha_with_their_version_in_a_comment(path):
+    text = path.read_text()
+    for step in steps_of(load(path)):
+        uses = step.get("uses")
+        if not uses or uses.startswith("$/"):
+            continue
+        assert PINNED.match(uses), f"{path.name}: {uses} is not pinned to a full commit SHA"
+        assert re.search(re.escape(uses) + r" # v\d+(\.\d+)*\s*$", text, re.MULTILINE), f"{uses}: add `# vX.Y.Z`"
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_checkouts_do_not_persist_credentials(path):
+    for step in steps_of(load(path)):
+        if str(step.get("uses", "")).startswith("actions/checkout@"):
+            assert step["with"]["persist-credentials"] is False
+
+
+@pytest.mark.parametrize("path", WORKFLOWS + ACTIONS, ids=lambda p: p.parent.name if p.name == "action.yml" else p.name)
+def test_run_steps_expand_no_expressions_and_call_one_project_command(path):
+    """Untrusted values (branch names, titles, inputs) reach commands only through env: and "$VAR"."""
+    for step in steps_of(load(path)):
+        if "run" not in step:
+            continue
+        assert "${{" not in step["run"], f"{path.name}: {step['run']!r} expands an expression in the shell"
+        if step["run"] != "exit 1":  # the aggregate `pass` job's verdict
+            assert PROJECT_COMMAND.match(step["run"].strip()), (
+                f"{path.name}: {step['run']!r} is not one project command"
+            )
+
+
+def test_deploy_jobs_never_cancel_a_deploy_in_progress_and_production_needs_its_environment():
+    for path in WORKFLOWS:
+        for name, job in load(path)["jobs"].items():
+            if "concurrency" in job and str(job["concurrency"].get("group", "")).startswith(("deploy-", "image-")):
+                assert job["concurrency"]["cancel-in-progress"] is False, f"{path.name}: {name}"
+    deploy = load(ROOT / ".github" / "workflows" / "deploy.yml")["jobs"]
+    assert deploy["production"]["environment"] == "production"
+    assert deploy["production"]["needs"] == "image"
+    assert "head.repo.full_name == github.repository" in deploy["staging"]["if"]  # forks never deploy
+
+
+def test_pull_requests_run_as_pull_request_never_pull_request_target():
+    for path in WORKFLOWS:
+        triggers = load(path)[True]  # YAML reads the key `on` as true
+        assert "pull_request_target" not in triggers
