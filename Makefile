@@ -4,7 +4,7 @@ SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 DEMO_ROWS ?= 100000
 
-.PHONY: help setup demo ingest-demo test test-unit lint bench bench-deploy
+.PHONY: help setup demo ingest-demo test test-unit containers lint bench bench-deploy
 
 help:  ## list the tasks
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -26,7 +26,11 @@ test: setup  ## the whole test suite (PostgreSQL at $$TEST_DATABASE_URL, default
 test-unit: setup  ## unit tests only: no database, no Prefect server
 	$(UV) run pytest tests/unit
 
-lint: setup  ## every pre-commit hook on every file: ruff, ruff format, uv.lock check, shellcheck
+containers:  ## start the local container stack (podman Docker API, registry, base image) for the container tests
+	bash scripts/container-stack.sh up
+	@echo 'now: eval "$$(bash scripts/container-stack.sh env)" && make test'
+
+lint: setup  ## every pre-commit hook on every file: ruff, uv.lock, shellcheck, hadolint, actionlint, zizmor
 	$(UV) run pre-commit run --all-files --show-diff-on-failure
 
 bench: setup  ## ingest benchmark: psql \copy vs the ingest command vs pandas.to_sql (needs PostgreSQL)

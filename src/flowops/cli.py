@@ -77,6 +77,13 @@ def _parser() -> argparse.ArgumentParser:
     bootstrap = commands.add_parser("bootstrap", help="create the work pools and blocks the deployments need")
     bootstrap.add_argument("--work-pool", help="only this work pool (default: every pool flowops.yaml declares)")
     bootstrap.add_argument("--type", dest="pool_type", help="the type of --work-pool (process, docker, ...)")
+    bootstrap.add_argument(
+        "--default",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a default job variable of a new --work-pool, e.g. network_mode=host (VALUE is JSON if it parses)",
+    )
     bootstrap.add_argument("--secret-block", default=DEFAULT_SECRET_BLOCK, help="saved from $ECOMMERCE_DATABASE_URL")
     bootstrap.add_argument("--github-block", default=DEFAULT_GITHUB_BLOCK, help="saved from $GITHUB_TOKEN")
 
@@ -160,7 +167,8 @@ def _rendered(args, project):
     branch = _checked_branch(args.branch)
     sha = resolve_sha(project.root, args.sha)
     repository = args.repository or default_repository(project.root)
-    return render(project, branch, sha, Overrides(repository, args.work_pool, args.image))
+    overrides = Overrides(repository, args.work_pool, args.image)
+    return render(project, branch, sha, overrides, getattr(args, "work_pool_type", None))
 
 
 def cmd_validate(args) -> int:
@@ -251,8 +259,11 @@ def cmd_bootstrap(args) -> int:
         if args.work_pool
         else {n: p.type for n, p in project.config.work_pools.items()}
     )
+    defaults = parse_params(args.default)
+    if defaults and not args.work_pool:
+        raise UsageError("--default goes with --work-pool")
     for name, pool_type in pools.items():
-        created = prefect_api.ensure_work_pool(name, pool_type)
+        created = prefect_api.ensure_work_pool(name, pool_type, defaults)
         print(f"work pool {name!r} ({pool_type}): {'created' if created else 'exists'}")
     for variable, block, save in (
         ("ECOMMERCE_DATABASE_URL", args.secret_block, prefect_api.save_secret_block),
@@ -362,7 +373,7 @@ def cmd_github_event(args) -> int:
     if decision.operation == RUN:
         return _run(decision.deployment, decision.parameters, decision.wait, None)
     if decision.operation == BOOTSTRAP:
-        namespace = {"work_pool": None, "pool_type": None}
+        namespace = {"work_pool": None, "pool_type": None, "default": []}
         blocks = {"secret_block": DEFAULT_SECRET_BLOCK, "github_block": DEFAULT_GITHUB_BLOCK}
         return cmd_bootstrap(argparse.Namespace(**common, **namespace, **blocks))
     return 0  # SKIP: the decision line above says why

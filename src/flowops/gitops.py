@@ -65,10 +65,15 @@ class Rendered:
         return rendered_header(self.target, self.sha) + yaml.safe_dump(self.content, sort_keys=False)
 
 
-def render(project: Project, branch: str, sha: str, overrides: Overrides) -> Rendered:
+def render(
+    project: Project, branch: str, sha: str, overrides: Overrides, pool_type_for_overrides: str | None = None
+) -> Rendered:
     """The file `branch` deploys at `sha`; Docker pools get the flows' image unless an image is given."""
     target = project.target(branch)
-    docker_pools = frozenset(name for name, pool in project.config.work_pools.items() if pool.type in DOCKER_POOL_TYPES)
+    docker_pools = {name for name, pool in project.config.work_pools.items() if pool.type in DOCKER_POOL_TYPES}
+    if overrides.work_pool and pool_type_for_overrides in DOCKER_POOL_TYPES:
+        docker_pools.add(overrides.work_pool)
+    docker_pools = frozenset(docker_pools)
     pools = {overrides.work_pool or (d.get("work_pool") or {}).get("name") for d in target.file.deployments()}
     if overrides.image is None and project.config.image and pools & docker_pools:
         overrides = replace(overrides, default_image=str(default_image_ref(project)), docker_pools=docker_pools)

@@ -173,14 +173,22 @@ def _read_work_pool(name: str):
             return None
 
 
-def ensure_work_pool(name: str, pool_type: str) -> bool:
-    """Create the work pool if it is missing; True when it was created. An existing pool is left as it is."""
+def ensure_work_pool(name: str, pool_type: str, defaults: dict[str, Any] | None = None) -> bool:
+    """Create the work pool if it is missing, with `defaults` for its job variables (e.g. network_mode=host);
+    True when it was created. An existing pool is left as it is."""
     from prefect.client.schemas.actions import WorkPoolCreate
     from prefect.exceptions import ObjectAlreadyExists
 
     if work_pool_type(name) is not None:
         return False
     template = _default_base_job_template(pool_type)
+    properties = template.get("variables", {}).get("properties", {})
+    for key, value in (defaults or {}).items():
+        if key not in properties:
+            raise PrefectAPIError(
+                f"{pool_type} work pools have no job variable {key!r} (they have: {', '.join(properties)})"
+            )
+        properties[key]["default"] = value
     with _calling(f"creating work pool {name!r} of type {pool_type!r}"), _client() as client:
         try:
             client.create_work_pool(WorkPoolCreate(name=name, type=pool_type, base_job_template=template))

@@ -1,0 +1,53 @@
+"""compose.yaml: the production shape (PostgreSQL, a Prefect server backed by it, a worker on the flows' image),
+healthy before its dependants start, with no secret written in it."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[3]
+COMPOSE = yaml.safe_load((ROOT / "compose.yaml").read_text())
+SERVICES = COMPOSE["services"]
+
+
+def test_it_has_postgres_a_prefect_server_on_it_and_a_worker_on_the_flows_image():
+    assert set(SERVICES) == {"postgres", "prefect-server", "worker"}
+    assert SERVICES["prefect-server"]["environment"]["PREFECT_API_DATABASE_CONNECTION_URL"].startswith(
+        "postgresql+asyncpg://prefect:"
+    )
+    assert SERVICES["prefect-server"]["environment"]["PREFECT_API_DATABASE_CONNECTION_URL"].endswith(
+        "@postgres:5432/prefect"
+    )
+    assert SERVICES["worker"]["build"] == {"context": ".", "dockerfile": "Dockerfile"}
+    assert SERVICES["worker"]["environment"]["PREFECT_API_URL"] == "http://prefect-server:4200/api"
+
+
+def test_every_service_that_others_wait_for_has_a_health_check_and_they_wait_for_it():
+    for name in ("postgres", "prefect-server"):
+        assert SERVICES[name]["healthcheck"]["test"]
+    assert SERVICES["prefect-server"]["depends_on"] == {"postgres": {"condition": "service_healthy"}}
+    assert SERVICES["worker"]["depends_on"] == {"prefect-server": {"condition": "service_healthy"}}
+
+
+def test_no_secret_is_written_in_the_file_and_a_missing_one_stops_compose_with_a_message():
+    text = (ROOT / "compose.yaml").read_text()
+    for service in SERVICES.values():
+        for key, value in (service.get("environment") or {}).items():
+            if re.search(r"PASSWORD|SECRET|TOKEN|KEY", key):
+                assert re.fullmatch(r"\$\{[A-Z_]+:\?[^}]+\}", str(value)), f"{key} must come from the environment"
+    for url in re.findall(r"postgres(?:ql)?(?:\+asyncpg)?://[^\s\"']+", text):
+        assert re.match(r"postgres(?:ql)?(?:\+asyncpg)?://prefect:\$\{POSTGRES_PASSWORD:\?", url), url
+    assert "${POSTGRES_PASSWORD:?" in text
+
+
+def test_the_server_is_only_published_on_loopback():
+    assert SERVICES["prefect-server"]["ports"] == ["127.0.0.1:4200:4200"]
+    assert "ports" not in SERVICES["postgres"]
+
+
+def test_the_flows_database_is_created_beside_prefects():
+    assert "create database ecommerce;" in (ROOT / "compose" / "initdb" / "ecommerce.sql").read_text()
+    assert SERVICES["worker"]["environment"]["ECOMMERCE_DATABASE_URL"].endswith("@postgres:5432/ecommerce")
