@@ -4,6 +4,7 @@ then the job's one command, `flowops github-event`, against a real Prefect serve
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
 from flowops.branches import branch_slug
@@ -44,12 +45,16 @@ def names(repo) -> set[str]:
     return {name.split("/", 1)[1] for name in deployments(repo.api_url, repo.flow_name)}
 
 
+def production_on_a_process_pool(repo) -> str:
+    """This test environment runs production on a process pool of its own: data in the files, not code."""
+    pool = f"hello-events-{uuid.uuid4().hex[:8]}"
+    edit_yaml(repo.path / "deployments" / "flowops.yaml", lambda c: c["work_pools"].update({pool: {"type": "process"}}))
+    edit_yaml(repo.path / "deployments/main/prefect.yaml", lambda c: c["deployments"][0]["work_pool"].update(name=pool))
+    return pool
+
+
 def test_every_event_a_team_uses_does_what_it_should_on_the_server(hello_repo):
-    # The test environment runs production on a process pool: data in flowops.yaml, not code.
-    edit_yaml(
-        hello_repo.path / "deployments" / "flowops.yaml",
-        lambda c: c["work_pools"].update({"hello-production": {"type": "process"}}),
-    )
+    pool = production_on_a_process_pool(hello_repo)
     main_sha = hello_repo.commit("production on a process pool here", push=["main", "staging"])
     slug = branch_slug("feature/Foo_Bar")
 
@@ -104,16 +109,13 @@ def test_every_event_a_team_uses_does_what_it_should_on_the_server(hello_repo):
     github_event(hello_repo, "workflow_dispatch", "dispatch_teardown")
     assert names(hello_repo) == {"production", "staging"}
 
-    with hello_repo.worker("hello-production"):
+    with hello_repo.worker(pool):
         result, _ = github_event(hello_repo, "workflow_dispatch", "dispatch_run", flow=hello_repo.flow_name)
     assert result.stdout.rstrip().endswith(": Completed"), result.stdout
 
 
 def test_a_dispatched_run_that_fails_fails_the_job(hello_repo):
-    edit_yaml(
-        hello_repo.path / "deployments" / "flowops.yaml",
-        lambda c: c["work_pools"].update({"hello-production": {"type": "process"}}),
-    )
+    production_on_a_process_pool(hello_repo)
     sha = hello_repo.commit("process pool", push=["main"])
     github_event(hello_repo, "push", "push_main", sha)
     payload = json.loads((EVENTS / "dispatch_run.json").read_text())
