@@ -17,7 +17,7 @@ import uuid
 from pathlib import Path
 
 from flowops.image import ImageRef, image_tag
-from flowops.local import PrefectServer, Worker, base_environment, git, make_origin
+from flowops.local import PrefectServer, Worker, base_environment, free_port, git, make_origin
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE_IMAGE = os.environ.get("FLOWOPS_BASE_IMAGE", "localhost:5000/debian-base:bookworm")
@@ -51,7 +51,7 @@ def main() -> int:
 
     flowops = [sys.executable, "-m", "flowops"]
     with tempfile.TemporaryDirectory(prefix="flowops-bench-image-") as folder:
-        Path(folder).chmod(0o755)  # the run's container user (uid 10001) reads the month file from here
+        Path(folder).chmod(0o755)  # the run's container (uid 10001) reads origin and the month file here
         repo = Path(folder) / "repo"
         repo.mkdir()
         for item in ("flows", "deployments"):
@@ -61,7 +61,22 @@ def main() -> int:
         git(repo, "init", "--quiet")
         git(repo, "add", "--all")
         git(repo, "commit", "--quiet", "--message", "bench")
-        origin = make_origin(repo, Path(folder) / "origin.git", ["main"])
+        make_origin(repo, Path(folder) / "origin.git", ["main"])
+        # Containers clone over git:// from the host network (a file:// origin owned by root is "dubious" to uid 10001).
+        port = free_port()
+        daemon = subprocess.Popen(
+            [
+                "git",
+                "daemon",
+                "--reuseaddr",
+                "--export-all",
+                f"--base-path={folder}",
+                "--listen=127.0.0.1",
+                f"--port={port}",
+                folder,
+            ]
+        )
+        origin = f"git://127.0.0.1:{port}/origin.git"
         env = {**os.environ, "FLOWOPS_IMAGE_NAME": name}
         build_arg = ["--build-arg", f"BASE_IMAGE={BASE_IMAGE}"]
         warm, _ = timed([*flowops, "-C", str(repo), "image", "ensure", *build_arg], env, ROOT)
@@ -106,7 +121,7 @@ def main() -> int:
                     "--default",
                     "auto_remove=true",
                     "--default",
-                    f'volumes=["{data}:{data}:ro"]',
+                    f'volumes=["{folder}:{folder}:ro"]',
                 ],
                 env,
                 ROOT,
@@ -130,16 +145,24 @@ def main() -> int:
                 env,
                 ROOT,
             )
-            with Worker(server.api_url, pool, Path(folder) / "worker", env={"DOCKER_HOST": os.environ["DOCKER_HOST"]}):
+            with Worker(
+                server.api_url, pool, Path(folder) / "worker", env={"DOCKER_HOST": os.environ["DOCKER_HOST"]}
+            ) as worker:
                 params = [
                     "--param",
                     f'sources=["{data / "2019-Oct.csv"}"]',
                     "--param",
                     f"table=bench_{uuid.uuid4().hex[:6]}",
                 ]
-                _, output = timed(
-                    [*flowops, "run", "ecommerce-events/production", *params, "--wait", "--timeout", "600"], env, ROOT
-                )
+                try:
+                    _, output = timed(
+                        [*flowops, "run", "ecommerce-events/production", *params, "--wait", "--timeout", "600"],
+                        env,
+                        ROOT,
+                    )
+                except SystemExit:
+                    print(worker.log()[-4000:], file=sys.stderr)
+                    raise
             first_run = time.perf_counter() - deploy_started
         (repo / "flows" / "ecommerce" / "CHANGED.md").write_text("a code-only change\n")
         git(repo, "add", "--all")
@@ -147,6 +170,8 @@ def main() -> int:
         _, after_change = timed(
             [*flowops, "-C", str(repo), "image", "ensure", *build_arg], {**os.environ, "FLOWOPS_IMAGE_NAME": name}, ROOT
         )
+
+        daemon.terminate()
 
     builds_on_code_change = 0 if after_change.strip().endswith("(nothing built)") else 1
     print(f"image {ref}: {size_mb:.0f} MB (base image included)")
