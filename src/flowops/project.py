@@ -124,12 +124,7 @@ def load_project(root: Path | str = ".", deployments_dir: str = "deployments") -
     root = Path(root).resolve()
     config_path = root / deployments_dir / CONFIG_FILE
     relative = config_path.relative_to(root)
-    try:
-        raw = yaml.safe_load(config_path.read_text())
-    except FileNotFoundError:
-        raise ProjectError(f"{relative}: not found (flowops needs it to know which file each branch deploys)") from None
-    except yaml.YAMLError as error:
-        raise ProjectError(f"{relative}: not valid YAML: {_one_line(error)}") from None
+    raw = _read_yaml(config_path, relative, "not found (flowops needs it to know which file each branch deploys)")
     try:
         config = FlowopsConfig.model_validate(raw)
     except ValidationError as error:
@@ -141,15 +136,19 @@ def load_project(root: Path | str = ".", deployments_dir: str = "deployments") -
 
 def load_deployment_file(root: Path, path: Path) -> DeploymentFile:
     relative = str(path.relative_to(root))
-    try:
-        content = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ProjectError(f"{relative}: not found") from None
-    except yaml.YAMLError as error:
-        raise ProjectError(f"{relative}: not valid YAML: {_one_line(error)}") from None
+    content = _read_yaml(path, relative, "not found")
     if not isinstance(content, dict):
         raise ProjectError(f"{relative}: expected a mapping with a `deployments` list")
     return DeploymentFile(relative, content)
+
+
+def _read_yaml(path: Path, relative, when_missing: str):
+    try:
+        return yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ProjectError(f"{relative}: {when_missing}") from None
+    except yaml.YAMLError as error:
+        raise ProjectError(f"{relative}: not valid YAML: {_one_line(error)}") from None
 
 
 def _one_line(error: Exception) -> str:
