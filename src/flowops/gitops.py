@@ -236,7 +236,3 @@ def teardown(project: Project, branch: str, force: bool = False) -> list[prefect
     live = prefect_api.read_tagged_deployments([MANAGED_TAG, BRANCH_TAG_PREFIX + slug])
     prefect_api.delete_deployments(live)
     return live
-
-
-def pools_named(project: Project) -> dict[str, str]:
-    return {name: pool.type for name, pool in project.config.work_pools.items()}

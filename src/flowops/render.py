@@ -44,10 +44,6 @@ class Overrides:
     docker_pools: frozenset[str] = frozenset()
 
 
-def branch_tag(branch: str) -> str:
-    return BRANCH_TAG_PREFIX + branch_slug(branch)
-
-
 def render_branch_deployments(target: Target, sha: str, overrides: Overrides = Overrides()) -> dict[str, Any]:
     """The prefect.yaml content for `target.branch` at commit `sha`: a new dict, the committed file untouched."""
     slug = branch_slug(target.branch)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from .entrypoints import EntrypointError, FlowEntrypoint, inspect_entrypoint
@@ -304,14 +303,3 @@ def _duplicate_names(project: Project, files: list[DeploymentFile]) -> list[Prob
                 problems.append(Problem(file.path, name, "name", f"{flow_name}/{name} is also deployed by {seen[key]}"))
             seen.setdefault(key, file.path)
     return problems
-
-
-def flow_names(project: Project, content: dict[str, Any]) -> dict[str, str]:
-    """Deployment name -> flow name, for the deployments of a (rendered) file whose entrypoints are valid."""
-    names = {}
-    for deployment in content.get("deployments") or []:
-        try:
-            names[deployment["name"]] = inspect_entrypoint(Path(project.root), deployment["entrypoint"]).flow_name
-        except (EntrypointError, KeyError, TypeError):
-            continue
-    return names
