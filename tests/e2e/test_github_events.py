@@ -46,10 +46,14 @@ def names(repo) -> set[str]:
 
 
 def production_on_a_process_pool(repo) -> str:
-    """This test environment runs production on a process pool of its own: data in the files, not code."""
+    """This test environment runs every deployment on a process pool of its own: data in the files, not code."""
     pool = f"hello-events-{uuid.uuid4().hex[:8]}"
-    edit_yaml(repo.path / "deployments" / "flowops.yaml", lambda c: c["work_pools"].update({pool: {"type": "process"}}))
-    edit_yaml(repo.path / "deployments/main/prefect.yaml", lambda c: c["deployments"][0]["work_pool"].update(name=pool))
+    edit_yaml(repo.path / "deployments" / "flowops.yaml", lambda c: c.update(work_pools={pool: {"type": "process"}}))
+    for environment in ("main", "staging"):
+        edit_yaml(
+            repo.path / "deployments" / environment / "prefect.yaml",
+            lambda c: c["deployments"][0]["work_pool"].update(name=pool),
+        )
     return pool
 
 
@@ -108,6 +112,13 @@ def test_every_event_a_team_uses_does_what_it_should_on_the_server(hello_repo):
     assert f"= unchanged {hello_repo.flow_name}/{by_hand}" in result.stdout
     github_event(hello_repo, "workflow_dispatch", "dispatch_teardown")
     assert names(hello_repo) == {"production", "staging"}
+
+    hello_repo.env["ECOMMERCE_DATABASE_URL"] = "sqlite:///never-printed.sqlite"
+    result, _ = github_event(hello_repo, "workflow_dispatch", "dispatch_bootstrap")
+    del hello_repo.env["ECOMMERCE_DATABASE_URL"]
+    assert f"work pool '{pool}' (process): exists" in result.stdout
+    assert "block 'ecommerce-database-url': " in result.stdout
+    assert "never-printed" not in result.stdout + result.stderr
 
     with hello_repo.worker(pool):
         result, _ = github_event(hello_repo, "workflow_dispatch", "dispatch_run", flow=hello_repo.flow_name)

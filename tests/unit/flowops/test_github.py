@@ -84,3 +84,9 @@ def test_other_events_deploy_nothing():
 def test_outside_github_actions_reading_the_event_is_a_clear_error():
     with pytest.raises(EventError, match="GITHUB_EVENT_NAME and GITHUB_EVENT_PATH are not set"):
         read_event({})
+
+
+def test_a_dispatched_bootstrap_is_a_bootstrap():
+    from flowops.github import BOOTSTRAP
+
+    assert decide("workflow_dispatch", payload("dispatch_bootstrap"), PROTECTED).operation == BOOTSTRAP
