@@ -1,4 +1,4 @@
-"""The GitOps operations behind the CLI: plan, deploy (validate, render, deploy, prune), teardown, bootstrap.
+"""The GitOps operations behind the CLI: render, plan, deploy (validate, render, deploy, prune), teardown.
 
 Each returns data for the CLI to print; server calls go through prefect_api, `prefect deploy` through
 prefect_deploy. A deploy is all or nothing: nothing on the server changes unless every check passes, and a
