@@ -1,4 +1,5 @@
-"""What a deployment's entrypoint is, read from its source without importing it (flow code needs its own deps)."""
+"""What a deployment's entrypoint is, read from its source: the module is parsed, not run. Prefect's parameter
+schema does import the module's own imports (to evaluate defaults such as MONTH_FILES), as `prefect deploy` does."""
 
 from __future__ import annotations
 

@@ -61,6 +61,11 @@ class Rendered:
     sha: str
     content: dict[str, Any]
 
+    @property
+    def label(self) -> str:
+        """How problems name the rendered file."""
+        return f"{self.target.file.path} (rendered for {self.target.branch!r})"
+
     def as_yaml(self) -> str:
         return rendered_header(self.target, self.sha) + yaml.safe_dump(self.content, sort_keys=False)
 
@@ -91,25 +96,24 @@ def default_image_ref(project: Project) -> ImageRef:
 def check_rendered(project: Project, rendered: Rendered) -> list[Problem]:
     """The committed file's checks (and names unique across files), then the same checks on the rendered file."""
     problems = validate_project(project, rendered.target.branch)
-    label = f"{rendered.target.file.path} (rendered for {rendered.target.branch!r})"
     if not problems:
-        problems = validate_file(project, DeploymentFile(label, rendered.content), committed=False)
+        problems = validate_file(project, DeploymentFile(rendered.label, rendered.content), committed=False)
     return problems
 
 
 def check_against_server(project: Project, rendered: Rendered, pool_type_for_overrides: str | None) -> list[Problem]:
     """What only the server can tell: each pool's type is known, Docker pools get an image, job variables fit
     the pool's schema, the credentials block exists."""
-    label = f"{rendered.target.file.path} (rendered for {rendered.target.branch!r})"
     problems = []
     for deployment in rendered.content["deployments"]:
 
         def problem(field: str, message: str, name=deployment["name"]) -> None:
-            problems.append(Problem(label, name, field, message))
+            problems.append(Problem(rendered.label, name, field, message))
 
         pool = deployment["work_pool"]["name"]
         job_variables = deployment["work_pool"].get("job_variables") or {}
-        pool_type = project.pool_type(pool) or prefect_api.work_pool_type(pool) or pool_type_for_overrides
+        existing = prefect_api.read_work_pool(pool)
+        pool_type = project.pool_type(pool) or (existing.type if existing else None) or pool_type_for_overrides
         if pool_type is None:
             problem(
                 "work_pool.name",
@@ -121,8 +125,13 @@ def check_against_server(project: Project, rendered: Rendered, pool_type_for_ove
             problem(
                 "work_pool.job_variables.image", f"{pool!r} is a {pool_type} pool: pass --image with the flows' image"
             )
-        for path, message in _job_variable_errors(job_variables, pool, pool_type):
-            problem(f"work_pool.job_variables.{path}", f"{message} (work pool {pool!r})")
+        checked = {key: value for key, value in job_variables.items() if not (isinstance(value, str) and "{{" in value)}
+        if checked:
+            # The server checks job variables only as it creates each deployment, that is half-way through
+            # `prefect deploy --all`: check them all first.
+            schema = existing.job_variables_schema if existing else prefect_api.default_job_variables_schema(pool_type)
+            for path, message in schema_errors(checked, schema):
+                problem(f"work_pool.job_variables.{path}", f"{message} (work pool {pool!r})")
         for step in deployment.get("pull") or rendered.content.get("pull") or []:
             credentials = str((step.get(GIT_CLONE_STEP) or {}).get("credentials") or "")
             if not credentials.startswith(_CREDENTIALS_BLOCK):
@@ -135,16 +144,6 @@ def check_against_server(project: Project, rendered: Rendered, pool_type_for_ove
                     " (or pass --repository for a public or local clone)",
                 )
     return problems
-
-
-def _job_variable_errors(job_variables: dict[str, Any], pool: str, pool_type: str) -> list[tuple[str, str]]:
-    """The server checks job variables against the pool's schema only as it creates each deployment, that is
-    half-way through `prefect deploy --all`: check them all first."""
-    given = {key: value for key, value in job_variables.items() if not (isinstance(value, str) and "{{" in value)}
-    if not given:
-        return []
-    schema = prefect_api.job_variables_schema(pool, pool_type)
-    return schema_errors(given, schema)
 
 
 def desired_deployments(project: Project, rendered: Rendered) -> list[DesiredDeployment]:
@@ -160,6 +159,11 @@ def desired_deployments(project: Project, rendered: Rendered) -> list[DesiredDep
 
 def plan(project: Project, rendered: Rendered, pool_type_for_overrides: str | None = None) -> Plan:
     """Compare the rendered file with the server. Raises ValidationFailed when the file could not be deployed."""
+    return _plan_and_live(project, rendered, pool_type_for_overrides)[0]
+
+
+def _plan_and_live(project: Project, rendered: Rendered, pool_type_for_overrides: str | None):
+    """The plan, and the live deployments it was made from: deploy's undo snapshot and prune list."""
     problems = check_rendered(project, rendered)
     if problems:
         raise ValidationFailed(problems)
@@ -170,7 +174,8 @@ def plan(project: Project, rendered: Rendered, pool_type_for_overrides: str | No
     slug = branch_slug(rendered.target.branch)
     live_by_name = prefect_api.read_deployments_by_name([d.full_name for d in desired])
     live_of_branch = prefect_api.read_tagged_deployments([MANAGED_TAG, BRANCH_TAG_PREFIX + slug])
-    return plan_changes(rendered.target.branch, slug, desired, live_by_name, live_of_branch)
+    the_plan = plan_changes(rendered.target.branch, slug, desired, live_by_name, live_of_branch)
+    return the_plan, live_by_name, live_of_branch
 
 
 @dataclass
@@ -185,7 +190,7 @@ def deploy(
     project: Project, rendered: Rendered, pool_type_for_overrides: str | None = None, force: bool = False
 ) -> DeployResult:
     """Validate, plan, make sure pools exist, `prefect deploy --all`, prune. All or nothing."""
-    the_plan = plan(project, rendered, pool_type_for_overrides)
+    the_plan, before, live_of_branch = _plan_and_live(project, rendered, pool_type_for_overrides)
     result = DeployResult(the_plan)
     for deployment in rendered.content["deployments"]:
         pool = deployment["work_pool"]["name"]
@@ -195,7 +200,6 @@ def deploy(
 
     if the_plan.needs_deploy or force:
         names = [change.full_name for change in the_plan.changes if change.action != DELETE]
-        before = prefect_api.read_deployments_by_name(names)
         with tempfile.TemporaryDirectory(prefix="flowops-") as folder:
             prefect_file = Path(folder) / "prefect.yaml"
             prefect_file.write_text(rendered.as_yaml())
@@ -213,11 +217,9 @@ def deploy(
             )
         result.deployed = True
 
-    stale = [change.full_name for change in the_plan.of(DELETE)]
+    stale = {change.full_name for change in the_plan.of(DELETE)}
     if stale:
-        slug = branch_slug(rendered.target.branch)
-        live = prefect_api.read_tagged_deployments([MANAGED_TAG, BRANCH_TAG_PREFIX + slug])
-        prefect_api.delete_deployments([d for d in live if d.full_name in stale])
+        prefect_api.delete_deployments([d for d in live_of_branch if d.full_name in stale])
     return result
 
 

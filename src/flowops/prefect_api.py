@@ -148,19 +148,23 @@ def restore_deployment(snapshot: LiveDeployment) -> None:
             )
 
 
-def work_pool_type(name: str) -> str | None:
-    """The type of the work pool `name` on the server, or None when it does not exist."""
-    pool = _read_work_pool(name)
-    return pool.type if pool else None
+@dataclass(frozen=True)
+class WorkPoolInfo:
+    type: str
+    job_variables_schema: dict[str, Any]  # what the server checks a deployment's job variables against
 
 
-def job_variables_schema(name: str, pool_type: str | None) -> dict[str, Any]:
-    """The JSON schema the server checks a deployment's job variables against: the existing pool's, else the
-    default template of `pool_type` (the pool deploy will create)."""
+def read_work_pool(name: str) -> WorkPoolInfo | None:
+    """The work pool `name` on the server, or None when it does not exist."""
     pool = _read_work_pool(name)
-    if pool is not None:
-        return (pool.base_job_template or {}).get("variables") or {}
-    return _default_base_job_template(pool_type).get("variables") or {} if pool_type else {}
+    if pool is None:
+        return None
+    return WorkPoolInfo(pool.type, (pool.base_job_template or {}).get("variables") or {})
+
+
+def default_job_variables_schema(pool_type: str) -> dict[str, Any]:
+    """The job-variables schema of a new pool of `pool_type` (the one deploy will create)."""
+    return _default_base_job_template(pool_type).get("variables") or {}
 
 
 def _read_work_pool(name: str):
@@ -179,7 +183,7 @@ def ensure_work_pool(name: str, pool_type: str, defaults: dict[str, Any] | None 
     from prefect.client.schemas.actions import WorkPoolCreate
     from prefect.exceptions import ObjectAlreadyExists
 
-    if work_pool_type(name) is not None:
+    if _read_work_pool(name) is not None:
         return False
     template = _default_base_job_template(pool_type)
     properties = template.get("variables", {}).get("properties", {})
