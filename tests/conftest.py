@@ -1,8 +1,9 @@
-"""Fixtures shared by every test: a real PostgreSQL database and generated event files."""
+"""Fixtures shared by every test: a real PostgreSQL database, generated event files and one Prefect server."""
 
 from __future__ import annotations
 
 import os
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -39,6 +40,51 @@ def sample_month(tmp_path_factory) -> Path:
     from flows.ecommerce.generate import generate_month
 
     return generate_month("2019-10", 50_000, tmp_path_factory.mktemp("sample"), seed=7)
+
+
+@pytest.fixture(scope="session")
+def prefect_server(postgres_url, tmp_path_factory):
+    """`prefect server start` with its database in PostgreSQL, as production runs it; one for the whole session."""
+    import re
+
+    import psycopg
+
+    from flowops.local import PrefectServer
+
+    database = f"flowops_e2e_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(postgres_url, autocommit=True) as connection:
+        connection.execute(f"create database {database}")
+    server_url = re.sub(r"/[^/]*$", f"/{database}", postgres_url).replace("postgresql://", "postgresql+asyncpg://", 1)
+    try:
+        with PrefectServer(tmp_path_factory.mktemp("prefect-server"), database_url=server_url) as server:
+            yield server
+    finally:
+        with psycopg.connect(postgres_url, autocommit=True) as connection:
+            connection.execute(f"drop database if exists {database} with (force)")
+
+
+def _container_stack_problem() -> str | None:
+    stack, docker_host = os.environ.get("FLOWOPS_CONTAINER_STACK"), os.environ.get("DOCKER_HOST", "")
+    if not stack or not docker_host.startswith("unix://"):
+        return 'no container stack: run `bash scripts/container-stack.sh up` and `eval "$(bash scripts/container-stack.sh env)"`'
+    if not Path(docker_host.removeprefix("unix://")).is_socket():
+        return f"no Docker API socket at {docker_host}: run `bash scripts/container-stack.sh up`"
+    try:
+        urllib.request.urlopen("http://127.0.0.1:5000/v2/", timeout=3).close()
+    except OSError:
+        return "no registry on 127.0.0.1:5000: run `bash scripts/container-stack.sh up`"
+    return None
+
+
+@pytest.fixture
+def container_stack():
+    """The local container stack (scripts/container-stack.sh): required where FLOWOPS_REQUIRE_CONTAINER_TESTS is set,
+    else its tests are skipped, saying how to start it."""
+    problem = _container_stack_problem()
+    if problem and os.environ.get("FLOWOPS_REQUIRE_CONTAINER_TESTS"):
+        pytest.fail(f"container tests are required here (FLOWOPS_REQUIRE_CONTAINER_TESTS) but: {problem}")
+    if problem:
+        pytest.skip(problem)
 
 
 SAMPLE_PROJECT = Path(__file__).parent / "fixtures" / "sample_project"

@@ -92,7 +92,13 @@ def _parser() -> argparse.ArgumentParser:
     image_tag_command = image_commands.add_parser("tag", help="print the content tag (or --ref: name:tag)")
     image_tag_command.add_argument("--ref", action="store_true", help="print the whole reference, name:tag")
     ensure = image_commands.add_parser("ensure", help="build and push the image unless the registry has its tag")
-    ensure.add_argument("--build-arg", action="append", default=[], metavar="KEY=VALUE", help="e.g. BASE_IMAGE=...")
+    ensure.add_argument(
+        "--build-arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="BASE_IMAGE defaults to $FLOWOPS_BASE_IMAGE",
+    )
     for command in (image_tag_command, ensure):
         command.add_argument("--name", help="registry/repository (default: $FLOWOPS_IMAGE_NAME, else flowops.yaml's)")
         command.add_argument("--json", action="store_true")
@@ -121,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     from .image import ImageError
     from .prefect_api import PrefectAPIError
     from .project import ProjectError
+    from .pull_request_comment import CommentError
 
     try:
         return COMMANDS[args.command](args)
@@ -138,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         print(failure.output, file=sys.stderr)
         print(f"error: {failure}", file=sys.stderr)
         return 1
-    except (ProjectError, GitError, PrefectAPIError, Refused, ImageError, EventError) as error:
+    except (ProjectError, GitError, PrefectAPIError, Refused, ImageError, EventError, CommentError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
 
@@ -216,21 +223,52 @@ def cmd_plan(args) -> int:
 
 
 def cmd_deploy(args) -> int:
-    from .gitops import deploy
-    from .report import append_step_summary, plan_markdown, plan_text
-
     project = _project(args)
     rendered = _rendered(args, project)
-    result = deploy(project, rendered, pool_type_for_overrides=args.work_pool_type, force=args.force)
-    if args.verbose and result.prefect_output:
+    return _deploy(project, rendered, args.work_pool_type, args.force, args.verbose)
+
+
+def _deploy(project, rendered, work_pool_type=None, force=False, verbose=False, comment=None) -> int:
+    """Deploy and report: terminal, step summary and, given a PullRequestComment, the plan then the result on it."""
+    from .gitops import DeployFailed, ValidationFailed, deploy
+    from .report import append_step_summary, failure_markdown, plan_markdown, plan_text
+
+    where = f"{rendered.target.branch} @ {rendered.sha[:8]}"
+
+    def show_plan(the_plan) -> None:
+        _comment(comment, plan_markdown(the_plan, f"flowops plan: {where}") + "Deploying...\n")
+
+    try:
+        result = deploy(project, rendered, work_pool_type, force, on_plan=show_plan if comment else None)
+    except ValidationFailed as failure:
+        _comment(comment, failure_markdown(f"flowops deploy failed: {where}", [str(p) for p in failure.problems]))
+        raise
+    except DeployFailed as failure:
+        _comment(comment, failure_markdown(f"flowops deploy failed: {where}", [str(failure)]))
+        raise
+    if verbose and result.prefect_output:
         print(result.prefect_output, file=sys.stderr)
     for pool in result.pools_created:
         print(f"created work pool {pool!r}")
     print(plan_text(result.plan).replace("Plan for", "Deployed", 1))
     if not result.deployed:
         print("nothing to deploy: the server already matches this commit")
-    append_step_summary(plan_markdown(result.plan, f"flowops deploy: {result.plan.branch} @ {rendered.sha[:8]}"))
+    summary = plan_markdown(result.plan, f"flowops deploy: {where}")
+    append_step_summary(summary)
+    _comment(comment, summary + "Deployed.\n")
     return 0
+
+
+def _comment(comment, markdown: str) -> None:
+    """Show `markdown` on the pull request. A comment that cannot be written warns: the deploy is what matters."""
+    from .pull_request_comment import CommentError
+
+    if comment is None:
+        return
+    try:
+        comment.show(markdown)
+    except CommentError as error:
+        print(f"warning: {error}", file=sys.stderr)
 
 
 def cmd_teardown(args) -> int:
@@ -286,7 +324,7 @@ def _image_ref(args, project):
 
 
 def cmd_image(args) -> int:
-    from .image import ensure_image
+    from .image import base_image_override, ensure_image
 
     project = _project(args)
     ref = _image_ref(args, project)
@@ -296,7 +334,8 @@ def cmd_image(args) -> int:
         else:
             print(str(ref) if args.ref else ref.tag)
         return 0
-    build_args = {}
+    base_image = base_image_override()
+    build_args = {"BASE_IMAGE": base_image} if base_image else {}
     for pair in args.build_arg:
         key, separator, value = pair.partition("=")
         if not separator or not key:
@@ -363,11 +402,16 @@ def cmd_github_event(args) -> int:
     subject = decision.branch or decision.deployment or ""
     print(f"{event}: {decision.operation} {subject} ({decision.reason})".replace("  ", " "), flush=True)
     common = {"project": args.project, "json": False}
-    if decision.operation in (DEPLOY, PLAN):
+    if decision.operation == PLAN:
         target = {"branch": decision.branch, "sha": decision.sha, "repository": args.repository, "image": None}
-        options = {"work_pool": args.work_pool, "work_pool_type": None, "force": False, "verbose": False}
-        command = cmd_deploy if decision.operation == DEPLOY else cmd_plan
-        return command(argparse.Namespace(**common, **target, **options))
+        return cmd_plan(argparse.Namespace(**common, **target, work_pool=args.work_pool, work_pool_type=None))
+    if decision.operation == DEPLOY:
+        from .pull_request_comment import PullRequestComment
+
+        target = {"branch": decision.branch, "sha": decision.sha, "repository": args.repository, "image": None}
+        rendered = _rendered(argparse.Namespace(**target, work_pool=args.work_pool, work_pool_type=None), project)
+        comment = PullRequestComment.from_environment(decision.pull_request) if decision.pull_request else None
+        return _deploy(project, rendered, comment=comment)
     if decision.operation == TEARDOWN:
         return cmd_teardown(argparse.Namespace(**common, branch=decision.branch, force=False))
     if decision.operation == RUN:

@@ -2,7 +2,7 @@
 
     push to main / staging               deploy that environment at the pushed commit
     pull_request opened/synchronize/     deploy the PR branch's deployments, pinned to the PR head commit
-      reopened (same repository)         (the plan goes to the step summary)
+      reopened (same repository)         (the plan, then the result, go to the step summary and one PR comment)
     pull_request closed, delete branch   tear the branch's deployments down
     pull_request from a fork             nothing: forks get no secrets and never deploy
     workflow_dispatch                    what its inputs say: deploy, plan, run, bootstrap
@@ -36,6 +36,7 @@ class Decision:
     deployment: str | None = None
     parameters: dict[str, Any] = field(default_factory=dict)
     wait: bool = False
+    pull_request: int | None = None  # the number, when a pull request's deploy comments on it
 
 
 def read_event(environ: Mapping[str, str] = os.environ) -> tuple[str, dict[str, Any]]:
@@ -90,7 +91,8 @@ def _pull_request(payload: dict[str, Any], protected_branches: set[str]) -> Deci
         return Decision(SKIP, f"{branch!r} deploys on its own pushes, not as a branch deployment")
     action = payload.get("action")
     if action in PR_DEPLOY_ACTIONS:
-        return Decision(DEPLOY, f"pull request #{number} {action}", branch=branch, sha=head["sha"])
+        reason = f"pull request #{number} {action}"
+        return Decision(DEPLOY, reason, branch=branch, sha=head["sha"], pull_request=number)
     if action == "closed":
         return Decision(TEARDOWN, f"pull request #{number} closed", branch=branch)
     return Decision(SKIP, f"pull request #{number} {action}: nothing to deploy")

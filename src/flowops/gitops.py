@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ import yaml
 from . import prefect_api
 from .branches import branch_slug
 from .entrypoints import inspect_entrypoint
-from .image import ImageError, ImageRef, image_tag
+from .image import ImageError, ImageRef, base_image_override, image_tag
 from .plan import DELETE, DesiredDeployment, Plan, plan_changes
 from .prefect_deploy import prefect_deploy_all
 from .project import DeploymentFile, Project, Target
@@ -86,11 +87,13 @@ def render(
 
 
 def default_image_ref(project: Project) -> ImageRef:
-    """flowops.yaml's image name (or $FLOWOPS_IMAGE_NAME, as CI sets it), tagged with the content hash."""
+    """flowops.yaml's image name (or $FLOWOPS_IMAGE_NAME, as CI sets it), tagged with the content hash (which
+    covers $FLOWOPS_BASE_IMAGE when set)."""
     if project.config.image is None:
         raise ImageError("flowops.yaml declares no image")
     name = os.environ.get("FLOWOPS_IMAGE_NAME") or project.config.image.name
-    return ImageRef(name.lower(), image_tag(project.root, project.config.image.dockerfile))
+    tag = image_tag(project.root, project.config.image.dockerfile, base_image_override())
+    return ImageRef(name.lower(), tag)
 
 
 def check_rendered(project: Project, rendered: Rendered) -> list[Problem]:
@@ -187,10 +190,17 @@ class DeployResult:
 
 
 def deploy(
-    project: Project, rendered: Rendered, pool_type_for_overrides: str | None = None, force: bool = False
+    project: Project,
+    rendered: Rendered,
+    pool_type_for_overrides: str | None = None,
+    force: bool = False,
+    on_plan: Callable[[Plan], None] | None = None,
 ) -> DeployResult:
-    """Validate, plan, make sure pools exist, `prefect deploy --all`, prune. All or nothing."""
+    """Validate, plan, make sure pools exist, `prefect deploy --all`, prune. All or nothing.
+    `on_plan` sees the plan before anything changes (to show it on the pull request)."""
     the_plan, before, live_of_branch = _plan_and_live(project, rendered, pool_type_for_overrides)
+    if on_plan:
+        on_plan(the_plan)
     result = DeployResult(the_plan)
     for deployment in rendered.content["deployments"]:
         pool = deployment["work_pool"]["name"]

@@ -6,13 +6,16 @@ registry lacks that tag.
                              or  present: ghcr.io/acme/flows:flows-3f2a9c1d7e4b (nothing built)
 
 The inputs are the Dockerfile and the flows' dependency set exactly as uv.lock pins it (`uv export --only-group
-flows`): a change to the flow code, the tooling or a dev dependency does not change the tag.
+flows`), and the base image when $FLOWOPS_BASE_IMAGE replaces the Dockerfile's default (a mirror of it in a
+registry workers can reach): a change to the flow code, the tooling or a dev dependency does not change the tag.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,9 +65,17 @@ def dependency_set(root: Path) -> str:
     return result.stdout
 
 
-def image_tag(root: Path, dockerfile: str = "Dockerfile") -> str:
+def base_image_override(environ: Mapping[str, str] = os.environ) -> str | None:
+    """$FLOWOPS_BASE_IMAGE: the Dockerfile's BASE_IMAGE build argument, when set and not empty."""
+    return environ.get("FLOWOPS_BASE_IMAGE") or None
+
+
+def image_tag(root: Path, dockerfile: str = "Dockerfile", base_image: str | None = None) -> str:
     digest = hashlib.sha256()
-    for name, content in (("Dockerfile", (root / dockerfile).read_bytes()), ("flows", dependency_set(root).encode())):
+    inputs = [("Dockerfile", (root / dockerfile).read_bytes()), ("flows", dependency_set(root).encode())]
+    if base_image:  # only when overridden, so the default image keeps its tag
+        inputs.append(("BASE_IMAGE", base_image.encode()))
+    for name, content in inputs:
         digest.update(f"{name}\0{len(content)}\0".encode())
         digest.update(content)
     return TAG_PREFIX + digest.hexdigest()[:TAG_HASH_LENGTH]

@@ -35,6 +35,11 @@ def plan_markdown(plan: Plan, title: str) -> str:
     return "\n".join(rows)
 
 
+def failure_markdown(title: str, problems: list[str]) -> str:
+    rows = [f"### {title}", ""] + [f"- {problem}" for problem in problems]
+    return "\n".join([*rows, "", "Nothing was changed on the server.", ""])
+
+
 def append_step_summary(markdown: str) -> None:
     """Append to $GITHUB_STEP_SUMMARY when GitHub Actions sets it; elsewhere do nothing."""
     path = os.environ.get("GITHUB_STEP_SUMMARY")

@@ -17,7 +17,6 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from flowops.local import PrefectServer, Worker, base_environment, git, make_origin
@@ -25,21 +24,6 @@ from tests.conftest import SAMPLE_PROJECT
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="session")
-def prefect_server(postgres_url, tmp_path_factory):
-    """`prefect server start` with its database in PostgreSQL, as production runs it."""
-    database = f"flowops_e2e_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(postgres_url, autocommit=True) as connection:
-        connection.execute(f"create database {database}")
-    server_url = re.sub(r"/[^/]*$", f"/{database}", postgres_url).replace("postgresql://", "postgresql+asyncpg://", 1)
-    try:
-        with PrefectServer(tmp_path_factory.mktemp("prefect-server"), database_url=server_url) as server:
-            yield server
-    finally:
-        with psycopg.connect(postgres_url, autocommit=True) as connection:
-            connection.execute(f"drop database if exists {database} with (force)")
 
 
 @dataclass

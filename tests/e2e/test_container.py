@@ -14,10 +14,8 @@ import re
 import shutil
 import subprocess
 import threading
-import urllib.request
 import uuid
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -28,28 +26,6 @@ from tests.e2e.conftest import ROOT, _repo, api, deployments, flow_run_logs, run
 pytestmark = pytest.mark.container
 
 RUN_TIMEOUT = "300"
-
-
-def _stack_problem() -> str | None:
-    stack, docker_host = os.environ.get("FLOWOPS_CONTAINER_STACK"), os.environ.get("DOCKER_HOST", "")
-    if not stack or not docker_host.startswith("unix://"):
-        return 'no container stack: run `bash scripts/container-stack.sh up` and `eval "$(bash scripts/container-stack.sh env)"`'
-    if not Path(docker_host.removeprefix("unix://")).is_socket():
-        return f"no Docker API socket at {docker_host}: run `bash scripts/container-stack.sh up`"
-    try:
-        urllib.request.urlopen("http://127.0.0.1:5000/v2/", timeout=3).close()
-    except OSError:
-        return "no registry on 127.0.0.1:5000: run `bash scripts/container-stack.sh up`"
-    return None
-
-
-@pytest.fixture
-def container_stack():
-    problem = _stack_problem()
-    if problem and os.environ.get("FLOWOPS_REQUIRE_CONTAINER_TESTS"):
-        pytest.fail(f"container tests are required here (FLOWOPS_REQUIRE_CONTAINER_TESTS) but: {problem}")
-    if problem:
-        pytest.skip(problem)
 
 
 @pytest.fixture

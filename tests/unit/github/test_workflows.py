@@ -14,6 +14,8 @@ ROOT = Path(__file__).resolve().parents[3]
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 ACTIONS = sorted((ROOT / ".github" / "actions").glob("*/action.yml"))
 PINNED = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
+# Each verified pin's action.yml, copied from the action's own repository at that commit (see its README).
+VERIFIED_ACTIONS = ROOT / "tests" / "fixtures" / "actions"
 PROJECT_COMMAND = re.compile(r"^(make [a-z-]+|uv run flowops [a-z -]+)$")
 
 
@@ -64,7 +66,7 @@ def test_third_party_actions_are_pinned_by_full_sha_with_their_version_in_a_comm
     text = path.read_text()
     for step in steps_of(load(path)):
         uses = step.get("uses")
-        if not uses or uses.startswith("$/"):
+        if not uses or uses.startswith("./"):
             continue
         assert PINNED.match(uses), f"{path.name}: {uses} is not pinned to a full commit SHA"
         assert re.search(re.escape(uses) + r" # v\d+(\.\d+)*\s*$", text, re.MULTILINE), f"{uses}: add `# vX.Y.Z`"
@@ -98,10 +100,49 @@ def test_deploy_jobs_never_cancel_a_deploy_in_progress_and_production_needs_its_
     deploy = load(ROOT / ".github" / "workflows" / "deploy.yml")["jobs"]
     assert deploy["production"]["environment"] == "production"
     assert deploy["production"]["needs"] == "image"
-    assert "head.repo.full_name == github.repository" in deploy["staging"]["if"]  # forks never deploy
+    assert "head.repo.full_name == github.repository" in deploy["pull-request"]["if"]  # forks never deploy
+    assert deploy["pull-request"]["permissions"] == {"contents": "read", "pull-requests": "write"}
+    others = [job.get("permissions") or {} for path in WORKFLOWS for name, job in load(path)["jobs"].items()]
+    assert sum("pull-requests" in permissions for permissions in others) == 1  # that job only
 
 
 def test_pull_requests_run_as_pull_request_never_pull_request_target():
     for path in WORKFLOWS:
         triggers = load(path)[True]  # YAML reads the key `on` as true
         assert "pull_request_target" not in triggers
+
+
+def uses_steps():
+    for path in WORKFLOWS + ACTIONS:
+        for step in steps_of(load(path)):
+            if step.get("uses") and not step["uses"].startswith("./"):
+                yield pytest.param(
+                    step, id=f"{path.parent.name if path.name == 'action.yml' else path.name}:{step['uses']}"
+                )
+
+
+@pytest.mark.parametrize("step", list(uses_steps()))
+def test_every_pinned_action_is_a_verified_commit_and_gets_only_inputs_it_declares(step):
+    action, _, sha = step["uses"].partition("@")
+    verified = VERIFIED_ACTIONS / action / sha / "action.yml"
+    assert verified.is_file(), f"{step['uses']} is not a verified commit of {action} (see {VERIFIED_ACTIONS}/README.md)"
+    inputs = set(load(verified).get("inputs") or {})
+    assert set(step.get("with") or {}) <= inputs, f"{action}: not inputs: {set(step['with']) - inputs}"
+
+
+def test_every_job_uses_the_shared_setup_in_the_portable_form():
+    """`./.github/actions/setup`, never `$/`: GitHub Enterprise Server, Forgejo/Gitea and act do not parse `$/`."""
+    for path in WORKFLOWS:
+        for name, job in load(path)["jobs"].items():
+            uses = [step.get("uses", "") for step in job.get("steps") or []]
+            if any(uses):
+                assert "./.github/actions/setup" in uses, f"{path.name}: {name}"
+        assert "$/" not in path.read_text()
+
+
+def test_setup_pins_the_uv_version_pyproject_requires():
+    import tomllib
+
+    required = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["uv"]["required-version"]
+    setup_uv = next(s for s in steps_of(load(ROOT / ".github/actions/setup/action.yml")) if "setup-uv" in s["uses"])
+    assert required == f"=={setup_uv['with']['version']}"

