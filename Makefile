@@ -4,14 +4,16 @@ SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 DEMO_ROWS ?= 100000
 
-.PHONY: help setup demo ingest-demo test test-unit containers lint bench bench-deploy
+.PHONY: help setup demo ingest-demo test test-unit workflows containers lint bench bench-deploy
 
 help:  ## list the tasks
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
 setup:  ## install uv if missing and sync the locked environment
 	@bash scripts/ensure-uv.sh
-	@$(UV) sync --locked --quiet --compile-bytecode  # .pyc files: every prefect process starts 2x faster
+	@# Where PYTHONDONTWRITEBYTECODE is set, every prefect process would compile Prefect again (2x slower start):
+	@# compile it all once. Elsewhere Python writes .pyc for what it imports, which is cheaper than all of it.
+	@$(UV) sync --locked --quiet $(if $(PYTHONDONTWRITEBYTECODE),--compile-bytecode)
 
 demo: setup  ## the main job, the whole GitOps loop: local Prefect server, git origin, deploy, worker, run, teardown
 	$(UV) run python scripts/local_loop.py --rows $(DEMO_ROWS)
@@ -25,6 +27,9 @@ test: setup  ## the whole test suite (PostgreSQL at $$TEST_DATABASE_URL, default
 
 test-unit: setup  ## unit tests only: no database, no Prefect server
 	$(UV) run pytest tests/unit
+
+workflows: setup  ## run .github/workflows under nektos/act against a local Prefect server (part of make test)
+	$(UV) run pytest -m workflows tests/workflows
 
 containers:  ## start the local container stack (podman Docker API, registry, base image) for the container tests
 	bash scripts/container-stack.sh up

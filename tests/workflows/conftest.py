@@ -33,8 +33,6 @@ import yaml
 from flowops.local import git
 from tests.e2e.conftest import api, deployments
 
-pytestmark = pytest.mark.workflows
-
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "tests" / "fixtures" / "github_events"
 VERIFIED_ACTIONS = ROOT / "tests" / "fixtures" / "actions"
@@ -161,12 +159,8 @@ class Repository:
         )  # fmt: skip
         output = result.stdout + result.stderr
         (folder / "act.log").write_text(output)
-        WALL_TIMES.append(
-            (
-                f"{workflow} {event} {payload.get('action') or payload.get('inputs', {}).get('operation') or ''}",
-                time.monotonic() - started,
-            )
-        )
+        what = payload.get("action") or (payload.get("inputs") or {}).get("operation") or ""
+        WALL_TIMES.append((f"{workflow} {event} {what}".rstrip(), time.monotonic() - started))
         return ActRun(result.returncode, output)
 
 
@@ -175,12 +169,14 @@ WALL_TIMES: list[tuple[str, float]] = []
 
 def act_environment(extra: dict[str, str]) -> dict[str, str]:
     """The machine's environment, as a runner's would be, without what this test process adds: no virtualenv of
-    ours (jobs make their own with `make setup`), no Prefect or GitHub settings (the workflow passes those)."""
+    ours (jobs make their own with `make setup`), no Prefect or GitHub settings (the workflow passes those), and
+    Python writing its bytecode, as on GitHub's runners."""
     venv = str(Path(sys.executable).parent)
     environment = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith(("PREFECT_", "GITHUB_", "RUNNER_", "PYTEST_", "UV_")) and key not in ("VIRTUAL_ENV",)
+        if not key.startswith(("PREFECT_", "GITHUB_", "RUNNER_", "PYTEST_", "UV_"))
+        and key not in ("VIRTUAL_ENV", "PYTHONDONTWRITEBYTECODE")
     }
     environment["PATH"] = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if p != venv)
     environment.update({key: value for key, value in extra.items() if key != "GITHUB_API_URL"})
@@ -329,11 +325,27 @@ def github_api(repository):
     stand_in.close()
 
 
+def pytest_collection_modifyitems(items):
+    """Every test here is a `workflows` test; one runs several workflows one after the other (minutes)."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(item.path).parents:
+            item.add_marker(pytest.mark.workflows)
+            item.add_marker(pytest.mark.timeout(900))
+
+
 def pytest_terminal_summary(terminalreporter):
-    if WALL_TIMES:
-        terminalreporter.section("act runs (wall time)")
-        for label, seconds in WALL_TIMES:
-            terminalreporter.write_line(f"{seconds:6.1f} s  {label}")
+    """Each act run's wall time, and the total per workflow: the figures the README quotes."""
+    if not WALL_TIMES:
+        return
+    terminalreporter.section("act runs (wall time)")
+    totals: dict[str, float] = {}
+    for label, seconds in WALL_TIMES:
+        terminalreporter.write_line(f"{seconds:6.1f} s  {label}")
+        workflow = label.split()[0]
+        totals[workflow] = totals.get(workflow, 0.0) + seconds
+    for workflow, seconds in totals.items():
+        terminalreporter.write_line(f"{seconds:6.1f} s  {workflow}, all runs")
 
 
 __all__ = ["ActRun", "GitHubAPI", "Repository", "api", "deployment_names", "event", "git_clone_step"]

@@ -45,6 +45,12 @@ def test_each_event_maps_to_one_operation_on_one_branch(event, file, operation, 
     assert decision.reason
 
 
+def test_only_a_pull_requests_deploy_names_the_pull_request_to_comment_on():
+    assert decide("pull_request", payload("pull_request_opened"), PROTECTED).pull_request == 7
+    assert decide("pull_request", payload("pull_request_closed"), PROTECTED).pull_request is None
+    assert decide("push", payload("push_staging"), PROTECTED).pull_request is None
+
+
 def test_a_fork_pull_request_says_why_it_deploys_nothing():
     assert (
         "comes from a fork (mallory/flows): no secrets, no deploy"

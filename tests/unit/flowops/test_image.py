@@ -29,6 +29,13 @@ def test_the_tag_is_stable_and_names_what_it_is(image_inputs):
     assert image_tag(image_inputs) == tag
 
 
+def test_a_base_image_other_than_the_dockerfiles_default_changes_the_tag(image_inputs):
+    default = image_tag(image_inputs)
+    mirrored = image_tag(image_inputs, base_image="localhost:5000/debian-base:bookworm")
+    assert mirrored != default
+    assert image_tag(image_inputs, base_image="registry.example/prefect:3.9.1") not in (default, mirrored)
+
+
 def test_a_dockerfile_change_changes_the_tag(image_inputs):
     before = image_tag(image_inputs)
     with (image_inputs / "Dockerfile").open("a") as dockerfile:

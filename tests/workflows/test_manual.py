@@ -1,0 +1,79 @@
+"""manual.yml under act: every dispatch operation, as a person would pick it in the Actions tab, and the server's
+state after each."""
+
+from __future__ import annotations
+
+import json
+
+import psycopg
+
+from flowops.branches import branch_slug
+from flowops.local import Worker, git
+from tests.e2e.conftest import api, deployments
+from tests.workflows.conftest import FLOW, deployment_names, git_clone_step
+
+BY_HAND = "feature/by-hand"
+
+
+def dispatch(repository, operation: str, branch: str = "main", **inputs: str):
+    """`workflow_dispatch` of manual.yml with these inputs (the others at their defaults)."""
+    payload = {
+        "ref": "refs/heads/main",
+        "repository": {"full_name": "acme/flows", "name": "flows", "owner": {"login": "acme"}},
+        "inputs": {
+            "operation": operation, "branch": branch, "deployment": "ecommerce-events/production",
+            "parameters": "{}", "wait": "true", "environment": "staging", **inputs,
+        },
+    }  # fmt: skip
+    return repository.act("manual.yml", "workflow_dispatch", payload)  # the job's name is the operation
+
+
+def test_every_dispatch_operation_and_the_refused_ones(repository, postgres_url, sample_month, table_name):
+    api_url = repository.api_url
+    repository.secrets.update(ECOMMERCE_DATABASE_URL=postgres_url, FLOWOPS_GIT_TOKEN="ghp_dispatchtoken0123456789")
+    run = dispatch(repository, "bootstrap")
+    assert run.job("bootstrap") == "succeeded", run.output[-3000:]
+    pools = {pool["name"]: pool["type"] for pool in api(api_url, "work_pools/filter", {})}
+    assert pools["ecommerce-production"] == "docker"
+    assert pools["ecommerce-staging"] == "process"
+    assert api(api_url, "block_types/slug/secret/block_documents/name/ecommerce-database-url")["name"]
+    assert api(api_url, "block_types/slug/github-credentials/block_documents/name/flowops-github")["name"]
+    assert postgres_url not in run.output
+    assert "ghp_dispatchtoken0123456789" not in run.output
+
+    git(repository.path, "checkout", "--quiet", "-b", BY_HAND)
+    (repository.path / "flows" / "by_hand.py").write_text("BY_HAND = True\n")
+    sha = repository.commit("by hand", push=[BY_HAND])
+    git(repository.path, "checkout", "--quiet", "main")  # dispatches run from main; `branch` picks the code
+    run = dispatch(repository, "deploy", BY_HAND)
+    assert run.job("deploy") == "succeeded", run.output[-3000:]
+    by_hand = f"{FLOW}/staging-{branch_slug(BY_HAND)}"
+    assert git_clone_step(deployments(api_url, FLOW)[by_hand])["commit_sha"] == sha
+
+    run = dispatch(repository, "plan", BY_HAND)
+    assert run.job("plan") == "succeeded", run.output[-3000:]
+    assert f"= unchanged {by_hand}" in run.output
+
+    run = dispatch(repository, "teardown", BY_HAND)
+    assert run.job("teardown") == "succeeded", run.output[-3000:]
+    assert deployment_names(api_url) == set()
+
+    dispatch(repository, "deploy", "staging")
+    before = deployments(api_url, FLOW)
+    assert set(before) == {f"{FLOW}/staging"}
+    run = dispatch(repository, "teardown", "main")  # a protected branch: refused, nothing changes
+    assert run.job("teardown") == "failed"
+    assert "refusing branch 'main'" in run.output
+    assert deployments(api_url, FLOW) == before
+
+    parameters = json.dumps({"sources": [str(sample_month)], "table": table_name})
+    with Worker(api_url, "ecommerce-staging", repository.path.parent / "worker"):
+        run = dispatch(repository, "run", deployment=f"{FLOW}/staging", parameters=parameters)
+    assert run.job("run") == "succeeded", run.output[-3000:]
+    assert ": Completed" in run.output  # it waited for the run's end
+    with psycopg.connect(postgres_url) as connection:
+        assert connection.execute(f"select count(*) from {table_name}").fetchone()[0] == 50_000
+
+    run = dispatch(repository, "run", deployment=f"{FLOW}/staging", parameters='["not", "an object"]')
+    assert run.job("run") == "failed"  # refused before any run is made
+    assert "must be a JSON object" in run.output
