@@ -150,6 +150,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def _require_api_url() -> None:
+    from .prefect_api import require_api_url
+
+    require_api_url()
+
+
 def _project(args):
     from .project import load_project
 
@@ -212,6 +218,7 @@ def cmd_render(args) -> int:
 
 
 def cmd_plan(args) -> int:
+    _require_api_url()
     from .gitops import plan
     from .report import append_step_summary, plan_markdown, plan_text
 
@@ -223,6 +230,7 @@ def cmd_plan(args) -> int:
 
 
 def cmd_deploy(args) -> int:
+    _require_api_url()
     project = _project(args)
     rendered = _rendered(args, project)
     return _deploy(project, rendered, args.work_pool_type, args.force, args.verbose)
@@ -272,6 +280,7 @@ def _comment(comment, markdown: str) -> None:
 
 
 def cmd_teardown(args) -> int:
+    _require_api_url()
     from .gitops import teardown
 
     project = _project(args)
@@ -300,6 +309,7 @@ def cmd_bootstrap(args) -> int:
     defaults = parse_params(args.default)
     if defaults and not args.work_pool:
         raise UsageError("--default goes with --work-pool")
+    prefect_api.require_api_url()
     for name, pool_type in pools.items():
         created = prefect_api.ensure_work_pool(name, pool_type, defaults)
         print(f"work pool {name!r} ({pool_type}): {'created' if created else 'exists'}")
@@ -379,6 +389,7 @@ def _run(deployment: str, parameters: dict[str, Any], wait: bool, timeout: float
 
     if deployment.count("/") != 1:
         raise UsageError(f"{deployment!r}: expected FLOW/DEPLOYMENT, e.g. ecommerce-events/production")
+    prefect_api.require_api_url()
 
     def show(run_name: str, state: str) -> None:
         print(f"{run_name}: {state}", flush=True)
@@ -394,13 +405,15 @@ def _run(deployment: str, parameters: dict[str, Any], wait: bool, timeout: float
 
 def cmd_github_event(args) -> int:
     """Do what the GitHub Actions event in GITHUB_EVENT_NAME / GITHUB_EVENT_PATH calls for (see github.py)."""
-    from .github import BOOTSTRAP, DEPLOY, PLAN, RUN, TEARDOWN, decide, read_event
+    from .github import BOOTSTRAP, DEPLOY, PLAN, RUN, SKIP, TEARDOWN, decide, read_event
 
     project = _project(args)
     event, payload = read_event()
     decision = decide(event, payload, project.protected_branches())
     subject = decision.branch or decision.deployment or ""
     print(f"{event}: {decision.operation} {subject} ({decision.reason})".replace("  ", " "), flush=True)
+    if decision.operation != SKIP:
+        _require_api_url()
     common = {"project": args.project, "json": False}
     if decision.operation == PLAN:
         target = {"branch": decision.branch, "sha": decision.sha, "repository": args.repository, "image": None}

@@ -52,9 +52,23 @@ def server_is_healthy(api_url: str) -> bool:
         return False
 
 
+def require_api_url() -> str:
+    """The configured Prefect API URL. Without one Prefect would start a throwaway local server, and a deploy or a
+    teardown would "succeed" against it: refuse instead (a secret not set in CI, a Dependabot pull request)."""
+    from prefect.settings import PREFECT_API_URL
+
+    url = PREFECT_API_URL.value()
+    if not url:
+        raise PrefectAPIError(
+            "PREFECT_API_URL is not set (or empty): set it to the Prefect server to act on; nothing was done"
+        )
+    return url
+
+
 def _client():
     from prefect.client.orchestration import get_client
 
+    require_api_url()
     return get_client(sync_client=True)
 
 

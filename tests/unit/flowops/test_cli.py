@@ -103,3 +103,42 @@ def test_render_writes_the_file_deploy_would_hand_to_prefect(sample_project, tmp
         ["git", "-C", str(sample_project), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
     ).stdout.strip()
     assert rendered["pull"][0]["prefect.deployments.steps.git_clone"]["commit_sha"] == head
+
+
+@pytest.mark.parametrize(
+    ("argv", "api_url"),
+    [
+        (["deploy", "--branch", "main", "--repository", "file:///nowhere.git"], None),
+        (["deploy", "--branch", "main", "--repository", "file:///nowhere.git"], ""),
+        (["plan", "--branch", "feature/x", "--repository", "file:///nowhere.git"], ""),
+        (["teardown", "--branch", "feature/x"], ""),
+        (["bootstrap"], ""),
+        (["run", "hello/production"], ""),
+        (["github-event"], ""),
+    ],
+)
+def test_without_an_api_url_commands_that_act_on_a_server_refuse_instead_of_using_a_throwaway_one(
+    argv, api_url, sample_project, tmp_path
+):
+    """Prefect would start an ephemeral local server and the command would "succeed" against it."""
+    import os
+    import subprocess
+    import sys
+
+    from flowops.local import git
+
+    git(sample_project, "init", "--quiet")
+    git(sample_project, "add", "--all")
+    git(sample_project, "commit", "--quiet", "--message", "initial")
+    payload = tmp_path / "event.json"
+    payload.write_text('{"ref": "refs/heads/main", "after": "' + "a" * 40 + '", "deleted": false}')
+    environment = {key: value for key, value in os.environ.items() if not key.startswith(("PREFECT_", "GITHUB_"))}
+    environment.update(PREFECT_HOME=str(tmp_path / "prefect-home"), GITHUB_EVENT_NAME="push")
+    environment.update(GITHUB_EVENT_PATH=str(payload), ECOMMERCE_DATABASE_URL="sqlite:///x.sqlite")
+    if api_url is not None:
+        environment["PREFECT_API_URL"] = api_url
+    command = [sys.executable, "-m", "flowops", "-C", str(sample_project), *argv]
+    result = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "PREFECT_API_URL is not set" in result.stderr
+    assert not (tmp_path / "prefect-home" / "prefect.db").exists()  # no ephemeral server's database
