@@ -13,18 +13,21 @@ MAX_SLUG_LENGTH = 40
 HASH_LENGTH = 8
 
 _NOT_ALLOWED = re.compile(r"[^a-z0-9]+")
+# How every hashed slug ends. A branch named like one is hashed too, so kept names and hashed slugs never meet.
+_HASHED_ENDING = re.compile(rf"(^|-)[0-9a-f]{{{HASH_LENGTH}}}$")
 
 
 def branch_slug(branch: str) -> str:
     """`main` stays `main`; any name that does not survive as it is gets a short hash of the full name.
 
-    So two branches never share a slug by accident (`feature/foo` and `feature-foo`, `Main` and `main`),
-    and a long name keeps a readable start: `feature-foo-bar-1a2b3c4d`.
+    So two branches never share a slug by accident (`feature/foo` and `feature-foo`, `Main` and `main`, or
+    `Feature/Foo` and a branch literally named as its slug, `feature-foo-cc4d8924`), and a long name keeps a
+    readable start: `feature-foo-bar-1a2b3c4d`.
     """
     if not branch or branch != branch.strip() or "\n" in branch:
         raise ValueError(f"not a usable branch name: {branch!r}")
     readable = _NOT_ALLOWED.sub("-", branch.lower()).strip("-")
-    if readable == branch and len(readable) <= MAX_SLUG_LENGTH:
+    if readable == branch and len(readable) <= MAX_SLUG_LENGTH and not _HASHED_ENDING.search(readable):
         return readable
     digest = hashlib.sha256(branch.encode()).hexdigest()[:HASH_LENGTH]
     readable = readable[: MAX_SLUG_LENGTH - HASH_LENGTH - 1].rstrip("-")

@@ -39,6 +39,12 @@ def test_branches_that_would_collapse_to_one_slug_get_different_slugs(one, other
     assert branch_slug(one) != branch_slug(other)
 
 
+@pytest.mark.parametrize("branch", ["Feature/Foo", "feature/Foo_Bar", "///", "a" * 120])
+def test_a_branch_named_as_another_branchs_slug_gets_a_slug_of_its_own(branch):
+    hashed = branch_slug(branch)
+    assert branch_slug(hashed) != hashed
+
+
 def test_the_slug_is_stable_for_a_branch():
     assert branch_slug("feature/Foo_Bar") == branch_slug("feature/Foo_Bar")
 
