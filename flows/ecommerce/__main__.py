@@ -40,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     ingest.add_argument("--table", default="ecommerce_events")
     ingest.add_argument("--concurrency", type=int, default=2, help="files loaded at once (default: 2)")
     ingest.add_argument("--chunk-size", type=int, default=DEFAULT_BLOCK_SIZE, help="bytes per block (default: 8 MiB)")
+    ingest.add_argument(
+        "--replace", action="store_true", help="replace the rows of a loaded file whose content changed (else refused)"
+    )
 
     args = parser.parse_args(argv)
     if args.command == "generate":
@@ -75,6 +78,7 @@ def _ingest_as_flow_run(args: argparse.Namespace, url: str) -> list[FileSummary]
         database_secret_block=None,
         chunk_size=args.chunk_size,
         concurrency=args.concurrency,
+        replace=args.replace,
         return_state=True,
     )
     if state.is_completed():
@@ -93,7 +97,8 @@ def _ingest_directly(args: argparse.Namespace, url: str) -> list[FileSummary]:
         def load(source: str) -> FileSummary:
             try:
                 path = fetch(source)
-                return load_file(url, args.table, path, source, args.chunk_size, progress.track(source, path))
+                track = progress.track(source, path)
+                return load_file(url, args.table, path, source, args.chunk_size, track, replace=args.replace)
             except Exception as error:  # noqa: BLE001 - one file's failure is reported, the others go on
                 return failed(source, error)
 

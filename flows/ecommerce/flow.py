@@ -13,7 +13,7 @@ from prefect.blocks.system import Secret
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
 
-from .load import DEFAULT_BLOCK_SIZE, FileSummary, failed, load_file, prepare_tables
+from .load import DEFAULT_BLOCK_SIZE, FileChangedError, FileSummary, failed, load_file, prepare_tables
 from .parse import HeaderError
 from .report import summary_markdown
 from .schema import MONTH_FILES
@@ -49,8 +49,8 @@ def _kaggle_credentials() -> dict | None:
 
 
 def _retry_unless_bad_input(task, task_run, state) -> bool:
-    """A wrong header or missing credentials fails the same way every time: do not retry."""
-    return not isinstance(state.data, (HeaderError, MissingCredentialsError))
+    """A wrong header, missing credentials or a changed file fails the same way every time: do not retry."""
+    return not isinstance(state.data, (HeaderError, MissingCredentialsError, FileChangedError))
 
 
 @task(cache_policy=NO_CACHE, log_prints=True)
@@ -68,9 +68,11 @@ def prepare_database(secret_block: str | None, table: str) -> None:
     log_prints=True,
     task_run_name="load-{source}",
 )
-def load_source(source: str, secret_block: str | None, table: str, chunk_size: int) -> FileSummary:
+def load_source(
+    source: str, secret_block: str | None, table: str, chunk_size: int, replace: bool = False
+) -> FileSummary:
     path = fetch(source, kaggle_credentials=_kaggle_credentials())
-    summary = load_file(resolve_database_url(secret_block), table, path, source, chunk_size)
+    summary = load_file(resolve_database_url(secret_block), table, path, source, chunk_size, replace=replace)
     print(
         f"{summary.source}: {summary.rows_loaded:,} rows loaded, {summary.rows_rejected:,} rejected"
         + (" (already loaded, unchanged)" if summary.already_loaded else f" in {summary.seconds:.1f} s")
@@ -85,6 +87,7 @@ def ingest_events(
     database_secret_block: str | None = DEFAULT_SECRET_BLOCK,
     chunk_size: int = DEFAULT_BLOCK_SIZE,
     concurrency: int = 2,
+    replace: bool = False,
 ) -> list[FileSummary]:
     """Load `sources` into `table`.
 
@@ -92,6 +95,7 @@ def ingest_events(
     database_secret_block: the Secret block holding the database URL (see settings.py for the fallbacks).
     chunk_size: bytes of CSV parsed and sent at a time (8 MiB is about 70,000 rows).
     concurrency: how many files load at once, each in its own transaction.
+    replace: load a file whose name is loaded already with other content, replacing its rows (else refused).
     """
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, got {concurrency}")
@@ -101,7 +105,7 @@ def ingest_events(
     for source in sources:
         if len(running) >= concurrency:
             running.remove(next(as_completed(running)))
-        future = load_source.submit(source, database_secret_block, table, chunk_size)
+        future = load_source.submit(source, database_secret_block, table, chunk_size, replace)
         futures.append(future)
         running.append(future)
 

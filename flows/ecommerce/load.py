@@ -3,8 +3,9 @@
 Each file loads in one transaction of its own. A ledger table `<table>_files` records every loaded
 file by name (`2019-Oct.csv` is the same month whether it came from Kaggle, a mirror or a local
 folder) with its sha256; its rows carry the ledger id. Loading a file again with the same checksum
-changes nothing; with another checksum its earlier rows and rejects are replaced. Rows and ledger
-commit together, so a load that dies half-way leaves none of that file's rows visible.
+changes nothing. Another file under a loaded name is refused (FileChangedError), unless the load says
+`replace`: then the earlier rows and rejects are replaced. Rows and ledger commit together, so a load
+that dies half-way leaves none of that file's rows visible.
 
 On PostgreSQL the rows stream through COPY while a second thread reads and checks the next block
 (pyarrow releases the GIL), so the client's work hides behind the server's.
@@ -56,6 +57,10 @@ class FileSummary:
         return self.rows_loaded / self.seconds if self.seconds > 0 else 0.0
 
 
+class FileChangedError(ValueError):
+    """Another file is already loaded under this name: replacing its rows takes an explicit `replace`."""
+
+
 def failed(source: str, error: BaseException | str) -> FileSummary:
     """The summary of a file that did not load; the error message always names the source."""
     message = str(error) or type(error).__name__
@@ -84,6 +89,7 @@ def load_file(
     source: str,
     block_size: int = DEFAULT_BLOCK_SIZE,
     progress: Progress | None = None,
+    replace: bool = False,
 ) -> FileSummary:
     """Load the local file `path` (fetched from `source`) into `table`; see the module docstring."""
     key = file_key(source)
@@ -96,6 +102,12 @@ def load_file(
                 digest = sha256_of(stream)
             if digest == previous.sha256:
                 return FileSummary(key, previous.rows_loaded, previous.rows_rejected, already_loaded=True)
+            if not replace:
+                raise FileChangedError(
+                    f"{source}: a different {key} is already loaded ({previous.rows_loaded:,} rows, sha256"
+                    f" {(previous.sha256 or '')[:12]}, this one {digest[:12]}); nothing was changed: load it with"
+                    " replace=True (--replace) to replace those rows"
+                )
             target.forget_file(previous.id)
         file_id = previous.id if previous else target.new_ledger_entry(key)
         with open(path, "rb") as stream:

@@ -104,6 +104,9 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument("--json", action="store_true")
 
     event = commands.add_parser("github-event", help="in GitHub Actions: deploy, tear down or run as the event says")
+    event.add_argument(
+        "--check", action="store_true", help="only decide: exit 1 if the event is refused; change nothing"
+    )
     event.add_argument("--repository", help="the git URL workers clone (default: GitHub's)")
     event.add_argument("--work-pool", help="send every deployment to this work pool")
 
@@ -409,11 +412,12 @@ def cmd_github_event(args) -> int:
 
     project = _project(args)
     event, payload = read_event()
-    decision = decide(event, payload, project.protected_branches())
+    decision = decide(event, payload, project.protected_branches(), lambda b: project.target(b).environment)
     subject = decision.branch or decision.deployment or ""
     print(f"{event}: {decision.operation} {subject} ({decision.reason})".replace("  ", " "), flush=True)
-    if decision.operation != SKIP:
-        _require_api_url()
+    if args.check or decision.operation == SKIP:
+        return 0  # SKIP: the decision line above says why
+    _require_api_url()
     common = {"project": args.project, "json": False}
     if decision.operation == PLAN:
         target = {"branch": decision.branch, "sha": decision.sha, "repository": args.repository, "image": None}
@@ -433,7 +437,7 @@ def cmd_github_event(args) -> int:
         namespace = {"work_pool": None, "pool_type": None, "default": []}
         blocks = {"secret_block": DEFAULT_SECRET_BLOCK, "github_block": DEFAULT_GITHUB_BLOCK}
         return cmd_bootstrap(argparse.Namespace(**common, **namespace, **blocks))
-    return 0  # SKIP: the decision line above says why
+    return 0
 
 
 COMMANDS = {

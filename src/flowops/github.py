@@ -5,7 +5,8 @@
       reopened (same repository)         (the plan, then the result, go to the step summary and one PR comment)
     pull_request closed, delete branch   tear the branch's deployments down
     pull_request from a fork             nothing: forks get no secrets and never deploy
-    workflow_dispatch                    what its inputs say: deploy, plan, run, bootstrap
+    workflow_dispatch                    what its inputs say: deploy, plan, run, bootstrap; a branch only into
+                                         the environment it deploys (main: production, others: staging)
 
 The event comes as GitHub gives it: GITHUB_EVENT_NAME and the payload file at GITHUB_EVENT_PATH.
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,14 @@ def read_event(environ: Mapping[str, str] = os.environ) -> tuple[str, dict[str, 
         raise EventError(f"cannot read the event payload {path}: {error}") from None
 
 
-def decide(event: str, payload: dict[str, Any], protected_branches: set[str]) -> Decision:
+def decide(
+    event: str,
+    payload: dict[str, Any],
+    protected_branches: set[str],
+    environment_of: Callable[[str], str] | None = None,
+) -> Decision:
+    """What `event` calls for. `environment_of(branch)` names the environment a branch deploys into: a dispatch
+    that names another environment is refused (GitHub's environment rules see the dispatch ref, not its inputs)."""
     if event == "push":
         return _push(payload, protected_branches)
     if event == "pull_request":
@@ -62,7 +70,7 @@ def decide(event: str, payload: dict[str, Any], protected_branches: set[str]) ->
             return Decision(SKIP, f"{branch!r} is protected: deleting it does not tear its environment down")
         return Decision(TEARDOWN, "branch deleted", branch=branch)
     if event == "workflow_dispatch":
-        return _dispatch(payload.get("inputs") or {}, protected_branches)
+        return _dispatch(payload.get("inputs") or {}, protected_branches, environment_of)
     return Decision(SKIP, f"the {event!r} event deploys nothing")
 
 
@@ -98,9 +106,18 @@ def _pull_request(payload: dict[str, Any], protected_branches: set[str]) -> Deci
     return Decision(SKIP, f"pull request #{number} {action}: nothing to deploy")
 
 
-def _dispatch(inputs: dict[str, Any], protected_branches: set[str]) -> Decision:
+def _dispatch(
+    inputs: dict[str, Any], protected_branches: set[str], environment_of: Callable[[str], str] | None
+) -> Decision:
     operation = inputs.get("operation", DEPLOY)
     branch = inputs.get("branch") or None
+    if environment_of and branch and operation in (DEPLOY, PLAN, TEARDOWN):
+        environment, expected = inputs.get("environment"), environment_of(branch)
+        if environment != expected:
+            raise EventError(
+                f"workflow_dispatch {operation}: branch {branch!r} deploys into environment {expected!r},"
+                f" not {environment!r}; nothing was changed"
+            )
     if operation in (DEPLOY, PLAN):
         if not branch:
             raise EventError(f"workflow_dispatch {operation}: the `branch` input is empty")

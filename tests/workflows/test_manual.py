@@ -45,6 +45,12 @@ def test_every_dispatch_operation_and_the_refused_ones(repository, postgres_url,
     (repository.path / "flows" / "by_hand.py").write_text("BY_HAND = True\n")
     sha = repository.commit("by hand", push=[BY_HAND])
     git(repository.path, "checkout", "--quiet", "main")  # dispatches run from main; `branch` picks the code
+    run = dispatch(repository, "deploy", BY_HAND, environment="production")  # a feature with production's secrets
+    assert run.job("check the dispatch") == "failed"
+    assert f"branch '{BY_HAND}' deploys into environment 'staging', not 'production'" in run.output
+    assert run.job("deploy") == "not run"  # no step of the branch ran with the environment's secrets
+    assert deployment_names(api_url) == set()
+
     run = dispatch(repository, "deploy", BY_HAND)
     assert run.job("deploy") == "succeeded", run.output[-3000:]
     by_hand = f"{FLOW}/staging-{branch_slug(BY_HAND)}"
@@ -54,6 +60,7 @@ def test_every_dispatch_operation_and_the_refused_ones(repository, postgres_url,
     assert run.job("plan") == "succeeded", run.output[-3000:]
     assert f"= unchanged {by_hand}" in run.output
 
+    git(repository.path, "push", "--quiet", str(repository.origin), "--delete", BY_HAND)  # gone: nothing to check out
     run = dispatch(repository, "teardown", BY_HAND)
     assert run.job("teardown") == "succeeded", run.output[-3000:]
     assert deployment_names(api_url) == set()
@@ -61,9 +68,10 @@ def test_every_dispatch_operation_and_the_refused_ones(repository, postgres_url,
     dispatch(repository, "deploy", "staging")
     before = deployments(api_url, FLOW)
     assert set(before) == {f"{FLOW}/staging"}
-    run = dispatch(repository, "teardown", "main")  # a protected branch: refused, nothing changes
-    assert run.job("teardown") == "failed"
+    run = dispatch(repository, "teardown", "main", environment="production")  # a protected branch: refused
+    assert run.job("check the dispatch") == "failed"
     assert "refusing branch 'main'" in run.output
+    assert run.job("teardown") == "not run"
     assert deployments(api_url, FLOW) == before
 
     parameters = json.dumps({"sources": [str(sample_month)], "table": table_name})
@@ -75,5 +83,6 @@ def test_every_dispatch_operation_and_the_refused_ones(repository, postgres_url,
         assert connection.execute(f"select count(*) from {table_name}").fetchone()[0] == 50_000
 
     run = dispatch(repository, "run", deployment=f"{FLOW}/staging", parameters='["not", "an object"]')
-    assert run.job("run") == "failed"  # refused before any run is made
+    assert run.job("check the dispatch") == "failed"  # refused before any run is made
     assert "must be a JSON object" in run.output
+    assert run.job("run") == "not run"

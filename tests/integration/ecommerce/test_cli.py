@@ -56,3 +56,20 @@ def test_ingest_with_a_bad_database_url_fails_in_one_line_without_the_password(s
     assert "hunter2" not in result.stdout + result.stderr
     assert "Traceback" not in result.stderr
     assert "postgresql://u:***@127.0.0.1:1/db" in result.stderr
+
+
+def test_ingest_refuses_a_different_file_under_a_loaded_name_unless_replace(
+    postgres_url, table_name, sample_month, tmp_path
+):
+    assert run("ingest", str(sample_month), "--database-url", postgres_url, "--table", table_name).returncode == 0
+    other = tmp_path / sample_month.name  # same name, another folder, three rows
+    other.write_bytes(b"".join(sample_month.read_bytes().splitlines(keepends=True)[:4]))
+    refused = run("ingest", str(other), "--database-url", postgres_url, "--table", table_name)
+    assert refused.returncode == 1
+    assert refused.stderr.startswith(f"error: {other}: a different {sample_month.name} is already loaded (50,000 rows")
+    with psycopg.connect(postgres_url) as conn:
+        assert conn.execute(f"select count(*) from {table_name}").fetchone() == (50_000,)
+    replaced = run("ingest", str(other), "--database-url", postgres_url, "--table", table_name, "--replace")
+    assert replaced.returncode == 0, replaced.stderr
+    with psycopg.connect(postgres_url) as conn:
+        assert conn.execute(f"select count(*) from {table_name}").fetchone() == (3,)

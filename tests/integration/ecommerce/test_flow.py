@@ -76,6 +76,31 @@ def test_a_bad_file_fails_the_run_without_retries_and_the_good_files_still_load(
     assert bad_runs[0].run_count == 1  # a wrong header is not retried
 
 
+def test_a_different_file_under_a_loaded_name_fails_once_unless_the_run_says_replace(
+    database_block, postgres_url, table_name, sample_month, tmp_path
+):
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    from flows.ecommerce.flow import ingest_events
+
+    options = {"table": table_name, "database_secret_block": database_block}
+    ingest_events(sources=[str(sample_month)], **options)
+    other = tmp_path / sample_month.name
+    other.write_bytes(b"".join(sample_month.read_bytes().splitlines(keepends=True)[:4]))
+    state = ingest_events(sources=[str(other)], **options, return_state=True)
+    assert state.is_failed()
+    with get_client(sync_client=True) as client:
+        task_runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
+        )
+    assert [run.run_count for run in task_runs if run.name.startswith("load-")] == [1]  # not retried
+    with psycopg.connect(postgres_url) as conn:
+        assert conn.execute(f"select count(*) from {table_name}").fetchone() == (50_000,)
+    summaries = ingest_events(sources=[str(other)], **options, replace=True)
+    assert [(s.rows_loaded, s.already_loaded) for s in summaries] == [(3, False)]
+
+
 def test_ingest_runs_as_a_flow_run_when_a_prefect_api_is_configured(
     prefect_server, postgres_url, table_name, sample_month
 ):

@@ -12,7 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from flows.ecommerce.load import load_file, prepare_tables
+from flows.ecommerce.load import FileChangedError, load_file, prepare_tables
 from flows.ecommerce.parse import HeaderError
 from flows.ecommerce.schema import HEADER
 
@@ -93,12 +93,27 @@ def test_loading_the_same_file_again_leaves_one_copy(postgres_url, table_name, s
     ]
 
 
-def test_a_changed_file_replaces_its_earlier_rows(postgres_url, table_name, sample_month, tmp_path):
+def test_a_different_file_under_a_loaded_name_is_refused_and_changes_nothing(
+    postgres_url, table_name, sample_month, tmp_path
+):
+    load(postgres_url, table_name, sample_month)
+    other = tmp_path / "other-folder" / sample_month.name
+    other.parent.mkdir()
+    other.write_bytes(b"".join(sample_month.read_bytes().splitlines(keepends=True)[:4]))  # a 3-row month
+    with pytest.raises(FileChangedError, match=rf"{other}: a different {sample_month.name} is already loaded"):
+        load(postgres_url, table_name, other)
+    assert query(postgres_url, f"select count(*) from {table_name}") == [(50_000,)]
+    assert query(postgres_url, f"select rows_loaded from {table_name}_files") == [(50_000,)]
+
+
+def test_a_changed_file_replaces_its_earlier_rows_when_the_load_says_so(
+    postgres_url, table_name, sample_month, tmp_path
+):
     load(postgres_url, table_name, sample_month)
     changed = tmp_path / sample_month.name
     lines = sample_month.read_bytes().splitlines(keepends=True)
     changed.write_bytes(b"".join(lines[:1001]) + b"2019-10-31 23:59:59 UTC,click,1,2,,,1.00,3,s\n")
-    summary = load(postgres_url, table_name, changed)
+    summary = load(postgres_url, table_name, changed, replace=True)
     assert (summary.rows_loaded, summary.rows_rejected, summary.already_loaded) == (1000, 1, False)
     assert query(postgres_url, f"select count(*) from {table_name}") == [(1000,)]
     assert query(postgres_url, f"select count(*) from {table_name}_rejects") == [(1,)]

@@ -51,6 +51,37 @@ def test_only_a_pull_requests_deploy_names_the_pull_request_to_comment_on():
     assert decide("push", payload("push_staging"), PROTECTED).pull_request is None
 
 
+def environment_of(branch: str) -> str:
+    return {"main": "production", "staging": "staging"}.get(branch, "staging")
+
+
+@pytest.mark.parametrize(
+    ("operation", "branch", "environment"),
+    [
+        ("deploy", "feature/x", "production"),  # a feature's code and staging file, with production's secrets
+        ("plan", "feature/x", "production"),
+        ("teardown", "feature/x", "production"),
+        ("deploy", "main", "staging"),  # production's file onto the staging server
+        ("deploy", "staging", "production"),
+        ("deploy", "feature/x", None),
+    ],
+)
+def test_a_dispatch_names_the_environment_its_branch_deploys_into_or_is_refused(operation, branch, environment):
+    inputs = {"operation": operation, "branch": branch, "environment": environment}
+    with pytest.raises(EventError) as refused:
+        decide("workflow_dispatch", {"inputs": inputs}, PROTECTED, environment_of)
+    expected = environment_of(branch)
+    assert f"branch {branch!r} deploys into environment {expected!r}, not {environment!r}" in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("branch", "environment"), [("main", "production"), ("staging", "staging"), ("feature/x", "staging")]
+)
+def test_a_dispatch_into_the_branchs_own_environment_goes_ahead(branch, environment):
+    inputs = {"operation": "deploy", "branch": branch, "environment": environment}
+    assert decide("workflow_dispatch", {"inputs": inputs}, PROTECTED, environment_of).operation == DEPLOY
+
+
 def test_a_fork_pull_request_says_why_it_deploys_nothing():
     assert (
         "comes from a fork (mallory/flows): no secrets, no deploy"

@@ -146,3 +146,15 @@ def test_setup_pins_the_uv_version_pyproject_requires():
     required = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["uv"]["required-version"]
     setup_uv = next(s for s in steps_of(load(ROOT / ".github/actions/setup/action.yml")) if "setup-uv" in s["uses"])
     assert required == f"=={setup_uv['with']['version']}"
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_secrets_reach_only_the_steps_that_use_them(path):
+    """Never the workflow's or a job's env: the set-up of a branch's code (its Makefile) runs without them."""
+    document = load(path)
+    assert "secrets." not in str(document.get("env") or {})
+    for name, job in document["jobs"].items():
+        assert "secrets." not in str(job.get("env") or {}), f"{path.name}: job {name} puts secrets in its env"
+        for step in job.get("steps") or []:
+            if "secrets." in str(step.get("env") or {}):
+                assert step.get("run", "").startswith("uv run flowops"), f"{path.name}: {name}: {step}"
