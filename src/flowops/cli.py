@@ -252,10 +252,11 @@ def _deploy(project, rendered, work_pool_type=None, force=False, verbose=False, 
     try:
         result = deploy(project, rendered, work_pool_type, force, on_plan=show_plan if comment else None)
     except ValidationFailed as failure:
-        _comment(comment, failure_markdown(f"flowops deploy failed: {where}", [str(p) for p in failure.problems]))
+        problems = [str(problem) for problem in failure.problems]
+        _comment(comment, failure_markdown(f"flowops deploy refused: {where}", problems, "Nothing was changed."))
         raise
-    except DeployFailed as failure:
-        _comment(comment, failure_markdown(f"flowops deploy failed: {where}", [str(failure)]))
+    except DeployFailed as failure:  # its message says whether the server was put back
+        _comment(comment, failure_markdown(f"flowops deploy failed: {where}", [str(failure)], "See the job's log."))
         raise
     if verbose and result.prefect_output:
         print(result.prefect_output, file=sys.stderr)

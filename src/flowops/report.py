@@ -35,9 +35,9 @@ def plan_markdown(plan: Plan, title: str) -> str:
     return "\n".join(rows)
 
 
-def failure_markdown(title: str, problems: list[str]) -> str:
+def failure_markdown(title: str, problems: list[str], outcome: str) -> str:
     rows = [f"### {title}", ""] + [f"- {problem}" for problem in problems]
-    return "\n".join([*rows, "", "Nothing was changed on the server.", ""])
+    return "\n".join([*rows, "", outcome, ""])
 
 
 def append_step_summary(markdown: str) -> None:

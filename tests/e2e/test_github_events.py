@@ -15,7 +15,7 @@ from tests.e2e.conftest import deployments
 EVENTS = Path(__file__).resolve().parents[1] / "fixtures" / "github_events"
 
 
-def github_event(repo, event: str, fixture: str, sha: str = "", flow: str = ""):
+def github_event(repo, event: str, fixture: str, sha: str = "", flow: str = "", check: bool = True):
     """Run the workflow step `uv run flowops github-event` for `fixture`, as GitHub would set it up."""
     text = (EVENTS / f"{fixture}.json").read_text().replace("HEAD_SHA", sha).replace("FLOW/", f"{flow}/")
     payload = repo.path.parent / f"{fixture}.json"
@@ -34,11 +34,16 @@ def github_event(repo, event: str, fixture: str, sha: str = "", flow: str = ""):
     saved = dict(repo.env)
     repo.env.update(environment)
     try:
-        result = repo.flowops("github-event")
+        result = repo.flowops("github-event", check=check)
     finally:
         repo.env.clear()
         repo.env.update(saved)
     return result, summary.read_text()
+
+
+def github_event_unchecked(repo, event: str, fixture: str, sha: str = ""):
+    """The same step, whatever its exit status."""
+    return github_event(repo, event, fixture, sha, check=False)[0]
 
 
 def names(repo) -> set[str]:
@@ -137,3 +142,32 @@ def test_a_dispatched_run_that_fails_fails_the_job(hello_repo):
     result = hello_repo.flowops("github-event", check=False)
     assert result.returncode == 1
     assert "error:" in result.stderr
+
+
+def test_a_pull_request_whose_files_are_refused_says_so_on_the_pull_request(hello_repo):
+    from flowops.pull_request_comment import MARKER
+    from tests.workflows.conftest import GitHubAPI
+
+    production_on_a_process_pool(hello_repo)
+    hello_repo.commit("process pool", push=["main"])
+    git(hello_repo.path, "checkout", "--quiet", "-b", "feature/Foo_Bar")
+    edit_yaml(
+        hello_repo.path / "deployments" / "staging" / "prefect.yaml",
+        lambda c: c["deployments"][0].update(schedules=[{"cron": "every day"}]),
+    )
+    sha = hello_repo.commit("a cron that is not one", push=["feature/Foo_Bar"])
+    token = f"ghs_{uuid.uuid4().hex}"
+    github = GitHubAPI(hello_repo.origin.name.removesuffix(".git"), token)  # as GITHUB_REPOSITORY is set here
+    hello_repo.env.update(GITHUB_TOKEN=token, GITHUB_API_URL=github.url)
+    try:
+        result = github_event_unchecked(hello_repo, "pull_request", "pull_request_opened", sha)
+    finally:
+        github.close()
+    assert result.returncode == 1
+    assert [method for method, _ in github.calls] == ["GET", "POST"]  # no plan to show: the refusal, once
+    (comment,) = github.comments
+    assert comment["body"].startswith(f"{MARKER}\n### flowops deploy refused: feature/Foo_Bar @ {sha[:8]}")
+    assert "schedules" in comment["body"]
+    assert comment["body"].rstrip().endswith("Nothing was changed.")
+    assert github.problems == []
+    assert names(hello_repo) == set()
