@@ -31,7 +31,7 @@ import pytest
 import yaml
 
 from flowops.local import git
-from tests.e2e.conftest import api, deployments
+from tests.e2e.conftest import deployments
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "tests" / "fixtures" / "github_events"
@@ -198,8 +198,6 @@ def repository(tmp_path, prefect_server, stand_ins) -> Repository:
         (path / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, path / name)
     git(path, "init", "--quiet", "--initial-branch", "main")
-    git(path, "config", "user.email", "ci@example.com")
-    git(path, "config", "user.name", "CI")
     git(path, "remote", "add", "origin", f"https://github.com/{OWNER_REPOSITORY}.git")  # act reads the name here
     server = tmp_path / "github"
     repo = Repository(path, server, prefect_server.api_url, stand_ins)
@@ -346,6 +344,3 @@ def pytest_terminal_summary(terminalreporter):
         totals[workflow] = totals.get(workflow, 0.0) + seconds
     for workflow, seconds in totals.items():
         terminalreporter.write_line(f"{seconds:6.1f} s  {workflow}, all runs")
-
-
-__all__ = ["ActRun", "GitHubAPI", "Repository", "api", "deployment_names", "event", "git_clone_step"]
