@@ -110,11 +110,20 @@ def read_blocks(stream: BinaryIO, source: str, block_size: int) -> Iterator[tupl
         yield pending + b"\n", line_number
 
 
+# Column names separated by commas. Only such a line is echoed in the error: a file that is not a CSV of events
+# (a credentials file, a URL with a password) must not have its first line printed.
+_HEADER_LIKE = re.compile(r"[A-Za-z_][\w .-]*(,[A-Za-z_][\w .-]*)*")
+
+
 def check_header(first_line: bytes, source: str) -> None:
-    found = first_line.rstrip(b"\r").decode("utf-8", "replace")
-    if found.lstrip("\ufeff") != HEADER:
-        shown = found if len(found) <= 200 else found[:200] + "..."
-        raise HeaderError(f"{source}: line 1: expected header {HEADER!r}, found {shown!r}")
+    found = first_line.rstrip(b"\r").decode("utf-8", "replace").lstrip("\ufeff")
+    if found != HEADER:
+        if _HEADER_LIKE.fullmatch(found) and len(found) <= 200:
+            raise HeaderError(f"{source}: line 1: expected header {HEADER!r}, found {found!r}")
+        raise HeaderError(
+            f"{source}: line 1: expected header {HEADER!r}, found a line of {len(found)} characters that is not"
+            " a CSV header (not shown)"
+        )
 
 
 def parse_block(block: bytes, first_line: int) -> ParsedBlock:

@@ -85,7 +85,7 @@ def _parser() -> argparse.ArgumentParser:
         help="a default job variable of a new --work-pool, e.g. network_mode=host (VALUE is JSON if it parses)",
     )
     bootstrap.add_argument("--secret-block", default=DEFAULT_SECRET_BLOCK, help="saved from $ECOMMERCE_DATABASE_URL")
-    bootstrap.add_argument("--github-block", default=DEFAULT_GITHUB_BLOCK, help="saved from $GITHUB_TOKEN")
+    bootstrap.add_argument("--github-block", default=DEFAULT_GITHUB_BLOCK, help="saved from $FLOWOPS_GIT_TOKEN")
 
     image = commands.add_parser("image", help="the flows' image: its content tag; build and push when missing")
     image_commands = image.add_subparsers(dest="image_command", metavar="SUBCOMMAND", required=True)
@@ -319,7 +319,8 @@ def cmd_bootstrap(args) -> int:
         print(f"work pool {name!r} ({pool_type}): {'created' if created else 'exists'}")
     for variable, block, save in (
         ("ECOMMERCE_DATABASE_URL", args.secret_block, prefect_api.save_secret_block),
-        ("GITHUB_TOKEN", args.github_block, prefect_api.save_github_credentials_block),
+        # never GITHUB_TOKEN: in a shell that is often a person's own token, which must not go into a shared block
+        ("FLOWOPS_GIT_TOKEN", args.github_block, prefect_api.save_github_credentials_block),
     ):
         value = os.environ.get(variable)
         if value:

@@ -143,7 +143,7 @@ def check_against_server(project: Project, rendered: Rendered, pool_type_for_ove
             if not prefect_api.block_exists("github-credentials", block):
                 problem(
                     "pull.git_clone.credentials",
-                    f"GitHubCredentials block {block!r} does not exist; run `flowops bootstrap` with GITHUB_TOKEN set"
+                    f"GitHubCredentials block {block!r} does not exist; run `flowops bootstrap` with FLOWOPS_GIT_TOKEN set"
                     " (or pass --repository for a public or local clone)",
                 )
     return problems

@@ -225,12 +225,15 @@ def test_job_variables_the_pools_schema_rejects_stop_the_deploy_before_anything_
 def test_bootstrap_creates_the_declared_pools_and_blocks_once_and_never_prints_a_secret(hello_repo, monkeypatch):
     database_url = "postgresql://app:s3cret-password@db.example/app"
     token = "ghp_" + "x" * 36
-    hello_repo.env.update(ECOMMERCE_DATABASE_URL=database_url, GITHUB_TOKEN=token)
+    hello_repo.env.update(ECOMMERCE_DATABASE_URL=database_url, GITHUB_TOKEN="ghp_" + "p" * 36)  # a person's own
+    ambient = hello_repo.flowops("bootstrap", "--github-block", "hello-github")
+    assert "block 'hello-github': skipped ($FLOWOPS_GIT_TOKEN is not set)" in ambient.stdout
+    hello_repo.env.update(FLOWOPS_GIT_TOKEN=token)
     first = hello_repo.flowops("bootstrap", "--github-block", "hello-github")
     second = hello_repo.flowops("bootstrap", "--github-block", "hello-github")
-    assert "work pool 'hello-production' (docker): created" in first.stdout
-    assert "work pool 'hello-staging' (process): created" in first.stdout
-    assert "block 'hello-github': created from $GITHUB_TOKEN" in first.stdout
+    assert "work pool 'hello-production' (docker): created" in ambient.stdout
+    assert "work pool 'hello-staging' (process): created" in ambient.stdout
+    assert "block 'hello-github': created from $FLOWOPS_GIT_TOKEN" in first.stdout
     assert "work pool 'hello-production' (docker): exists" in second.stdout
     assert "block 'ecommerce-database-url': updated" in second.stdout
     for output in (first.stdout + first.stderr, second.stdout + second.stderr):

@@ -105,3 +105,21 @@ def test_a_wrong_header_raises_before_any_block(first_line):
     stream = io.BytesIO((first_line + "\n" + GOOD + "\n").encode())
     with pytest.raises(HeaderError, match=r"^f\.csv: line 1: expected header"):
         next(read_blocks(stream, "f.csv", block_size=1 << 20))
+
+
+@pytest.mark.parametrize(
+    "first_line", ["postgresql://app:hunter2@db.example/app", "KAGGLE_KEY=hunter2", '{"token": "hunter2"}']
+)
+def test_a_first_line_that_is_not_a_header_is_not_echoed(first_line):
+    """Pointed at a credentials file, the error must not print its content: only its length."""
+    stream = io.BytesIO((first_line + "\n").encode())
+    with pytest.raises(HeaderError) as error:
+        next(read_blocks(stream, "f.csv", block_size=1 << 20))
+    assert "hunter2" not in str(error.value)
+    assert f"found a line of {len(first_line)} characters that is not a CSV header" in str(error.value)
+
+
+def test_a_header_like_first_line_is_shown_with_the_expected_one():
+    stream = io.BytesIO(b"event_time,event_type,price\n")
+    with pytest.raises(HeaderError, match=r"found 'event_time,event_type,price'$"):
+        next(read_blocks(stream, "f.csv", block_size=1 << 20))
