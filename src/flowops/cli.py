@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .prefect_api import require_api_url  # light: Prefect itself is imported only when it is called
 
 DEFAULT_SECRET_BLOCK = "ecommerce-database-url"  # noqa: S105 - a block name, not a secret
 DEFAULT_GITHUB_BLOCK = "flowops-github"
@@ -153,12 +154,6 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
-def _require_api_url() -> None:
-    from .prefect_api import require_api_url
-
-    require_api_url()
-
-
 def _project(args):
     from .project import load_project
 
@@ -221,7 +216,7 @@ def cmd_render(args) -> int:
 
 
 def cmd_plan(args) -> int:
-    _require_api_url()
+    require_api_url()
     from .gitops import plan
     from .report import append_step_summary, plan_markdown, plan_text
 
@@ -233,7 +228,7 @@ def cmd_plan(args) -> int:
 
 
 def cmd_deploy(args) -> int:
-    _require_api_url()
+    require_api_url()
     project = _project(args)
     rendered = _rendered(args, project)
     return _deploy(project, rendered, args.work_pool_type, args.force, args.verbose)
@@ -284,7 +279,7 @@ def _comment(comment, markdown: str) -> None:
 
 
 def cmd_teardown(args) -> int:
-    _require_api_url()
+    require_api_url()
     from .gitops import teardown
 
     project = _project(args)
@@ -313,7 +308,7 @@ def cmd_bootstrap(args) -> int:
     defaults = parse_params(args.default)
     if defaults and not args.work_pool:
         raise UsageError("--default goes with --work-pool")
-    prefect_api.require_api_url()
+    require_api_url()
     for name, pool_type in pools.items():
         created = prefect_api.ensure_work_pool(name, pool_type, defaults)
         print(f"work pool {name!r} ({pool_type}): {'created' if created else 'exists'}")
@@ -394,7 +389,7 @@ def _run(deployment: str, parameters: dict[str, Any], wait: bool, timeout: float
 
     if deployment.count("/") != 1:
         raise UsageError(f"{deployment!r}: expected FLOW/DEPLOYMENT, e.g. ecommerce-events/production")
-    prefect_api.require_api_url()
+    require_api_url()
 
     def show(run_name: str, state: str) -> None:
         print(f"{run_name}: {state}", flush=True)
@@ -419,15 +414,14 @@ def cmd_github_event(args) -> int:
     print(f"{event}: {decision.operation} {subject} ({decision.reason})".replace("  ", " "), flush=True)
     if args.check or decision.operation == SKIP:
         return 0  # SKIP: the decision line above says why
-    _require_api_url()
+    require_api_url()
     common = {"project": args.project, "json": False}
+    target = {"branch": decision.branch, "sha": decision.sha, "repository": args.repository, "image": None}
     if decision.operation == PLAN:
-        target = {"branch": decision.branch, "sha": decision.sha, "repository": args.repository, "image": None}
         return cmd_plan(argparse.Namespace(**common, **target, work_pool=args.work_pool, work_pool_type=None))
     if decision.operation == DEPLOY:
         from .pull_request_comment import PullRequestComment
 
-        target = {"branch": decision.branch, "sha": decision.sha, "repository": args.repository, "image": None}
         rendered = _rendered(argparse.Namespace(**target, work_pool=args.work_pool, work_pool_type=None), project)
         comment = PullRequestComment.from_environment(decision.pull_request) if decision.pull_request else None
         return _deploy(project, rendered, comment=comment)
