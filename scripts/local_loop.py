@@ -77,13 +77,17 @@ def main() -> int:
         origin = make_origin(ROOT, workdir / "origin.git", ["main", DEMO_BRANCH])
         print(origin)
         overrides = ["--repository", origin, "--work-pool", POOL]
+        # flowops deploys only a clean checkout of the commit it pins: deploy from a clone of that commit
+        checkout = workdir / "checkout"
+        git(workdir, "clone", "--quiet", origin, str(checkout))
+        deploy = [*flowops, "-C", str(checkout), "deploy"]
 
         step("bootstrap: a process work pool and the database Secret block")
         run([*flowops, "bootstrap", "--work-pool", POOL, "--type", "process"], env)
 
         step("deploy main (production) and the demo branch")
-        run([*flowops, "deploy", "--branch", "main", *overrides], env)
-        run([*flowops, "deploy", "--branch", DEMO_BRANCH, *overrides], env)
+        run([*deploy, "--branch", "main", *overrides], env)
+        run([*deploy, "--branch", DEMO_BRANCH, *overrides], env)
 
         step("a sample month")
         data = workdir / "data"

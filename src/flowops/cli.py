@@ -66,6 +66,9 @@ def _parser() -> argparse.ArgumentParser:
             command.add_argument("--json", action="store_true")
         if name in ("plan", "deploy"):
             command.add_argument("--work-pool-type", help="create --work-pool with this type if it does not exist")
+            command.add_argument(
+                "--rollback", action="store_true", help="allow deploying a commit older than the deployed one"
+            )
         if name == "deploy":
             command.add_argument("--force", action="store_true", help="run prefect deploy even when nothing changed")
             command.add_argument("-v", "--verbose", action="store_true", help="show prefect deploy's own output")
@@ -129,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     from .gitops import DeployFailed, Refused, ValidationFailed
     from .gitrepo import GitError
     from .image import ImageError
+    from .lock import LockBusy
     from .prefect_api import PrefectAPIError
     from .project import ProjectError
     from .pull_request_comment import CommentError
@@ -149,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         print(failure.output, file=sys.stderr)
         print(f"error: {failure}", file=sys.stderr)
         return 1
-    except (ProjectError, GitError, PrefectAPIError, Refused, ImageError, EventError, CommentError) as error:
+    except (ProjectError, GitError, PrefectAPIError, Refused, ImageError, EventError, CommentError, LockBusy) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
 
@@ -170,13 +174,27 @@ def _checked_branch(branch: str) -> str:
     return branch
 
 
-def _rendered(args, project):
+def _rendered(args, project, deploying: bool = True):
+    """The file the branch deploys. When `deploying` (plan and deploy), the files read must be exactly the
+    commit's: the tree is clean and `--sha`, if given, is the checked-out commit."""
     from .gitops import render
-    from .gitrepo import default_repository, resolve_sha
+    from .gitrepo import GitError, default_repository, head_sha, is_clean, resolve_sha
     from .render import Overrides
 
     branch = _checked_branch(args.branch)
     sha = resolve_sha(project.root, args.sha)
+    if deploying:
+        head = head_sha(project.root)
+        if sha != head:
+            raise GitError(
+                f"--sha {sha[:12]} is not the checked-out commit ({(head or 'none')[:12]}): the files deployed would"
+                " not be that commit's; check it out first"
+            )
+        if not is_clean(project.root):
+            raise GitError(
+                f"{project.root} has uncommitted changes: a deployment pinned to {sha[:12]} would run other code"
+                " than it was checked with; commit or stash them"
+            )
     repository = args.repository or default_repository(project.root)
     overrides = Overrides(repository, args.work_pool, args.image)
     return render(project, branch, sha, overrides, getattr(args, "work_pool_type", None))
@@ -203,7 +221,7 @@ def cmd_render(args) -> int:
     from .gitops import ValidationFailed, check_rendered
 
     project = _project(args)
-    rendered = _rendered(args, project)
+    rendered = _rendered(args, project, deploying=False)
     problems = check_rendered(project, rendered)
     if problems:
         raise ValidationFailed(problems)
@@ -221,7 +239,7 @@ def cmd_plan(args) -> int:
     from .report import append_step_summary, plan_markdown, plan_text
 
     project = _project(args)
-    the_plan = plan(project, _rendered(args, project), args.work_pool_type)
+    the_plan = plan(project, _rendered(args, project), args.work_pool_type, args.rollback)
     print(json.dumps(the_plan.as_dict(), indent=2) if args.json else plan_text(the_plan))
     append_step_summary(plan_markdown(the_plan, f"flowops plan: {the_plan.branch}"))
     return 0
@@ -231,10 +249,10 @@ def cmd_deploy(args) -> int:
     require_api_url()
     project = _project(args)
     rendered = _rendered(args, project)
-    return _deploy(project, rendered, args.work_pool_type, args.force, args.verbose)
+    return _deploy(project, rendered, args.work_pool_type, args.force, args.verbose, rollback=args.rollback)
 
 
-def _deploy(project, rendered, work_pool_type=None, force=False, verbose=False, comment=None) -> int:
+def _deploy(project, rendered, work_pool_type=None, force=False, verbose=False, comment=None, rollback=False) -> int:
     """Deploy and report: terminal, step summary and, given a PullRequestComment, the plan then the result on it."""
     from .gitops import DeployFailed, ValidationFailed, deploy
     from .report import append_step_summary, failure_markdown, plan_markdown, plan_text
@@ -245,7 +263,7 @@ def _deploy(project, rendered, work_pool_type=None, force=False, verbose=False, 
         _comment(comment, plan_markdown(the_plan, f"flowops plan: {where}") + "Deploying...\n")
 
     try:
-        result = deploy(project, rendered, work_pool_type, force, on_plan=show_plan if comment else None)
+        result = deploy(project, rendered, work_pool_type, force, show_plan if comment else None, rollback)
     except ValidationFailed as failure:
         problems = [str(problem) for problem in failure.problems]
         _comment(comment, failure_markdown(f"flowops deploy refused: {where}", problems, "Nothing was changed."))
@@ -405,7 +423,7 @@ def _run(deployment: str, parameters: dict[str, Any], wait: bool, timeout: float
 
 def cmd_github_event(args) -> int:
     """Do what the GitHub Actions event in GITHUB_EVENT_NAME / GITHUB_EVENT_PATH calls for (see github.py)."""
-    from .github import BOOTSTRAP, DEPLOY, PLAN, RUN, SKIP, TEARDOWN, decide, read_event
+    from .github import BOOTSTRAP, DEPLOY, PLAN, ROLLBACK, RUN, SKIP, TEARDOWN, decide, read_event
 
     project = _project(args)
     event, payload = read_event()
@@ -418,13 +436,22 @@ def cmd_github_event(args) -> int:
     common = {"project": args.project, "json": False}
     target = {"branch": decision.branch, "sha": decision.sha, "repository": args.repository, "image": None}
     if decision.operation == PLAN:
-        return cmd_plan(argparse.Namespace(**common, **target, work_pool=args.work_pool, work_pool_type=None))
+        plan_args = argparse.Namespace(
+            **common, **target, work_pool=args.work_pool, work_pool_type=None, rollback=False
+        )
+        return cmd_plan(plan_args)
     if decision.operation == DEPLOY:
         from .pull_request_comment import PullRequestComment
 
         rendered = _rendered(argparse.Namespace(**target, work_pool=args.work_pool, work_pool_type=None), project)
         comment = PullRequestComment.from_environment(decision.pull_request) if decision.pull_request else None
         return _deploy(project, rendered, comment=comment)
+    if decision.operation == ROLLBACK:
+        from .gitrepo import require_commit_of_branch
+
+        require_commit_of_branch(project.root, decision.sha, decision.branch)
+        rendered = _rendered(argparse.Namespace(**target, work_pool=args.work_pool, work_pool_type=None), project)
+        return _deploy(project, rendered, rollback=True)
     if decision.operation == TEARDOWN:
         return cmd_teardown(argparse.Namespace(**common, branch=decision.branch, force=False))
     if decision.operation == RUN:

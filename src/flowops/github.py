@@ -5,8 +5,9 @@
       reopened (same repository)         (the plan, then the result, go to the step summary and one PR comment)
     pull_request closed, delete branch   tear the branch's deployments down
     pull_request from a fork             nothing: forks get no secrets and never deploy
-    workflow_dispatch                    what its inputs say: deploy, plan, run, bootstrap; a branch only into
-                                         the environment it deploys (main: production, others: staging)
+    workflow_dispatch                    what its inputs say: deploy, plan, rollback (to `sha`, a commit of the
+                                         branch), teardown, run, bootstrap; a branch only into the environment
+                                         it deploys (main: production, others: staging)
 
 The event comes as GitHub gives it: GITHUB_EVENT_NAME and the payload file at GITHUB_EVENT_PATH.
 """
@@ -15,12 +16,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-DEPLOY, PLAN, TEARDOWN, RUN, BOOTSTRAP, SKIP = "deploy", "plan", "teardown", "run", "bootstrap", "skip"
+DEPLOY, PLAN, ROLLBACK, TEARDOWN = "deploy", "plan", "rollback", "teardown"
+RUN, BOOTSTRAP, SKIP = "run", "bootstrap", "skip"
+_FULL_SHA = re.compile(r"[0-9a-f]{40}")
 PR_DEPLOY_ACTIONS = {"opened", "synchronize", "reopened"}
 
 
@@ -111,7 +115,7 @@ def _dispatch(
 ) -> Decision:
     operation = inputs.get("operation", DEPLOY)
     branch = inputs.get("branch") or None
-    if environment_of and branch and operation in (DEPLOY, PLAN, TEARDOWN):
+    if environment_of and branch and operation in (DEPLOY, PLAN, ROLLBACK, TEARDOWN):
         environment, expected = inputs.get("environment"), environment_of(branch)
         if environment != expected:
             raise EventError(
@@ -121,7 +125,14 @@ def _dispatch(
     if operation in (DEPLOY, PLAN):
         if not branch:
             raise EventError(f"workflow_dispatch {operation}: the `branch` input is empty")
-        return Decision(operation, f"dispatched {operation}", branch=branch, sha=inputs.get("sha") or None)
+        return Decision(operation, f"dispatched {operation}", branch=branch)  # the branch's head, checked out
+    if operation == ROLLBACK:
+        sha = inputs.get("sha") or ""
+        if not branch or not _FULL_SHA.fullmatch(sha):
+            raise EventError(
+                "workflow_dispatch rollback: needs the `branch` and the full 40-character `sha` of one of its commits"
+            )
+        return Decision(ROLLBACK, f"dispatched rollback to {sha[:12]}", branch=branch, sha=sha)
     if operation == TEARDOWN:
         if not branch or branch in protected_branches:
             raise EventError(f"workflow_dispatch teardown: refusing branch {branch!r}")

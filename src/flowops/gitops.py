@@ -20,15 +20,19 @@ import yaml
 from . import prefect_api
 from .branches import branch_slug
 from .entrypoints import inspect_entrypoint
+from .gitrepo import is_ancestor
 from .image import ImageError, ImageRef, base_image_override, image_tag
+from .lock import environment_lock
 from .plan import DELETE, DesiredDeployment, Plan, plan_changes
 from .prefect_deploy import prefect_deploy_all
 from .project import DeploymentFile, Project, Target
 from .render import (
-    BRANCH_TAG_PREFIX,
+    COMMIT_TAG_PREFIX,
     GIT_CLONE_STEP,
-    MANAGED_TAG,
+    PROJECT_TAG_PREFIX,
+    SHORT_SHA_LENGTH,
     Overrides,
+    ownership_tags,
     render_branch_deployments,
     rendered_header,
 )
@@ -160,12 +164,15 @@ def desired_deployments(project: Project, rendered: Rendered) -> list[DesiredDep
     return desired
 
 
-def plan(project: Project, rendered: Rendered, pool_type_for_overrides: str | None = None) -> Plan:
-    """Compare the rendered file with the server. Raises ValidationFailed when the file could not be deployed."""
-    return _plan_and_live(project, rendered, pool_type_for_overrides)[0]
+def plan(
+    project: Project, rendered: Rendered, pool_type_for_overrides: str | None = None, rollback: bool = False
+) -> Plan:
+    """Compare the rendered file with the server. Raises ValidationFailed when the file could not be deployed,
+    Refused when it would deploy an older commit than the one deployed (unless `rollback`)."""
+    return _plan_and_live(project, rendered, pool_type_for_overrides, rollback)[0]
 
 
-def _plan_and_live(project: Project, rendered: Rendered, pool_type_for_overrides: str | None):
+def _plan_and_live(project: Project, rendered: Rendered, pool_type_for_overrides: str | None, rollback: bool):
     """The plan, and the live deployments it was made from: deploy's undo snapshot and prune list."""
     problems = check_rendered(project, rendered)
     if problems:
@@ -174,11 +181,57 @@ def _plan_and_live(project: Project, rendered: Rendered, pool_type_for_overrides
     if problems:
         raise ValidationFailed(problems)
     desired = desired_deployments(project, rendered)
-    slug = branch_slug(rendered.target.branch)
     live_by_name = prefect_api.read_deployments_by_name([d.full_name for d in desired])
-    live_of_branch = prefect_api.read_tagged_deployments([MANAGED_TAG, BRANCH_TAG_PREFIX + slug])
+    problems = _owned_elsewhere(rendered, live_by_name)
+    if problems:
+        raise ValidationFailed(problems)
+    _refuse_going_back(project, rendered, live_by_name.values(), rollback)
+    live_of_branch = prefect_api.read_tagged_deployments(ownership_tags(project.config.project, rendered.target.branch))
+    slug = branch_slug(rendered.target.branch)
     the_plan = plan_changes(rendered.target.branch, slug, desired, live_by_name, live_of_branch)
     return the_plan, live_by_name, live_of_branch
+
+
+def _owned_elsewhere(rendered: Rendered, live_by_name: dict[str, prefect_api.LiveDeployment]) -> list[Problem]:
+    """A deployment of the same name that another project made is never overwritten (one made by hand, or by
+    flowops before deployments carried their project, is adopted)."""
+    ours = PROJECT_TAG_PREFIX + rendered.target.project
+    problems = []
+    for name, live in sorted(live_by_name.items()):
+        owners = [tag for tag in live.tags if tag.startswith(PROJECT_TAG_PREFIX)]
+        if owners and ours not in owners:
+            problems.append(
+                Problem(
+                    rendered.label,
+                    live.name,
+                    "name",
+                    f"{name} already exists on the server and belongs to {owners[0]}, not {ours}: rename it",
+                )
+            )
+    return problems
+
+
+def deployed_commit(live: prefect_api.LiveDeployment) -> str | None:
+    """The commit a live deployment is pinned to (None when it tracks a branch)."""
+    for step in live.fields.get("pull_steps") or []:
+        clone = step.get(GIT_CLONE_STEP) if isinstance(step, dict) else None
+        if isinstance(clone, dict) and clone.get("commit_sha"):
+            return str(clone["commit_sha"])
+    return None
+
+
+def _refuse_going_back(project: Project, rendered: Rendered, live, rollback: bool) -> None:
+    """Deploying a commit older than the deployed one is a rollback, and only happens when asked for: a late
+    CI job of an earlier push must not undo a later one."""
+    for deployment in live:
+        deployed = deployed_commit(deployment)
+        if rollback or deployed is None or deployed == rendered.sha:
+            continue
+        if is_ancestor(project.root, rendered.sha, deployed):
+            raise Refused(
+                f"{deployment.full_name} runs commit {deployed[:12]}, which comes after {rendered.sha[:12]}:"
+                " deploying it would go back in history; pass --rollback to mean it. Nothing was changed"
+            )
 
 
 @dataclass
@@ -195,10 +248,18 @@ def deploy(
     pool_type_for_overrides: str | None = None,
     force: bool = False,
     on_plan: Callable[[Plan], None] | None = None,
+    rollback: bool = False,
 ) -> DeployResult:
-    """Validate, plan, make sure pools exist, `prefect deploy --all`, prune. All or nothing.
-    `on_plan` sees the plan before anything changes (to show it on the pull request)."""
-    the_plan, before, live_of_branch = _plan_and_live(project, rendered, pool_type_for_overrides)
+    """Validate, plan, make sure pools exist, `prefect deploy --all`, prune. All or nothing, under the
+    environment's lock. `on_plan` sees the plan before anything changes (to show it on the pull request)."""
+    target = rendered.target
+    purpose = f"{'rollback' if rollback else 'deploy'} {target.branch} @ {rendered.sha[:8]}"
+    with environment_lock(target.project, target.environment, purpose):
+        return _deploy(project, rendered, pool_type_for_overrides, force, on_plan, rollback)
+
+
+def _deploy(project, rendered, pool_type_for_overrides, force, on_plan, rollback) -> DeployResult:
+    the_plan, before, live_of_branch = _plan_and_live(project, rendered, pool_type_for_overrides, rollback)
     if on_plan:
         on_plan(the_plan)
     result = DeployResult(the_plan)
@@ -217,7 +278,7 @@ def deploy(
         result.prefect_output = outcome.output
         if not outcome.succeeded:
             try:
-                _undo(names, before)
+                _undo(names, before, rendered)
             except prefect_api.PrefectAPIError as error:
                 raise DeployFailed(
                     f"prefect deploy exited with {outcome.exit_code}, and undoing it failed: {error}", outcome.output
@@ -233,18 +294,25 @@ def deploy(
     return result
 
 
-def _undo(names: list[str], before: dict[str, prefect_api.LiveDeployment]) -> None:
+def _undo(names: list[str], before: dict[str, prefect_api.LiveDeployment], rendered: Rendered) -> None:
+    """Put back only what this deploy wrote: the deployments it was to create or update (`names`) that now
+    carry its commit tag and differ from the snapshot. Anything else is left as it is."""
+    ours = COMMIT_TAG_PREFIX + rendered.sha[:SHORT_SHA_LENGTH]
     after = prefect_api.read_deployments_by_name(names)
-    prefect_api.delete_deployments([live for name, live in after.items() if name not in before])
-    for snapshot in before.values():
-        prefect_api.restore_deployment(snapshot)
+    written = {name: live for name, live in after.items() if ours in live.tags}
+    prefect_api.delete_deployments([live for name, live in written.items() if name not in before])
+    for name, live in written.items():
+        snapshot = before.get(name)
+        if snapshot and (live.fields, live.schedules) != (snapshot.fields, snapshot.schedules):
+            prefect_api.restore_deployment(snapshot)
 
 
 def teardown(project: Project, branch: str, force: bool = False) -> list[prefect_api.LiveDeployment]:
-    """Delete every deployment of `branch` (tagged flowops and branch:<slug>) and nothing else."""
+    """Delete every deployment of this project's `branch` (tagged flowops, project:<id> and branch:<slug>)
+    and nothing else."""
     if branch in project.protected_branches() and not force:
         raise Refused(f"{branch!r} is a protected branch (it deploys an environment); pass --force to tear it down")
-    slug = branch_slug(branch)
-    live = prefect_api.read_tagged_deployments([MANAGED_TAG, BRANCH_TAG_PREFIX + slug])
-    prefect_api.delete_deployments(live)
+    with environment_lock(project.config.project, project.target(branch).environment, f"teardown {branch}"):
+        live = prefect_api.read_tagged_deployments(ownership_tags(project.config.project, branch))
+        prefect_api.delete_deployments(live)
     return live

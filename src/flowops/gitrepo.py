@@ -16,7 +16,11 @@ class GitError(Exception):
 
 
 def _git(root: Path, *args: str) -> str | None:
-    result = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, check=False)
+    # never a credentials prompt: a fetch that needs one fails instead of hanging a CI job
+    environment = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
+    result = subprocess.run(
+        ["git", "-C", str(root), *args], capture_output=True, text=True, check=False, env=environment
+    )
     return result.stdout.strip() if result.returncode == 0 else None
 
 
@@ -39,3 +43,49 @@ def default_repository(root: Path, environ: Mapping[str, str] = os.environ) -> s
     if server and repository:
         return f"{server.rstrip('/')}/{repository}.git"
     return _git(root, "remote", "get-url", "origin") or None
+
+
+def is_clean(root: Path) -> bool:
+    """No tracked file differs from HEAD. Untracked files are not counted: workers clone the commit, which
+    lacks them, and `__pycache__` is untracked in many repositories."""
+    return _git(root, "status", "--porcelain", "--untracked-files=no") == ""
+
+
+def head_sha(root: Path) -> str | None:
+    return _git(root, "rev-parse", "--verify", "--quiet", "HEAD^{commit}")
+
+
+def is_ancestor(root: Path, older: str, newer: str) -> bool | None:
+    """Whether `older` is an ancestor of `newer` (or the same commit). A commit this clone lacks is fetched from
+    origin; None when it still lacks one (history rewritten: it is on no branch any more). A shallow clone cannot
+    tell, and says so."""
+    for commit in (older, newer):
+        if not _SHA.fullmatch(commit):
+            raise GitError(f"not a full commit SHA: {commit!r}")
+        if not has_commit(root, commit):
+            _git(root, "fetch", "--quiet", "--no-tags", "origin", commit)
+    if _git(root, "rev-parse", "--is-shallow-repository") == "true":
+        raise GitError(
+            f"cannot tell whether {older[:12]} comes before {newer[:12]}: {root} is a shallow clone;"
+            " fetch the whole history (actions/checkout with fetch-depth: 0)"
+        )
+    if not (has_commit(root, older) and has_commit(root, newer)):
+        return None
+    result = subprocess.run(
+        ["git", "-C", str(root), "merge-base", "--is-ancestor", older, newer], capture_output=True, check=False
+    )
+    return result.returncode == 0
+
+
+def has_commit(root: Path, sha: str) -> bool:
+    return _git(root, "cat-file", "-e", f"{sha}^{{commit}}") is not None
+
+
+def require_commit_of_branch(root: Path, sha: str, branch: str) -> None:
+    """`sha` is in the history of `branch` on origin: a rollback goes back to what the branch once was, never to
+    a commit from elsewhere (another branch, a fork's pull request ref)."""
+    tip = _git(root, "rev-parse", "--verify", "--quiet", f"refs/remotes/origin/{branch}^{{commit}}")
+    if tip is None:
+        raise GitError(f"branch {branch!r} is not on origin (fetch the whole history: fetch-depth 0)")
+    if not is_ancestor(root, sha, tip):
+        raise GitError(f"{sha[:12]} is not a commit of branch {branch!r}: refusing to roll back to it")

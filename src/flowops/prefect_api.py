@@ -305,3 +305,71 @@ def run_deployment(
             state.name if state else "Unknown",
             state.message if state else None,
         )
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A lock held on the server: a Variable that exists while someone holds it (see lock.py)."""
+
+    id: UUID
+    name: str
+    holder: str
+    seconds: float  # how long it lasts after it was taken or last renewed
+    renewed: float  # when the server last wrote it (epoch seconds, the server's clock)
+
+
+def _lease(variable) -> Lease:
+    value = variable.value if isinstance(variable.value, dict) else {}
+    return Lease(
+        variable.id,
+        variable.name,
+        str(value.get("holder", "unknown")),
+        float(value.get("seconds", 0)),
+        variable.updated.timestamp() if variable.updated else 0.0,
+    )
+
+
+def take_lease(name: str, holder: str, seconds: float) -> Lease | None:
+    """Create the Variable `name` if nobody has; the server's unique names make this atomic. None when taken."""
+    from prefect.client.schemas.actions import VariableCreate
+    from prefect.exceptions import ObjectAlreadyExists
+
+    value = {"holder": holder, "seconds": seconds}
+    with _calling(f"taking the lock {name!r}"), _client() as client:
+        try:
+            return _lease(client.create_variable(VariableCreate(name=name, value=value, tags=["flowops-lock"])))
+        except ObjectAlreadyExists:
+            return None
+
+
+def read_lease(name: str) -> Lease | None:
+    with _calling(f"reading the lock {name!r}"), _client() as client:
+        variable = client.read_variable_by_name(name)
+    return _lease(variable) if variable else None
+
+
+def renew_lease(lease: Lease) -> bool:
+    """Write the lease again, so the server's `updated` moves on; False when it is no longer ours."""
+    import httpx
+
+    value = {"holder": lease.holder, "seconds": lease.seconds}
+    with _calling(f"renewing the lock {lease.name!r}"), _client() as client:
+        try:
+            client.request("PATCH", "/variables/{id}", path_params={"id": lease.id}, json={"value": value})
+        except httpx.HTTPStatusError as error:
+            if error.response.status_code == 404:
+                return False
+            raise
+    return True
+
+
+def drop_lease(lease: Lease) -> None:
+    """Delete this very lease (by id: never one someone else took after it expired)."""
+    import httpx
+
+    with _calling(f"releasing the lock {lease.name!r}"), _client() as client:
+        try:
+            client.request("DELETE", "/variables/{id}", path_params={"id": lease.id})
+        except httpx.HTTPStatusError as error:
+            if error.response.status_code != 404:
+                raise

@@ -1,5 +1,6 @@
 """The project's deployment files: `deployments/flowops.yaml` (ours) and the prefect.yaml files it names.
 
+project: acme/flows                   # who owns a deployment: tagged project:acme/flows, the only ones flowops touches
 environments:
   production: {branch: main, file: main/prefect.yaml}
   staging: {branch: staging, file: staging/prefect.yaml}
@@ -17,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 CONFIG_FILE = "flowops.yaml"
+PROJECT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$"
 
 
 class ProjectError(Exception):
@@ -49,6 +51,9 @@ class Image(BaseModel):
 class FlowopsConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    # This repository's identity on a shared Prefect server (owner/name by convention): every deployment flowops
+    # makes is tagged with it, and plan, prune, teardown and gc never consider a deployment without it.
+    project: str = Field(pattern=PROJECT_PATTERN, max_length=100)
     environments: dict[str, Environment]
     branch_deployments_from: str
     work_pools: dict[str, WorkPool] = {}
@@ -83,6 +88,7 @@ class Target:
     environment: str
     file: DeploymentFile
     is_branch_deployment: bool
+    project: str  # flowops.yaml's project: who owns what this target deploys
 
 
 @dataclass(frozen=True)
@@ -111,9 +117,9 @@ class Project:
     def target(self, branch: str) -> Target:
         for name, environment in self.config.environments.items():
             if environment.branch == branch:
-                return Target(branch, name, self.environment_file(name), is_branch_deployment=False)
+                return Target(branch, name, self.environment_file(name), False, self.config.project)
         source = self.config.branch_deployments_from
-        return Target(branch, source, self.environment_file(source), is_branch_deployment=True)
+        return Target(branch, source, self.environment_file(source), True, self.config.project)
 
     def pool_type(self, pool: str) -> str | None:
         declared = self.config.work_pools.get(pool)

@@ -5,14 +5,16 @@ branch deployments:
 
     deployments:
       - name: staging-feature-foo-1a2b3c4d       # suffixed by the branch's slug: never overwrites staging
-        tags: [ecommerce, flowops, branch:feature-foo-1a2b3c4d, env:staging, commit:0123abcd]
+        tags: [ecommerce, flowops, project:acme/flows, branch:feature-foo-1a2b3c4d, env:staging, commit:0123abcd]
         schedules: [{cron: "0 2 * * *", timezone: UTC, active: false}]   # runs only when asked
         pull:
           - prefect.deployments.steps.git_clone: {repository: ..., commit_sha: 0123abcd...}   # pinned
 
-Every deployment, production's included, carries `flowops`, `branch:<slug>` and `commit:<short sha>` tags:
-they tell anyone in the Prefect UI where it came from, and they are how prune and teardown find a branch's
-deployments (and only those).
+Every deployment, production's included, is pinned to the commit it was deployed from: a merge changes what
+production runs only when its deploy succeeds, and an older commit can be deployed back (`--rollback`).
+Every one carries `flowops`, `project:<id>`, `branch:<slug>` and `commit:<short sha>` tags: they tell anyone in
+the Prefect UI where it came from, and they are how prune, teardown and gc find this project's deployments of a
+branch (and only those).
 """
 
 from __future__ import annotations
@@ -25,10 +27,11 @@ from .branches import branch_slug
 from .project import Target
 
 MANAGED_TAG = "flowops"
+PROJECT_TAG_PREFIX = "project:"
 BRANCH_TAG_PREFIX = "branch:"
 COMMIT_TAG_PREFIX = "commit:"
 ENV_TAG_PREFIX = "env:"
-RESERVED_TAG_PREFIXES = (BRANCH_TAG_PREFIX, COMMIT_TAG_PREFIX, ENV_TAG_PREFIX)
+RESERVED_TAG_PREFIXES = (PROJECT_TAG_PREFIX, BRANCH_TAG_PREFIX, COMMIT_TAG_PREFIX, ENV_TAG_PREFIX)
 GIT_CLONE_STEP = "prefect.deployments.steps.git_clone"
 SHORT_SHA_LENGTH = 8
 
@@ -46,13 +49,13 @@ class Overrides:
 
 def render_branch_deployments(target: Target, sha: str, overrides: Overrides = Overrides()) -> dict[str, Any]:
     """The prefect.yaml content for `target.branch` at commit `sha`: a new dict, the committed file untouched."""
-    slug = branch_slug(target.branch)
     rendered = copy.deepcopy(target.file.content)
-    flowops_tags = [MANAGED_TAG, BRANCH_TAG_PREFIX + slug, ENV_TAG_PREFIX + target.environment]
+    flowops_tags = [*ownership_tags(target.project, target.branch), ENV_TAG_PREFIX + target.environment]
     flowops_tags.append(COMMIT_TAG_PREFIX + sha[:SHORT_SHA_LENGTH])
+    slug = branch_slug(target.branch)
 
     if rendered.get("pull"):
-        rendered["pull"] = _render_pull_steps(rendered["pull"], target, sha, overrides)
+        rendered["pull"] = _render_pull_steps(rendered["pull"], sha, overrides)
     for deployment in rendered.get("deployments") or []:
         if target.is_branch_deployment:
             deployment["name"] = f"{deployment.get('name')}-{slug}"
@@ -62,9 +65,15 @@ def render_branch_deployments(target: Target, sha: str, overrides: Overrides = O
         tags = deployment.get("tags") or []
         deployment["tags"] = [*tags, *(tag for tag in flowops_tags if tag not in tags)]
         if deployment.get("pull"):
-            deployment["pull"] = _render_pull_steps(deployment["pull"], target, sha, overrides)
+            deployment["pull"] = _render_pull_steps(deployment["pull"], sha, overrides)
         _render_work_pool(deployment, overrides)
     return rendered
+
+
+def ownership_tags(project: str, branch: str) -> list[str]:
+    """The tags every deployment of `project`'s `branch` carries, all of which a deployment must have for
+    prune, teardown and gc to touch it."""
+    return [MANAGED_TAG, PROJECT_TAG_PREFIX + project, BRANCH_TAG_PREFIX + branch_slug(branch)]
 
 
 def _render_work_pool(deployment: dict[str, Any], overrides: Overrides) -> None:
@@ -82,16 +91,15 @@ def _render_work_pool(deployment: dict[str, Any], overrides: Overrides) -> None:
         work_pool["job_variables"] = job_variables
 
 
-def _render_pull_steps(steps: list[Any], target: Target, sha: str, overrides: Overrides) -> list[Any]:
+def _render_pull_steps(steps: list[Any], sha: str, overrides: Overrides) -> list[Any]:
     for step in steps:
         clone = step.get(GIT_CLONE_STEP) if isinstance(step, dict) else None
         if not isinstance(clone, dict):
             continue
         if overrides.repository:
             clone["repository"] = overrides.repository
-        if target.is_branch_deployment:
-            clone.pop("branch", None)
-            clone["commit_sha"] = sha
+        clone.pop("branch", None)
+        clone["commit_sha"] = sha
         if not str(clone.get("repository", "")).startswith("https://"):
             # git_clone only ever uses credentials for https URLs, but it resolves the block reference
             # first: a local or ssh origin must not depend on a GitHub credentials block existing.

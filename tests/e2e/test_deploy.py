@@ -32,7 +32,7 @@ def server_state(repo) -> dict:
     }
 
 
-def test_main_keeps_its_name_and_tracks_its_branch_and_a_feature_branch_gets_its_own_pinned_deployment(hello_repo):
+def test_main_keeps_its_name_and_a_feature_branch_gets_its_own_deployment_each_pinned_to_its_commit(hello_repo):
     pools = pool_args()
     hello_repo.deploy("main", *pools)
     hello_repo.deploy("feature/Foo_Bar", *pools)
@@ -42,10 +42,11 @@ def test_main_keeps_its_name_and_tracks_its_branch_and_a_feature_branch_gets_its
     assert sorted(live) == [f"{hello_repo.flow_name}/production", f"{hello_repo.flow_name}/staging-{slug}"]
     production = live[f"{hello_repo.flow_name}/production"]
     branch = live[f"{hello_repo.flow_name}/staging-{slug}"]
-    assert {"flowops", "branch:main", "env:production"} <= set(production["tags"])
-    assert production["pull_steps"][0]["prefect.deployments.steps.git_clone"]["branch"] == "main"
+    assert {"flowops", "project:acme/hello", "branch:main", "env:production"} <= set(production["tags"])
+    assert production["pull_steps"][0]["prefect.deployments.steps.git_clone"]["commit_sha"] == head
+    assert "branch" not in production["pull_steps"][0]["prefect.deployments.steps.git_clone"]
     assert [s["active"] for s in production["schedules"]] == [True]
-    assert {"flowops", f"branch:{slug}", "env:staging"} <= set(branch["tags"])
+    assert {"flowops", "project:acme/hello", f"branch:{slug}", "env:staging"} <= set(branch["tags"])
     clone = branch["pull_steps"][0]["prefect.deployments.steps.git_clone"]
     assert "branch" not in clone
     assert clone["commit_sha"] == head

@@ -46,7 +46,7 @@ def test_main_and_a_feature_branch_deploy_and_their_runs_complete_and_load_the_r
             connection.execute(f"drop table if exists {branch_table}, {branch_table}_rejects, {branch_table}_files")
 
 
-def test_runs_execute_the_code_in_origin_a_tracking_deployment_runs_new_commits_and_a_pinned_one_does_not(hello_repo):
+def test_runs_execute_the_code_of_the_commit_each_deployment_is_pinned_to_until_it_is_deployed_again(hello_repo):
     pool = f"e2e-{uuid.uuid4().hex[:8]}"
     pools = ["--work-pool", pool, "--work-pool-type", "process"]
     hello_repo.deploy("main", *pools)
@@ -54,17 +54,24 @@ def test_runs_execute_the_code_in_origin_a_tracking_deployment_runs_new_commits_
     flow_file = hello_repo.path / "flows" / "hello.py"
     flow_file.write_text(flow_file.read_text().replace('CODE_VERSION = "v1"', 'CODE_VERSION = "v2"'))
     hello_repo.commit("code v2", push=["main", "feature/pinned"])  # pushed, not deployed
+    branch_deployment = f"staging-{branch_slug('feature/pinned')}"
 
-    versions = {}
-    with hello_repo.worker(pool):
-        for deployment in ("production", f"staging-{branch_slug('feature/pinned')}"):
+    def code_versions() -> dict[str, list[str]]:
+        versions = {}
+        for deployment in ("production", branch_deployment):
             result = hello_repo.flowops(
                 "run", f"{hello_repo.flow_name}/{deployment}", "--wait", "--timeout", RUN_TIMEOUT
             )
             assert result.stdout.rstrip().endswith(": Completed"), result.stdout
             logs = flow_run_logs(hello_repo.api_url, run_id(result.stdout), containing="from code")
             versions[deployment] = re.findall(r"from code (v\d)", logs)
-    assert versions == {"production": ["v2"], f"staging-{branch_slug('feature/pinned')}": ["v1"]}
+        return versions
+
+    with hello_repo.worker(pool):
+        # a push alone changes nothing that runs: production, too, runs the commit it was deployed from
+        assert code_versions() == {"production": ["v1"], branch_deployment: ["v1"]}
+        hello_repo.deploy("main", *pools)
+        assert code_versions() == {"production": ["v2"], branch_deployment: ["v1"]}
 
 
 def test_two_workers_on_one_pool_run_every_flow_run_exactly_once_and_the_row_count_is_exact(

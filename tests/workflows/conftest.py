@@ -45,16 +45,23 @@ ACT_TIMEOUT = 600
 STAND_IN_STEPS = {
     "actions/checkout": r"""
 set -euo pipefail
-# The real action fetches github.server_url/repository at `ref` (default: the event's commit) into the workspace.
+# The real action fetches github.server_url/repository at `ref` (default: the event's commit) into the workspace:
+# all history with fetch-depth 0, else that many commits of `ref` only (a shallow clone), with remote `origin`.
 dest="$GITHUB_WORKSPACE/$INPUT_PATH"
 mkdir -p "$dest"
 git init --quiet "$dest"
-git -C "$dest" fetch --quiet "$GITHUB_SERVER_URL/$INPUT_REPOSITORY.git" '+refs/heads/*:refs/remotes/origin/*'
+git -C "$dest" remote add origin "$GITHUB_SERVER_URL/$INPUT_REPOSITORY.git"
 ref=${INPUT_REF:-$GITHUB_SHA}
-commit=$(git -C "$dest" rev-parse --verify --quiet "origin/${ref#refs/heads/}^{commit}" \
-  || git -C "$dest" rev-parse --verify "$ref^{commit}")
+if [ "${INPUT_FETCH_DEPTH:-1}" = 0 ]; then
+  git -C "$dest" fetch --quiet origin '+refs/heads/*:refs/remotes/origin/*'
+  commit=$(git -C "$dest" rev-parse --verify --quiet "origin/${ref#refs/heads/}^{commit}" \
+    || git -C "$dest" rev-parse --verify "$ref^{commit}")
+else
+  git -C "$dest" fetch --quiet --depth="$INPUT_FETCH_DEPTH" origin "$ref"
+  commit=$(git -C "$dest" rev-parse --verify FETCH_HEAD^{commit})
+fi
 git -C "$dest" checkout --quiet --detach "$commit"
-echo "stand-in checkout: $INPUT_REPOSITORY@$commit"
+echo "stand-in checkout: $INPUT_REPOSITORY@$commit (fetch-depth ${INPUT_FETCH_DEPTH:-1})"
 """,
     "astral-sh/setup-uv": r"""
 set -euo pipefail

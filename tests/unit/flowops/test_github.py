@@ -64,6 +64,7 @@ def environment_of(branch: str) -> str:
         ("deploy", "main", "staging"),  # production's file onto the staging server
         ("deploy", "staging", "production"),
         ("deploy", "feature/x", None),
+        ("rollback", "main", "staging"),
     ],
 )
 def test_a_dispatch_names_the_environment_its_branch_deploys_into_or_is_refused(operation, branch, environment):
@@ -80,6 +81,15 @@ def test_a_dispatch_names_the_environment_its_branch_deploys_into_or_is_refused(
 def test_a_dispatch_into_the_branchs_own_environment_goes_ahead(branch, environment):
     inputs = {"operation": "deploy", "branch": branch, "environment": environment}
     assert decide("workflow_dispatch", {"inputs": inputs}, PROTECTED, environment_of).operation == DEPLOY
+
+
+def test_a_dispatched_rollback_names_the_branch_and_the_commit_and_a_deploy_takes_the_branch_head():
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    inputs = {"operation": "rollback", "branch": "main", "sha": sha, "environment": "production"}
+    decision = decide("workflow_dispatch", {"inputs": inputs}, PROTECTED, environment_of)
+    assert (decision.operation, decision.branch, decision.sha) == ("rollback", "main", sha)
+    deploy = decide("workflow_dispatch", {"inputs": {**inputs, "operation": "deploy"}}, PROTECTED, environment_of)
+    assert (deploy.operation, deploy.sha) == (DEPLOY, None)  # what is checked out: the branch's head
 
 
 def test_a_fork_pull_request_says_why_it_deploys_nothing():
@@ -107,6 +117,8 @@ def test_a_dispatched_run_carries_its_deployment_parameters_and_wait():
         ({"operation": "run", "deployment": "f/d", "parameters": "{not json"}, "`parameters` input is not JSON"),
         ({"operation": "run", "deployment": "f/d", "parameters": "[1]"}, "must be a JSON object"),
         ({"operation": "explode"}, "unknown operation 'explode'"),
+        ({"operation": "rollback", "branch": "main", "sha": "HEAD~1"}, "the full 40-character `sha`"),
+        ({"operation": "rollback", "branch": "main", "sha": ""}, "the full 40-character `sha`"),
     ],
 )
 def test_bad_dispatch_inputs_are_one_clear_error(inputs, message):

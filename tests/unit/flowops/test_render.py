@@ -24,14 +24,16 @@ def clone_step(rendered):
     return rendered.content["pull"][0][GIT_CLONE_STEP]
 
 
-def test_main_deploys_its_committed_file_with_provenance_tags_and_its_branch_tracked(project):
+def test_main_deploys_its_committed_file_with_ownership_tags_pinned_to_its_commit(project):
     rendered = render(project, "main", SHA, Overrides())
     (deployment,) = rendered.content["deployments"]
     assert deployment["name"] == "production"
-    assert deployment["tags"] == ["hello", "flowops", "branch:main", "env:production", "commit:01234567"]
+    assert deployment["tags"] == [
+        "hello", "flowops", "project:acme/hello", "branch:main", "env:production", "commit:01234567",
+    ]  # fmt: skip
     assert deployment["schedules"][0]["active"] is True
-    assert clone_step(rendered)["branch"] == "main"
-    assert "commit_sha" not in clone_step(rendered)
+    assert clone_step(rendered)["commit_sha"] == SHA  # a merge changes what production runs only once deployed
+    assert "branch" not in clone_step(rendered)
     assert clone_step(rendered)["credentials"] == "{{ prefect.blocks.github-credentials.hello-github }}"
 
 
@@ -40,7 +42,14 @@ def test_another_branch_deploys_the_staging_file_renamed_unscheduled_and_pinned_
     slug = branch_slug("feature/Foo_Bar")
     (deployment,) = rendered.content["deployments"]
     assert deployment["name"] == f"staging-{slug}"
-    assert deployment["tags"] == ["hello", "flowops", f"branch:{slug}", "env:staging", "commit:01234567"]
+    assert deployment["tags"] == [
+        "hello",
+        "flowops",
+        "project:acme/hello",
+        f"branch:{slug}",
+        "env:staging",
+        "commit:01234567",
+    ]
     assert [schedule["active"] for schedule in deployment["schedules"]] == [False]
     assert clone_step(rendered)["commit_sha"] == SHA
     assert "branch" not in clone_step(rendered)
@@ -55,7 +64,7 @@ def test_rendering_leaves_the_committed_file_untouched(project):
 def test_overrides_replace_the_repository_pool_and_image_and_drop_credentials_a_local_clone_cannot_use(project):
     rendered = render(project, "main", SHA, Overrides("file:///tmp/origin.git", "local-pool", "localhost:5000/f:1"))
     (deployment,) = rendered.content["deployments"]
-    assert clone_step(rendered) == {"id": "clone", "repository": "file:///tmp/origin.git", "branch": "main"}
+    assert clone_step(rendered) == {"id": "clone", "repository": "file:///tmp/origin.git", "commit_sha": SHA}
     assert deployment["work_pool"]["name"] == "local-pool"
     assert deployment["work_pool"]["job_variables"] == {
         "image_pull_policy": "IfNotPresent",
@@ -66,7 +75,7 @@ def test_overrides_replace_the_repository_pool_and_image_and_drop_credentials_a_
 def test_an_https_repository_override_keeps_the_credentials_block(project):
     rendered = render(project, "staging", SHA, Overrides(repository="https://github.com/other/fork.git"))
     assert clone_step(rendered)["credentials"] == "{{ prefect.blocks.github-credentials.hello-github }}"
-    assert clone_step(rendered)["branch"] == "staging"
+    assert clone_step(rendered)["commit_sha"] == SHA
 
 
 def test_the_rendered_yaml_says_where_it_came_from_and_parses_back_to_the_same_content(project):

@@ -160,14 +160,19 @@ def test_validating_one_branch_checks_only_the_file_it_deploys(sample_project):
     ("config", "expected"),
     [
         (
-            "environments: {}\nbranch_deployments_from: staging\n",
+            "project: acme/hello\nenvironments: {}\nbranch_deployments_from: staging\n",
             "branch_deployments_from: 'staging' is not an environment",
         ),
         (
-            "environments: {a: {branch: main, file: x}}\nbranch_deployments_from: a\nextra: 1\n",
+            "project: acme/hello\nenvironments: {a: {branch: main, file: x}}\nbranch_deployments_from: a\nextra: 1\n",
             "extra: Extra inputs are not permitted",
         ),
         ("environments: [", "not valid YAML"),
+        ("environments: {a: {branch: main, file: x}}\nbranch_deployments_from: a\n", "project: Field required"),
+        (
+            "project: 'acme/hello world'\nenvironments: {a: {branch: main, file: x}}\nbranch_deployments_from: a\n",
+            "project: String should match pattern",
+        ),
     ],
 )
 def test_a_broken_flowops_yaml_is_one_clear_error(sample_project, config, expected):

@@ -92,11 +92,33 @@ def test_run_steps_expand_no_expressions_and_call_one_project_command(path):
             )
 
 
-def test_deploy_jobs_never_cancel_a_deploy_in_progress_and_production_needs_its_environment():
+def test_every_job_with_an_environment_queues_in_that_environments_one_group_and_never_cancels_a_deploy():
+    """GitHub cancels a waiting job when another joins its group, unless `queue: max`; one group per environment
+    (the same name in every workflow) means two workflows never change one environment at once."""
+    seen = set()
     for path in WORKFLOWS:
         for name, job in load(path)["jobs"].items():
-            if "concurrency" in job and str(job["concurrency"].get("group", "")).startswith(("deploy-", "image-")):
-                assert job["concurrency"]["cancel-in-progress"] is False, f"{path.name}: {name}"
+            environment = job.get("environment")
+            if environment is None or name == "image":  # the image job changes no Prefect server
+                continue
+            concurrency = job.get("concurrency") or {}
+            assert concurrency.get("group") == f"flowops-{environment}", f"{path.name}: {name}"
+            assert concurrency.get("cancel-in-progress") is False, f"{path.name}: {name}"
+            assert concurrency.get("queue") == "max", f"{path.name}: {name}"
+            seen.add(path.name)
+    assert seen == {"deploy.yml", "manual.yml"}
+
+
+def test_jobs_that_deploy_check_out_the_whole_history():
+    """flowops refuses a commit older than the deployed one; it can tell only with the history at hand."""
+    for path in ("deploy.yml", "manual.yml"):
+        for name, job in load(ROOT / ".github" / "workflows" / path)["jobs"].items():
+            if job.get("environment") and name != "image":
+                (checkout,) = [s for s in job["steps"] if str(s.get("uses", "")).startswith("actions/checkout@")]
+                assert checkout["with"]["fetch-depth"] == 0, f"{path}: {name}"
+
+
+def test_production_needs_its_environment_and_only_the_pull_request_job_may_comment():
     deploy = load(ROOT / ".github" / "workflows" / "deploy.yml")["jobs"]
     assert deploy["production"]["environment"] == "production"
     assert deploy["production"]["needs"] == "image"

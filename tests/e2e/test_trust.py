@@ -1,0 +1,231 @@
+"""What flowops will not do: touch another project's deployments, go back in history unasked, deploy files that
+are not the commit's, or let two changes to one environment interleave (races and killed deploys included)."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from flowops.branches import branch_slug
+from flowops.local import git
+from flowops.lock import lock_name
+from tests.conftest import edit_yaml
+from tests.e2e.conftest import api, deployments
+from tests.e2e.test_deploy import STAGING_FILE, pool_args, server_state
+
+CONFIG_FILE = Path("deployments/flowops.yaml")
+
+
+def clone_of(deployment: dict) -> dict:
+    return deployment["pull_steps"][0]["prefect.deployments.steps.git_clone"]
+
+
+def as_project(repo, project: str, deployment_name: str | None = None) -> str:
+    """Commit the repository as if it were another project (another flowops.yaml `project`)."""
+    edit_yaml(repo.path / CONFIG_FILE, lambda content: content.update(project=project))
+    if deployment_name:
+        edit_yaml(repo.path / STAGING_FILE, lambda content: content["deployments"][0].update(name=deployment_name))
+    return repo.commit(f"as {project}")
+
+
+def test_prune_and_teardown_never_touch_another_projects_deployments_and_a_name_it_owns_is_refused(hello_repo):
+    pools = pool_args()
+    as_project(hello_repo, "other/thing", deployment_name="theirs")
+    hello_repo.deploy("feature/x", *pools)
+    hello_repo.deploy("main", *pools)
+    theirs = server_state(hello_repo)
+    slug = branch_slug("feature/x")
+    assert sorted(theirs) == [f"{hello_repo.flow_name}/production", f"{hello_repo.flow_name}/theirs-{slug}"]
+
+    git(hello_repo.path, "revert", "--no-edit", "--quiet", "HEAD")  # back to acme/hello, deployment `staging`
+    hello_repo.deploy("feature/x", *pools)  # would prune theirs-<slug>: same branch tag, not in our file
+    ours = f"{hello_repo.flow_name}/staging-{slug}"
+    after = server_state(hello_repo)
+    assert {name: after[name] for name in theirs} == theirs
+    assert "project:acme/hello" in after[ours]["tags"]
+
+    torn = hello_repo.flowops("teardown", "--branch", "feature/x", "--json")
+    assert json.loads(torn.stdout)["deleted"] == [ours]
+    assert server_state(hello_repo) == theirs
+
+    refused = hello_repo.flowops(
+        "deploy", "--branch", "main", "--repository", hello_repo.origin_url, *pools, check=False
+    )
+    assert refused.returncode == 1
+    assert (
+        f"{hello_repo.flow_name}/production already exists on the server and belongs to project:other/thing,"
+        " not project:acme/hello: rename it"
+    ) in refused.stderr
+    assert server_state(hello_repo) == theirs
+
+
+def test_an_older_commit_is_refused_unless_it_is_a_rollback(hello_repo):
+    pools = pool_args()
+    first = git(hello_repo.path, "rev-parse", "HEAD")
+    hello_repo.deploy("staging", *pools)
+    edit_yaml(hello_repo.path / STAGING_FILE, lambda c: c["deployments"][0]["parameters"].update(name="second"))
+    second = hello_repo.commit("second", push=["staging"])
+    hello_repo.deploy("staging", *pools)
+    before = server_state(hello_repo)
+
+    git(hello_repo.path, "checkout", "--quiet", first)
+    for command in ("plan", "deploy"):
+        refused = hello_repo.flowops(
+            command, "--branch", "staging", "--repository", hello_repo.origin_url, *pools, check=False
+        )
+        assert refused.returncode == 1
+        assert f"runs commit {second[:12]}, which comes after {first[:12]}" in refused.stderr
+        assert "pass --rollback" in refused.stderr
+    assert server_state(hello_repo) == before
+
+    hello_repo.deploy("staging", *pools, "--rollback")
+    (staging,) = deployments(hello_repo.api_url, hello_repo.flow_name).values()
+    assert clone_of(staging)["commit_sha"] == first
+    assert staging["parameters"].get("name") != "second"
+    git(hello_repo.path, "checkout", "--quiet", second)
+    hello_repo.deploy("staging", *pools)  # forward again: no flag needed
+    (staging,) = deployments(hello_repo.api_url, hello_repo.flow_name).values()
+    assert clone_of(staging)["commit_sha"] == second
+
+
+def test_only_the_checked_out_commit_with_a_clean_tree_deploys(hello_repo):
+    pools = pool_args()
+    parent = git(hello_repo.path, "rev-parse", "HEAD~1")
+    other_sha = hello_repo.flowops(
+        "deploy", "--branch", "staging", "--sha", parent, "--repository", hello_repo.origin_url, *pools, check=False
+    )
+    assert other_sha.returncode == 1
+    assert f"--sha {parent[:12]} is not the checked-out commit" in other_sha.stderr
+
+    (hello_repo.path / "flows" / "hello.py").write_text("raise SystemExit('not committed')\n")
+    dirty = hello_repo.flowops(
+        "deploy", "--branch", "staging", "--repository", hello_repo.origin_url, *pools, check=False
+    )
+    assert dirty.returncode == 1
+    assert "has uncommitted changes" in dirty.stderr
+    assert deployments(hello_repo.api_url, hello_repo.flow_name) == {}
+
+
+def take_lock_as(repo, holder: str, seconds: float) -> str:
+    """Hold the staging lock as another process would (one that may have been killed since)."""
+    name = lock_name("acme/hello", "staging")
+    api(repo.api_url, "variables/", {"name": name, "value": {"holder": holder, "seconds": seconds}})
+    return name
+
+
+def lock_exists(repo, name: str) -> bool:
+    return any(v["name"] == name for v in api(repo.api_url, "variables/filter", {"limit": 200}))
+
+
+def test_a_held_lock_makes_a_deploy_wait_then_give_up_naming_its_holder_and_an_expired_one_is_taken_over(hello_repo):
+    pools = pool_args()
+    name = take_lock_as(hello_repo, "deploy staging @ 0000aaaa (ci run 41)", seconds=600)
+    hello_repo.env["FLOWOPS_LOCK_WAIT"] = "2"
+    started = time.monotonic()
+    busy = hello_repo.flowops(
+        "deploy", "--branch", "staging", "--repository", hello_repo.origin_url, *pools, check=False
+    )
+    assert busy.returncode == 1
+    assert time.monotonic() - started >= 2
+    assert f"waiting for lock {name}, held by deploy staging @ 0000aaaa (ci run 41)" in busy.stderr
+    assert f"error: {name} is held by deploy staging @ 0000aaaa (ci run 41)" in busy.stderr
+    assert deployments(hello_repo.api_url, hello_repo.flow_name) == {}
+    torn = hello_repo.flowops("teardown", "--branch", "feature/y", check=False)  # same environment: same lock
+    assert torn.returncode == 1
+    assert "held by deploy staging @ 0000aaaa" in torn.stderr
+
+    api_delete_variable(hello_repo, name)
+    take_lock_as(hello_repo, "a deploy that was killed", seconds=1)
+    time.sleep(1.5)
+    taken = hello_repo.deploy("staging", *pools)
+    assert "the lease of a deploy that was killed expired; taking it over" in taken.stderr
+    assert list(deployments(hello_repo.api_url, hello_repo.flow_name)) == [f"{hello_repo.flow_name}/staging"]
+    assert not lock_exists(hello_repo, name)  # released when done
+
+
+def api_delete_variable(repo, name: str) -> None:
+    import urllib.request
+
+    request = urllib.request.Request(f"{repo.api_url}/variables/name/{name}", method="DELETE")  # noqa: S310
+    urllib.request.urlopen(request, timeout=30).close()  # noqa: S310 - the local test server
+
+
+def three_deployments(content) -> None:
+    first = content["deployments"][0]
+    content["deployments"] = [{**json.loads(json.dumps(first)), "name": name} for name in ("a", "b", "c")]
+
+
+def start_deploy(repo, worktree: Path, branch: str, pools: list[str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "flowops", "-C", str(worktree), "deploy", "--branch", branch,
+         "--repository", repo.origin_url, *pools],
+        env=repo.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+
+
+def test_five_deploys_of_five_commits_at_once_leave_one_consistent_state(hello_repo, tmp_path):
+    pools = pool_args()
+    edit_yaml(hello_repo.path / STAGING_FILE, three_deployments)
+    worktrees, commits = [], []
+    for number in range(5):
+        edit_yaml(
+            hello_repo.path / STAGING_FILE, lambda c, n=number: c["deployments"][0]["parameters"].update(count=n + 1)
+        )
+        commits.append(hello_repo.commit(f"commit {number}"))
+        worktree = tmp_path / f"checkout-{number}"
+        git(hello_repo.path, "worktree", "add", "--quiet", "--detach", str(worktree), commits[-1])
+        worktrees.append(worktree)
+    processes = [start_deploy(hello_repo, worktree, "feature/race", pools) for worktree in worktrees]
+    outcomes = [(process.wait(timeout=300), *process.communicate()) for process in processes]
+
+    slug = branch_slug("feature/race")
+    live = deployments(hello_repo.api_url, hello_repo.flow_name)
+    assert sorted(live) == [f"{hello_repo.flow_name}/{name}-{slug}" for name in ("a", "b", "c")], outcomes
+    pinned = {clone_of(deployment)["commit_sha"] for deployment in live.values()}
+    assert len(pinned) == 1, pinned  # every deployment from one commit
+    (winner,) = pinned
+    assert {f"commit:{winner[:8]}" in d["tags"] for d in live.values()} == {True}
+    for code, _, stderr in outcomes:
+        refused = "comes after" in stderr and "pass --rollback" in stderr
+        assert code == 0 or refused, stderr  # each one deployed, or was refused with a clear line
+    assert outcomes[commits.index(winner)][0] == 0
+    # whoever ran last deployed the newest commit it saw; none ran at the same time as another
+    assert any("waiting for lock" in stderr for _, _, stderr in outcomes)
+
+
+def test_deploys_killed_at_random_points_leave_no_orphans_and_the_next_deploy_reaches_the_plan(hello_repo):
+    pools = pool_args()
+    edit_yaml(hello_repo.path / STAGING_FILE, three_deployments)
+    hello_repo.commit("three deployments")
+    hello_repo.env["FLOWOPS_LOCK_LEASE"] = "3"
+    hello_repo.env["FLOWOPS_LOCK_WAIT"] = "30"
+    randomness = random.Random(int(os.environ.get("FLOWOPS_KILL_SEED", "8")))
+    for kill in range(10):
+        edit_yaml(
+            hello_repo.path / STAGING_FILE, lambda c, k=kill: c["deployments"][1]["parameters"].update(count=k + 1)
+        )
+        hello_repo.commit(f"kill {kill}")
+        process = start_deploy(hello_repo, hello_repo.path, "feature/killed", pools)
+        time.sleep(randomness.uniform(0.2, 4.0))
+        os.killpg(process.pid, signal.SIGKILL)  # prefect deploy included
+        process.wait()
+
+    final = hello_repo.deploy("feature/killed", *pools)
+    head = git(hello_repo.path, "rev-parse", "HEAD")
+    slug = branch_slug("feature/killed")
+    live = deployments(hello_repo.api_url, hello_repo.flow_name)
+    assert sorted(live) == [f"{hello_repo.flow_name}/{name}-{slug}" for name in ("a", "b", "c")]  # no orphans
+    assert {clone_of(d)["commit_sha"] for d in live.values()} == {head}
+    assert live[f"{hello_repo.flow_name}/b-{slug}"]["parameters"]["count"] == 10
+    plan = hello_repo.flowops(
+        "plan", "--branch", "feature/killed", "--repository", hello_repo.origin_url, *pools, "--json"
+    )
+    assert {change["action"] for change in json.loads(plan.stdout)["changes"]} == {"unchanged"}
+    assert not lock_exists(hello_repo, lock_name("acme/hello", "staging"))
+    assert "Deployed" in final.stdout
