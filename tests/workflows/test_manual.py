@@ -22,7 +22,7 @@ def dispatch(repository, operation: str, branch: str = "main", **inputs: str):
         "repository": {"full_name": "acme/flows", "name": "flows", "owner": {"login": "acme"}},
         "inputs": {
             "operation": operation, "branch": branch, "deployment": "ecommerce-events/production",
-            "parameters": "{}", "wait": "true", "environment": "staging", **inputs,
+            "parameters": "{}", "wait": "true", "environment": "staging", "sha": "", **inputs,
         },
     }  # fmt: skip
     return repository.act("manual.yml", "workflow_dispatch", payload)  # the job's name is the operation
@@ -59,6 +59,22 @@ def test_every_dispatch_operation_and_the_refused_ones(repository, postgres_url,
     run = dispatch(repository, "plan", BY_HAND)
     assert run.job("plan") == "succeeded", run.output[-3000:]
     assert f"= unchanged {by_hand}" in run.output
+
+    git(repository.path, "checkout", "--quiet", BY_HAND)
+    (repository.path / "flows" / "by_hand.py").write_text("BY_HAND = 2\n")
+    second = repository.commit("by hand, again", push=[BY_HAND])
+    git(repository.path, "checkout", "--quiet", "-b", "elsewhere", "main")
+    (repository.path / "flows" / "elsewhere.py").write_text("ELSEWHERE = True\n")
+    elsewhere = repository.commit("not on the branch", push=["elsewhere"])
+    git(repository.path, "checkout", "--quiet", "main")
+    assert dispatch(repository, "deploy", BY_HAND).job("deploy") == "succeeded"
+    assert git_clone_step(deployments(api_url, FLOW)[by_hand])["commit_sha"] == second
+    run = dispatch(repository, "rollback", BY_HAND, sha=elsewhere)  # another branch's commit: refused
+    assert run.job("rollback") == "failed"
+    assert f"{elsewhere[:12]} is not a commit of branch '{BY_HAND}'" in run.output
+    run = dispatch(repository, "rollback", BY_HAND, sha=sha)
+    assert run.job("rollback") == "succeeded", run.output[-3000:]
+    assert git_clone_step(deployments(api_url, FLOW)[by_hand])["commit_sha"] == sha
 
     git(repository.path, "push", "--quiet", str(repository.origin), "--delete", BY_HAND)  # gone: nothing to check out
     run = dispatch(repository, "teardown", BY_HAND)
