@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Self
 
 from .load import DEFAULT_BLOCK_SIZE, FileSummary, failed, load_file, prepare_tables
+from .redact import redact, secrets_of, shown_url
 from .report import summary_text
-from .settings import DATABASE_URL_VARIABLE, database_url_from_environment, embedded_database_url, redact
+from .settings import DATABASE_URL_VARIABLE, database_url_from_environment, embedded_database_url
 from .sources import fetch
 
 
@@ -91,16 +92,16 @@ def _ingest_directly(args: argparse.Namespace, url: str) -> list[FileSummary]:
     try:
         prepare_tables(url, args.table)
     except Exception as error:  # noqa: BLE001 - a bad URL or table name: one line, no traceback
-        return [failed(source, f"{redact(url)}: {error}") for source in args.sources]
+        return [failed(source, f"{shown_url(url)}: {redact(str(error), secrets_of(url))}") for source in args.sources]
     with _Progress() as progress, ThreadPoolExecutor(max(1, args.concurrency)) as pool:
 
         def load(source: str) -> FileSummary:
             try:
                 path = fetch(source)
-                track = progress.track(source, path)
+                track = progress.track(redact(source), path)
                 return load_file(url, args.table, path, source, args.chunk_size, track, replace=args.replace)
             except Exception as error:  # noqa: BLE001 - one file's failure is reported, the others go on
-                return failed(source, error)
+                return failed(source, redact(str(error) or type(error).__name__, secrets_of(url)))
 
         return list(pool.map(load, args.sources))
 

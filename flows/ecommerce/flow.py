@@ -15,10 +15,15 @@ from prefect.futures import as_completed
 
 from .load import DEFAULT_BLOCK_SIZE, FileChangedError, FileSummary, failed, load_file, prepare_tables
 from .parse import HeaderError
+from .redact import redact, secrets_of, shown_url
 from .report import summary_markdown
 from .schema import MONTH_FILES
-from .settings import DEFAULT_SECRET_BLOCK, database_url_from_environment, embedded_database_url, redact
-from .sources import KAGGLE_SECRET_BLOCK, MissingCredentialsError, fetch
+from .settings import DEFAULT_SECRET_BLOCK, database_url_from_environment, embedded_database_url
+from .sources import KAGGLE_SECRET_BLOCK, MissingCredentialsError, SourceError, fetch
+
+# Our own errors are built from redacted text and say what to fix; anything else (a driver's, fsspec's) may
+# echo a password or a whole malformed URL, so it leaves as a redacted one-line RuntimeError.
+_OWN_ERRORS = (HeaderError, MissingCredentialsError, FileChangedError, SourceError)
 
 
 def resolve_database_url(secret_block: str | None) -> str:
@@ -53,11 +58,24 @@ def _retry_unless_bad_input(task, task_run, state) -> bool:
     return not isinstance(state.data, (HeaderError, MissingCredentialsError, FileChangedError))
 
 
+def _redacted_failure(error: Exception, url: str | None) -> Exception:
+    if isinstance(error, _OWN_ERRORS):
+        return error
+    return RuntimeError(redact(f"{type(error).__name__}: {error}", secrets_of(url)))
+
+
+def _load_run_name(parameters: dict) -> str:
+    return f"load-{redact(parameters['source'])}"
+
+
 @task(cache_policy=NO_CACHE, log_prints=True)
 def prepare_database(secret_block: str | None, table: str) -> None:
     url = resolve_database_url(secret_block)
-    print(f"Loading into {redact(url)}, table {table}")
-    prepare_tables(url, table)
+    print(f"Loading into {shown_url(url)}, table {table}")
+    try:
+        prepare_tables(url, table)
+    except Exception as error:  # noqa: BLE001 - re-raised, redacted
+        raise _redacted_failure(error, url) from None
 
 
 @task(
@@ -66,13 +84,18 @@ def prepare_database(secret_block: str | None, table: str) -> None:
     retry_condition_fn=_retry_unless_bad_input,
     cache_policy=NO_CACHE,
     log_prints=True,
-    task_run_name="load-{source}",
+    task_run_name=_load_run_name,
 )
 def load_source(
     source: str, secret_block: str | None, table: str, chunk_size: int, replace: bool = False
 ) -> FileSummary:
-    path = fetch(source, kaggle_credentials=_kaggle_credentials())
-    summary = load_file(resolve_database_url(secret_block), table, path, source, chunk_size, replace=replace)
+    url = None
+    try:
+        path = fetch(source, kaggle_credentials=_kaggle_credentials())
+        url = resolve_database_url(secret_block)
+        summary = load_file(url, table, path, source, chunk_size, replace=replace)
+    except Exception as error:  # noqa: BLE001 - re-raised, redacted
+        raise _redacted_failure(error, url) from None
     print(
         f"{summary.source}: {summary.rows_loaded:,} rows loaded, {summary.rows_rejected:,} rejected"
         + (" (already loaded, unchanged)" if summary.already_loaded else f" in {summary.seconds:.1f} s")

@@ -35,6 +35,7 @@ import pyarrow.csv as pv
 
 from . import pgbinary
 from .parse import ParsedBlock, Reject, parse_block, read_blocks, sha256_of
+from .redact import redact
 from .schema import LOADED_COLUMNS
 
 DEFAULT_BLOCK_SIZE = 8 << 20
@@ -63,7 +64,8 @@ class FileChangedError(ValueError):
 
 def failed(source: str, error: BaseException | str) -> FileSummary:
     """The summary of a file that did not load; the error message always names the source."""
-    message = str(error) or type(error).__name__
+    source = redact(source)
+    message = redact(str(error) or type(error).__name__)
     return FileSummary(_name_or_source(source), error=message if source in message else f"{source}: {message}")
 
 
@@ -92,6 +94,7 @@ def load_file(
     replace: bool = False,
 ) -> FileSummary:
     """Load the local file `path` (fetched from `source`) into `table`; see the module docstring."""
+    source = redact(source)  # as the ledger, the rejects table and every message name it
     key = file_key(source)
     started = time.perf_counter()
     with _target(database_url, table).transaction(key) as target:

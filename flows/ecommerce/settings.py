@@ -20,14 +20,3 @@ def database_url_from_environment() -> str | None:
 def embedded_database_url() -> str:
     data_home = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share"))
     return f"sqlite:///{data_home / 'flowops' / 'ecommerce.sqlite'}"
-
-
-def redact(database_url: str) -> str:
-    """The URL without its password, for logs."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(database_url)
-    if parts.password is None:
-        return database_url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))

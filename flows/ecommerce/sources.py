@@ -19,6 +19,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from .parse import sha256_of
+from .redact import redact, secrets_of
 from .schema import DATASET
 
 CACHE_DIR_VARIABLE = "ECOMMERCE_CACHE_DIR"
@@ -45,8 +46,15 @@ def is_kaggle_file(source: str) -> bool:
 
 
 def fetch(source: str, cache_dir: Path | None = None, kaggle_credentials: dict | None = None) -> Path:
-    """A local path holding `source`'s bytes, downloading into the cache when needed."""
-    cache_dir = cache_dir or default_cache_dir()
+    """A local path holding `source`'s bytes, downloading into the cache when needed. Errors never show a
+    credential that the source URL carries (nor the exception they came from, which may)."""
+    try:
+        return _fetch(source, cache_dir or default_cache_dir(), kaggle_credentials)
+    except SourceError as error:
+        raise type(error)(redact(str(error), secrets_of(source)[1:])) from None
+
+
+def _fetch(source: str, cache_dir: Path, kaggle_credentials: dict | None) -> Path:
     if is_kaggle_file(source):
         return _fetch_kaggle(source, cache_dir, kaggle_credentials)
     scheme = urlsplit(source).scheme
@@ -84,7 +92,7 @@ def _record(path: Path, source: str, digest: str | None = None) -> None:
     if digest is None:
         with open(path, "rb") as stream:
             digest = sha256_of(stream)
-    record = {"source": source, "size": path.stat().st_size, "sha256": digest}
+    record = {"source": redact(source), "size": path.stat().st_size, "sha256": digest}
     path.with_name(path.name + ".json").write_text(json.dumps(record))
 
 

@@ -18,6 +18,7 @@ import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -91,7 +92,7 @@ def registry_has(ref: ImageRef, username: str | None = None, password: str | Non
         try:
             response = client.head(base, headers={"Accept": accept})
             if response.status_code == 401:
-                token = _bearer_token(client, response.headers.get("www-authenticate", ""), auth)
+                token = _bearer_token(client, response.headers.get("www-authenticate", ""), auth, ref.registry)
                 response = client.head(base, headers={"Accept": accept, "Authorization": f"Bearer {token}"})
         except httpx.HTTPError as error:
             raise ImageError(f"cannot reach the registry {ref.registry}: {error}") from None
@@ -102,7 +103,21 @@ def registry_has(ref: ImageRef, username: str | None = None, password: str | Non
     raise ImageError(f"registry {ref.registry} answered {response.status_code} for {ref}")
 
 
-def _bearer_token(client: httpx.Client, challenge: str, auth) -> str:
+def _may_receive_credentials(realm: str, registry: str) -> bool:
+    """Registry credentials go to the registry's own host, or over https to a host of the same site
+    (ghcr.io -> ghcr.io, registry-1.docker.io -> auth.docker.io): never to whatever host a challenge names."""
+    parts = urlsplit(realm)
+    registry_host = registry.rsplit(":", 1)[0] if registry.count(":") == 1 else registry
+    if parts.netloc == registry or ((parts.hostname or "") == registry_host and parts.scheme == "https"):
+        return True
+
+    def site(host: str) -> str:
+        return ".".join(host.lower().split(".")[-2:])
+
+    return parts.scheme == "https" and bool(parts.hostname) and site(parts.hostname) == site(registry_host)
+
+
+def _bearer_token(client: httpx.Client, challenge: str, auth, registry: str) -> str:
     """The token a `WWW-Authenticate: Bearer realm=...,service=...,scope=...` challenge asks for."""
     if not challenge.lower().startswith("bearer "):
         raise ImageError(f"registry wants an authentication it does not say how to get: {challenge!r}")
@@ -111,6 +126,11 @@ def _bearer_token(client: httpx.Client, challenge: str, auth) -> str:
     realm = fields.pop("realm", None)
     if not realm:
         raise ImageError(f"registry challenge without a realm: {challenge!r}")
+    if auth and not _may_receive_credentials(realm, registry):
+        raise ImageError(
+            f"registry {registry} asks for its credentials at {realm}: not its own host, nor https on its site;"
+            " they were not sent"
+        )
     response = client.get(realm, params=fields, auth=auth)
     if response.status_code != 200:
         raise ImageError(f"registry token request failed with {response.status_code} (check the registry credentials)")

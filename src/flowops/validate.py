@@ -34,10 +34,14 @@ SCHEDULE_FIELDS = {
 
 _ENV_PLACEHOLDER = re.compile(r"\{\{\s*\$([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 _BLOCK_PLACEHOLDER = re.compile(r"\{\{\s*prefect\.blocks\.")
+# A variable whose name says it holds a secret: `{{ $VAR }}` is resolved when Prefect deploys, then stored.
+_SECRET_VARIABLE = re.compile(
+    r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|PASS|PWD|CREDENTIAL|DSN|DATABASE_URL|AUTH|PRIVATE|SIGNATURE", re.IGNORECASE
+)
+_URL_USERINFO = re.compile(r"\b(?P<scheme>[a-z][a-z0-9+.-]*)://(?P<userinfo>[^/\s@]+)@", re.IGNORECASE)
 _SECRET_KEY = re.compile(r"pass(word)?|secret|token|api[_-]?key|private[_-]?key|credential", re.IGNORECASE)
 _SECRET_VALUE = re.compile(
-    r"[a-z][a-z0-9+.-]*://[^/\s:@]+:[^/\s@]+@"  # a URL with a password in it
-    r"|\b(ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{20,}|\bgithub_pat_[A-Za-z0-9_]{20,}"  # GitHub tokens
+    r"\b(ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{20,}|\bgithub_pat_[A-Za-z0-9_]{20,}"  # GitHub tokens
     r"|\bpnu_[A-Za-z0-9]{20,}"  # Prefect Cloud API keys
     r"|\bAKIA[0-9A-Z]{16}\b"  # AWS access key ids
     r"|-----BEGIN [A-Z ]*PRIVATE KEY-----"
@@ -111,6 +115,9 @@ class _FileChecker:
                     self.problem("name", "used by more than one deployment in this file")
             self.check_deployment(deployment, content.get("pull"), committed)
         self.deployment = None
+        for field, value in _leaves(content.get("pull") or [], "pull (top level)"):
+            if isinstance(value, str):
+                self.check_credentials_and_variables(field, value)
 
     def check_deployment(self, deployment: dict[str, Any], file_pull: Any, committed: bool) -> None:
         for key in deployment.keys() - DEPLOYMENT_FIELDS:
@@ -238,9 +245,7 @@ class _FileChecker:
         for field, value in _leaves(deployment):
             if not isinstance(value, str):
                 continue
-            for variable in _ENV_PLACEHOLDER.findall(value):
-                if variable not in os.environ:
-                    self.problem(field, f"${variable} is not set (Prefect would deploy it as an empty string)")
+            self.check_credentials_and_variables(field, value)
             stored = field.startswith(("parameters", "work_pool.job_variables"))
             if stored and _BLOCK_PLACEHOLDER.search(value):
                 self.problem(
@@ -250,6 +255,34 @@ class _FileChecker:
                 )
             elif not field.startswith("pull") and _looks_like_secret(field, value):
                 self.problem(field, "looks like a secret in plain text; keep it in a Secret block")
+
+    def check_credentials_and_variables(self, field: str, value: str) -> None:
+        """Anywhere in a deployment, pull steps included: no URL with credentials, no secret-looking or unset
+        `{{ $VAR }}`."""
+        self.check_credentials_in_urls(field, value)
+        for variable in _ENV_PLACEHOLDER.findall(value):
+            if _SECRET_VARIABLE.search(variable):
+                self.problem(
+                    field,
+                    f"${variable} looks like a secret: Prefect resolves {{{{ ${variable} }}}} as it deploys and"
+                    " stores the value in plain text on the deployment; keep it in a block (a pull step takes"
+                    " `{{ prefect.blocks... }}`, resolved at run time; a parameter takes the block's name)",
+                )
+            elif variable not in os.environ:
+                self.problem(field, f"${variable} is not set (Prefect would deploy it as an empty string)")
+
+    def check_credentials_in_urls(self, field: str, value: str) -> None:
+        """A URL carrying a password, or a token as its user (https://TOKEN@host), anywhere: pull steps included
+        (an `origin` remote with a token in it, passed on as the clone URL)."""
+        for match in _URL_USERINFO.finditer(value):
+            if ":" in match.group("userinfo") or match.group("scheme").lower() in ("http", "https"):
+                shown = _URL_USERINFO.sub(lambda m: f"{m.group('scheme')}://***@", value)
+                self.problem(
+                    field,
+                    f"{shown}: a URL with credentials in it would be stored on the deployment in plain text;"
+                    " use a credentials block (git_clone's `credentials`) or the environment",
+                )
+                return
 
 
 def schema_errors(value: dict[str, Any], schema: dict[str, Any]) -> list[tuple[str, str]]:

@@ -184,3 +184,63 @@ def test_a_transient_download_failure_is_retried_and_loads_the_file_once(
             flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
         )
     assert [run.run_count for run in task_runs if run.name.startswith("load-")] == [2]
+
+
+def test_secrets_in_a_source_url_and_a_malformed_database_url_never_leave_the_flow(
+    database_block, postgres_url, table_name, sample_month, tmp_path, monkeypatch
+):
+    """Canaries in a source URL's userinfo and query, and in a Secret block whose database URL is malformed (a
+    driver echoes such fragments): none reaches a log, a task run name, the artifact, the ledger or the cache."""
+    import functools
+    import http.server
+    import threading
+
+    from prefect import get_client
+    from prefect.artifacts import Artifact
+    from prefect.blocks.system import Secret
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, LogFilter, LogFilterFlowRunId
+
+    from flows.ecommerce.flow import ingest_events
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(sample_month.parent))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("ECOMMERCE_CACHE_DIR", str(cache))
+    canaries = ["canary-userinfo-7f3a", "canary-signature-9b1c", "canary-db-pass-4e2d"]
+    source = f"http://reader:{canaries[0]}@127.0.0.1:{server.server_address[1]}/{sample_month.name}?sig={canaries[1]}"
+    broken_block = f"broken-db-{uuid.uuid4().hex[:8]}"
+    Secret(value=f"postgresql://app:{canaries[2]}%zz@127.0.0.1:5432/test").save(broken_block)
+    try:
+        loaded = ingest_events(
+            sources=[source], table=table_name, database_secret_block=database_block, return_state=True
+        )
+        broken = ingest_events(
+            sources=[source], table=table_name, database_secret_block=broken_block, return_state=True
+        )
+    finally:
+        server.shutdown()
+    assert loaded.is_completed()
+    assert broken.is_failed()
+
+    seen = []
+    with get_client(sync_client=True) as client:
+        for state in (loaded, broken):
+            run_id = state.state_details.flow_run_id
+            (run,) = client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])))
+            seen += [run.name, str(run.state.message)]
+            seen += [task_run.name for task_run in client.read_task_runs() if task_run.flow_run_id == run_id]
+            logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))
+            seen += [log.message for log in logs]
+    seen.append(Artifact.get("ecommerce-events-load").data)
+    with psycopg.connect(postgres_url) as conn:
+        seen += [str(row) for row in conn.execute(f"select * from {table_name}_files")]
+    seen += [path.read_text() for path in cache.glob("**/*.json")]
+    text = "\n".join(seen)
+    assert "load-http://reader:***@127.0.0.1" in text  # the task run name, redacted
+    assert "canary-db-pass" not in text
+    assert "%zz" not in text
+    for canary in canaries:
+        assert canary not in text
+    assert any("sig=***" in entry for entry in seen)  # the ledger and the sidecar keep the redacted source

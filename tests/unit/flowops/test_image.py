@@ -88,9 +88,11 @@ class _Registry(BaseHTTPRequestHandler):
         else:
             self._reply(401, b"{}")
 
+    realm = None  # where the challenge sends clients for a token; default: this registry itself
+
     def do_HEAD(self):
         if self.headers.get("Authorization") != "Bearer t0ken":
-            realm = f"http://127.0.0.1:{self.server.server_port}/token"
+            realm = self.realm or f"http://{self.headers['Host']}/token"
             self._reply(401, b"", {"WWW-Authenticate": f'Bearer realm="{realm}",service="reg",scope="pull"'})
             return
         repository, tag = self.path.removeprefix("/v2/").rsplit("/manifests/", 1)
@@ -122,3 +124,28 @@ def test_the_registry_check_follows_the_token_challenge_and_tells_present_from_m
 def test_rejected_registry_credentials_are_a_clear_error(registry):
     with pytest.raises(ImageError, match="token request failed with 401 \\(check the registry credentials\\)"):
         registry_has(ImageRef(f"{registry}/acme/flows", "flows-present"), "bot", "wrong")
+
+
+@pytest.mark.parametrize(
+    "realm", ["http://collector.example:8080/token", "https://evil.example/token", "http://127.0.0.2:1/token"]
+)
+def test_registry_credentials_are_never_sent_to_a_realm_on_another_site(registry, realm, monkeypatch):
+    monkeypatch.setattr(_Registry, "realm", realm)
+    with pytest.raises(ImageError, match=f"asks for its credentials at {realm}: .* they were not sent"):
+        registry_has(ImageRef(f"{registry}/acme/flows", "flows-present"), "bot", "pw")
+
+
+@pytest.mark.parametrize(
+    ("realm", "registry", "allowed"),
+    [
+        ("https://ghcr.io/token", "ghcr.io", True),
+        ("https://auth.docker.io/token", "registry-1.docker.io", True),
+        ("http://auth.docker.io/token", "registry-1.docker.io", False),  # same site, but in clear text
+        ("https://ghcr.io.evil.example/token", "ghcr.io", False),
+        ("http://localhost:5000/token", "localhost:5000", True),  # the registry itself, as it is reached
+    ],
+)
+def test_which_realms_may_receive_the_credentials(realm, registry, allowed):
+    from flowops.image import _may_receive_credentials
+
+    assert _may_receive_credentials(realm, registry) is allowed

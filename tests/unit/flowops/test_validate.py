@@ -96,7 +96,23 @@ def test_the_sample_project_is_valid(sample_project):
             lambda c: deployment(c)["work_pool"].update(
                 job_variables={"env": {"DATABASE_URL": "postgresql://app:hunter2@db/app"}}
             ),
-            "work_pool.job_variables.env.DATABASE_URL: looks like a secret in plain text",
+            "work_pool.job_variables.env.DATABASE_URL: postgresql://***@db/app: a URL with credentials in it",
+        ),
+        (
+            lambda c: deployment(c)["parameters"].update(name="{{ $PREFECT_API_KEY }}"),
+            "staging: parameters.name: $PREFECT_API_KEY looks like a secret: Prefect resolves",
+        ),
+        (
+            lambda c: deployment(c).update(description="deployed with {{ $DEPLOY_TOKEN }}"),
+            "staging: description: $DEPLOY_TOKEN looks like a secret",
+        ),
+        (
+            lambda c: clone(c).update(access_token="{{ $GITHUB_TOKEN }}"),
+            "pull (top level)[0].prefect.deployments.steps.git_clone.access_token: $GITHUB_TOKEN looks like a secret",
+        ),
+        (
+            lambda c: clone(c).update(repository="https://ghp_" + "t" * 36 + "@github.com/acme/hello.git"),
+            "git_clone.repository: https://***@github.com/acme/hello.git: a URL with credentials in it",
         ),
         (
             lambda c: deployment(c)["work_pool"].update(job_variables={"env": {"API_TOKEN": "s3cr3t-value-123"}}),
