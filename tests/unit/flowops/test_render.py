@@ -84,3 +84,18 @@ def test_the_rendered_yaml_says_where_it_came_from_and_parses_back_to_the_same_c
     assert text.startswith("# Rendered by flowops from deployments/staging/prefect.yaml")
     assert yaml.safe_load(text) == rendered.content
     assert rendered.content["deployments"][0]["name"] == f"staging-{branch_slug(rendered.target.branch)}"
+
+
+def test_a_clone_url_with_a_token_in_it_is_refused_before_it_reaches_a_pull_step(project):
+    """An `origin` remote such as https://x-access-token:TOKEN@github.com/... becomes the default clone URL."""
+    from flowops.gitops import check_rendered
+
+    token_url = "https://x-access-token:ghs_" + "s" * 36 + "@github.com/acme/hello.git"
+    rendered = render(project, "feature/x", SHA, Overrides(repository=token_url))
+    problems = [str(problem) for problem in check_rendered(project, rendered)]
+    assert any(
+        "pull (top level)[0].prefect.deployments.steps.git_clone.repository: https://***@github.com/acme/hello.git:"
+        " a URL with credentials in it" in problem
+        for problem in problems
+    ), problems
+    assert not any("ghs_" in problem for problem in problems)
