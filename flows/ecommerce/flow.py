@@ -21,9 +21,11 @@ from .schema import MONTH_FILES
 from .settings import DEFAULT_SECRET_BLOCK, database_url_from_environment, embedded_database_url
 from .sources import KAGGLE_SECRET_BLOCK, MissingCredentialsError, SourceError, fetch
 
+# Bad input fails the same way every time: not retried.
+_BAD_INPUT = (HeaderError, MissingCredentialsError, FileChangedError)
 # Our own errors are built from redacted text and say what to fix; anything else (a driver's, fsspec's) may
 # echo a password or a whole malformed URL, so it leaves as a redacted one-line RuntimeError.
-_OWN_ERRORS = (HeaderError, MissingCredentialsError, FileChangedError, SourceError)
+_OWN_ERRORS = (*_BAD_INPUT, SourceError)
 
 
 def resolve_database_url(secret_block: str | None) -> str:
@@ -55,7 +57,7 @@ def _kaggle_credentials() -> dict | None:
 
 def _retry_unless_bad_input(task, task_run, state) -> bool:
     """A wrong header, missing credentials or a changed file fails the same way every time: do not retry."""
-    return not isinstance(state.data, (HeaderError, MissingCredentialsError, FileChangedError))
+    return not isinstance(state.data, _BAD_INPUT)
 
 
 def _redacted_failure(error: Exception, url: str | None) -> Exception:

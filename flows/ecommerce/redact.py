@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from urllib.parse import unquote, urlsplit
 
 MASK = "***"
-# Names of query parameters (and words in variable names) that carry secrets.
+# Names of query parameters that carry secrets.
 SECRET_WORDS = (
     "password", "passwd", "pwd", "pass", "secret", "token", "key", "credential", "auth", "signature", "sig",
     "session", "dsn", "database_url", "private",
@@ -60,11 +60,6 @@ def secrets_of(url: str | None) -> list[str]:
         found += [password, unquote(password)]
     found += [match.group("value") for match in _QUERY_SECRET.finditer("?" + (parts.query or ""))]
     return found
-
-
-def looks_secret(name: str) -> bool:
-    """Whether a variable or parameter name says it holds a secret (PREFECT_API_KEY, DB_PASSWORD, ...)."""
-    return re.search(_SECRET_NAME, name, re.IGNORECASE) is not None
 
 
 def shown_url(url: str) -> str:

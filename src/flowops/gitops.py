@@ -223,9 +223,13 @@ def deployed_commit(live: prefect_api.LiveDeployment) -> str | None:
 def _refuse_going_back(project: Project, rendered: Rendered, live, rollback: bool) -> None:
     """Deploying a commit older than the deployed one is a rollback, and only happens when asked for: a late
     CI job of an earlier push must not undo a later one."""
+    if rollback:
+        return
+    first_runner = {}  # each deployed commit is checked once, however many deployments run it
     for deployment in live:
-        deployed = deployed_commit(deployment)
-        if rollback or deployed is None or deployed == rendered.sha:
+        first_runner.setdefault(deployed_commit(deployment), deployment)
+    for deployed, deployment in first_runner.items():
+        if deployed is None or deployed == rendered.sha:
             continue
         if is_ancestor(project.root, rendered.sha, deployed):
             raise Refused(
