@@ -122,6 +122,8 @@ def main() -> int:
                     "auto_remove=true",
                     "--default",
                     f'volumes=["{folder}:{folder}:ro"]',
+                    "--default",  # the runs read the mounted folder's files: the operator allows it
+                    f'env={{"ECOMMERCE_DATA_DIR": "{folder}"}}',
                 ],
                 env,
                 ROOT,

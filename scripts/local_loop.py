@@ -107,7 +107,9 @@ def main() -> int:
             env,
         )
 
-        with Worker(server.api_url, POOL, workdir / "worker", env={"ECOMMERCE_DATABASE_URL": database_url}):
+        # The worker's runs read local files only under $ECOMMERCE_DATA_DIR (a run parameter names the file).
+        worker_env = {"ECOMMERCE_DATABASE_URL": database_url, "ECOMMERCE_DATA_DIR": str(data)}
+        with Worker(server.api_url, POOL, workdir / "worker", env=worker_env):
             step("run the production deployment and wait")
             sources = f'["{(data / "2019-Oct.csv").as_uri()}"]'
             run(

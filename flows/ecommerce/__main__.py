@@ -18,7 +18,7 @@ from .load import DEFAULT_BLOCK_SIZE, FileSummary, failed, load_file, prepare_ta
 from .redact import redact, secrets_of, shown_url
 from .report import summary_text
 from .settings import DATABASE_URL_VARIABLE, database_url_from_environment, embedded_database_url
-from .sources import fetch
+from .sources import DATA_DIR_VARIABLE, fetch, local_path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,6 +73,10 @@ def _ingest_as_flow_run(args: argparse.Namespace, url: str) -> list[FileSummary]
     from .flow import ingest_events
 
     os.environ[DATABASE_URL_VARIABLE] = url  # reaches the tasks without becoming a flow parameter
+    # The person at the keyboard chose these files: the flow, running in this process, may read their folders.
+    own_folders = [str(path.resolve().parent) for path in map(local_path, args.sources) if path is not None]
+    if own_folders:
+        os.environ[DATA_DIR_VARIABLE] = os.pathsep.join([*own_folders, os.environ.get(DATA_DIR_VARIABLE, "")])
     state = ingest_events(
         sources=args.sources,
         table=args.table,
@@ -97,7 +101,7 @@ def _ingest_directly(args: argparse.Namespace, url: str) -> list[FileSummary]:
 
         def load(source: str) -> FileSummary:
             try:
-                path = fetch(source)
+                path = fetch(source, any_local_path=True)  # a person's own machine: their paths are theirs
                 track = progress.track(redact(source), path)
                 return load_file(url, args.table, path, source, args.chunk_size, track, replace=args.replace)
             except Exception as error:  # noqa: BLE001 - one file's failure is reported, the others go on

@@ -19,10 +19,17 @@ from .redact import redact, secrets_of, shown_url
 from .report import summary_markdown
 from .schema import MONTH_FILES
 from .settings import DEFAULT_SECRET_BLOCK, database_url_from_environment, embedded_database_url
-from .sources import KAGGLE_SECRET_BLOCK, MissingCredentialsError, SourceError, fetch
+from .sources import (
+    KAGGLE_SECRET_BLOCK,
+    MissingCredentialsError,
+    SourceError,
+    SourceRefusedError,
+    check_source,
+    fetch,
+)
 
 # Bad input fails the same way every time: not retried.
-_BAD_INPUT = (HeaderError, MissingCredentialsError, FileChangedError)
+_BAD_INPUT = (HeaderError, MissingCredentialsError, FileChangedError, SourceRefusedError)
 # Our own errors are built from redacted text and say what to fix; anything else (a driver's, fsspec's) may
 # echo a password or a whole malformed URL, so it leaves as a redacted one-line RuntimeError.
 _OWN_ERRORS = (*_BAD_INPUT, SourceError)
@@ -116,7 +123,8 @@ def ingest_events(
 ) -> list[FileSummary]:
     """Load `sources` into `table`.
 
-    sources: bare names (`2019-Oct.csv`) are files of the Kaggle dataset; URLs and paths go through fsspec.
+    sources: bare names (`2019-Oct.csv`) are files of the Kaggle dataset; https and object-store URLs, and
+        local paths under $ECOMMERCE_DATA_DIR, go through fsspec (sources.py says what else is refused).
     database_secret_block: the Secret block holding the database URL (see settings.py for the fallbacks).
     chunk_size: bytes of CSV parsed and sent at a time (8 MiB is about 70,000 rows).
     concurrency: how many files load at once, each in its own transaction.
@@ -124,6 +132,11 @@ def ingest_events(
     """
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+    for index, source in enumerate(sources):  # every source, before anything is read or written
+        try:
+            check_source(source)
+        except SourceRefusedError as error:
+            raise SourceRefusedError(f"sources[{index}]: {error}") from None
     prepare_database(database_secret_block, table)
     futures = []
     running = []

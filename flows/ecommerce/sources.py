@@ -1,7 +1,11 @@
-"""Where event files come from: the Kaggle dataset, any fsspec URL, or a local path.
+"""Where event files come from: the Kaggle dataset, an https or object-store URL, or an allowed local path.
 
-A bare file name such as `2019-Oct.csv` is that file of the Kaggle dataset; anything with a
-scheme (`file://`, `http(s)://`, `s3://` when s3fs is installed) or a path is read through fsspec.
+A bare file name such as `2019-Oct.csv` is that file of the Kaggle dataset; URLs are read through fsspec.
+Sources are run parameters, which anyone who may start a run chooses, so only these kinds are read
+(`check_source`, before any read): Kaggle file names, https URLs, object-store URLs whose fsspec backend
+is installed (`s3://` with s3fs, ...), local paths under $ECOMMERCE_DATA_DIR, and URLs under the prefixes
+in $ECOMMERCE_ALLOWED_URLS (the operator's: an internal mirror, a test server). Never `file:///proc/...`,
+`memory://`, `ftp://` or an internal `http://` service.
 Remote files are downloaded once into a cache and verified (size, sha256) on reuse, so a retried
 task does not download again.
 """
@@ -11,12 +15,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import posixpath
+import re
 import shutil
 import tempfile
 import threading
 import zipfile
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
+from urllib.request import url2pathname
 
 from .parse import sha256_of
 from .redact import redact, secrets_of
@@ -25,6 +32,16 @@ from .schema import DATASET
 CACHE_DIR_VARIABLE = "ECOMMERCE_CACHE_DIR"
 _KAGGLE_ENVIRONMENT_LOCK = threading.Lock()
 KAGGLE_SECRET_BLOCK = "kaggle-credentials"  # noqa: S105 - a block name, not a secret
+DATA_DIR_VARIABLE = "ECOMMERCE_DATA_DIR"
+ALLOWED_URLS_VARIABLE = "ECOMMERCE_ALLOWED_URLS"
+# Object stores are read only through their own fsspec backend, installed on purpose (s3fs, gcsfs, adlfs, ...).
+OBJECT_STORES = ("s3", "s3a", "gs", "gcs", "az", "abfs", "oci", "oss")
+ALLOWED_KINDS = (
+    "Kaggle file names (2019-Oct.csv), https:// URLs, object-store URLs with an installed fsspec backend "
+    f"({', '.join(f'{name}://' for name in OBJECT_STORES)}), local paths under ${DATA_DIR_VARIABLE}, "
+    f"URLs under ${ALLOWED_URLS_VARIABLE}"
+)
+_KAGGLE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}")
 
 
 class SourceError(RuntimeError):
@@ -33,6 +50,10 @@ class SourceError(RuntimeError):
 
 class MissingCredentialsError(SourceError):
     """Kaggle credentials are missing or malformed: retrying will not help."""
+
+
+class SourceRefusedError(SourceError):
+    """A source of a kind this flow does not read (see the module docstring): retrying will not help."""
 
 
 def default_cache_dir() -> Path:
@@ -45,10 +66,98 @@ def is_kaggle_file(source: str) -> bool:
     return "://" not in source and "/" not in source and "\\" not in source
 
 
-def fetch(source: str, cache_dir: Path | None = None, kaggle_credentials: dict | None = None) -> Path:
-    """A local path holding `source`'s bytes, downloading into the cache when needed. Errors never show a
-    credential that the source URL carries (nor the exception they came from, which may)."""
+def local_path(source: str) -> Path | None:
+    """The file a plain path or a `file://` URL names; None for anything else."""
+    if is_kaggle_file(source):
+        return None
+    parts = urlsplit(source)
+    if not parts.scheme or len(parts.scheme) == 1:  # a plain path (a Windows drive letter is not a scheme)
+        return Path(source)
+    if parts.scheme == "file" and parts.netloc in ("", "localhost"):
+        return Path(url2pathname(parts.path))
+    return None
+
+
+def allowed_data_dirs() -> list[Path]:
+    return [Path(folder).resolve() for folder in os.environ.get(DATA_DIR_VARIABLE, "").split(os.pathsep) if folder]
+
+
+def check_source(source: str, any_local_path: bool = False) -> None:
+    """Refuse (SourceRefusedError, naming the allowed kinds) a source this flow must not read. `any_local_path`:
+    the caller is a person on their own machine (the ingest CLI), whose paths are theirs to choose."""
+    reason = _refusal(source, any_local_path)
+    if reason:
+        raise SourceRefusedError(f"{redact(source)}: refused, {reason}; allowed: {ALLOWED_KINDS}")
+
+
+def _refusal(source: str, any_local_path: bool) -> str | None:
+    if not source or any(ord(character) < 32 or ord(character) == 127 for character in source):
+        return "empty or holding control characters"
+    if "::" in source:  # fsspec would chain filesystems: `zip://x::file:///etc/...`
+        return "a chained fsspec URL"
+    if is_kaggle_file(source):
+        return None if _KAGGLE_NAME.fullmatch(source) else "not a Kaggle file name"
+    path = local_path(source)
+    if path is not None:
+        return None if any_local_path else _local_refusal(path)
+    if "\\" in source:  # parsers disagree on where a host ends around a backslash
+        return "a URL with a backslash"
+    if _under_allowed_url(source):
+        return None
+    scheme = urlsplit(source).scheme
+    if scheme == "https":
+        return None
+    if scheme in OBJECT_STORES:
+        import fsspec
+
+        try:
+            fsspec.get_filesystem_class(scheme)
+        except (ImportError, ValueError) as error:
+            return f"the fsspec backend for {scheme}:// is not installed ({error})"
+        return None
+    return f"{scheme}:// is not a kind this flow reads"
+
+
+def _local_refusal(path: Path) -> str | None:
+    folders = allowed_data_dirs()
+    if not folders:
+        return f"a local path, and ${DATA_DIR_VARIABLE} is not set"
+    resolved = path.resolve()  # `..` and symlinks followed: nothing outside the folders is reachable
+    if any(resolved.is_relative_to(folder) for folder in folders):
+        return None
+    return f"a local path outside ${DATA_DIR_VARIABLE}"
+
+
+def _under_allowed_url(source: str) -> bool:
+    """True when `source` has the scheme, host and port of a prefix in $ECOMMERCE_ALLOWED_URLS and its path is
+    at or under the prefix's path (segment by segment, after `..` is resolved as an HTTP client would)."""
     try:
+        wanted = urlsplit(source)
+        wanted_address = (wanted.scheme, wanted.hostname, wanted.port)
+    except ValueError:  # a port that is not a number
+        return False
+    path = posixpath.normpath(unquote(wanted.path) or "/")
+    for prefix in os.environ.get(ALLOWED_URLS_VARIABLE, "").replace(",", " ").split():
+        allowed = urlsplit(prefix)
+        try:
+            if (allowed.scheme, allowed.hostname, allowed.port) != wanted_address or not allowed.hostname:
+                continue
+        except ValueError:
+            continue
+        folder = allowed.path.rstrip("/")
+        if path == folder or path.startswith(folder + "/"):
+            return True
+    return False
+
+
+def fetch(
+    source: str, cache_dir: Path | None = None, kaggle_credentials: dict | None = None, any_local_path: bool = False
+) -> Path:
+    """A local path holding `source`'s bytes, downloading into the cache when needed; a source of a kind not
+    allowed is refused before anything is read. Errors never show a credential that the source URL carries
+    (nor the exception they came from, which may)."""
+    try:
+        check_source(source, any_local_path)
         return _fetch(source, cache_dir or default_cache_dir(), kaggle_credentials)
     except SourceError as error:
         raise type(error)(redact(str(error), secrets_of(source)[1:])) from None
@@ -57,11 +166,9 @@ def fetch(source: str, cache_dir: Path | None = None, kaggle_credentials: dict |
 def _fetch(source: str, cache_dir: Path, kaggle_credentials: dict | None) -> Path:
     if is_kaggle_file(source):
         return _fetch_kaggle(source, cache_dir, kaggle_credentials)
-    scheme = urlsplit(source).scheme
-    if not scheme or len(scheme) == 1:  # a plain path (a Windows drive letter is not a scheme)
-        return _existing(Path(source), source)
-    if scheme == "file":
-        return _existing(Path(urlsplit(source).path), source)
+    path = local_path(source)
+    if path is not None:
+        return _existing(path, source)
     return _fetch_url(source, cache_dir)
 
 
@@ -108,10 +215,12 @@ def _fetch_url(source: str, cache_dir: Path) -> Path:
     # Unique per process and thread: two tasks fetching the same URL must not write one file.
     partial = target.with_name(f"{target.name}.{os.getpid()}.{threading.get_ident()}.part")
     try:
-        filesystem, remote_path = fsspec.core.url_to_fs(source)
+        web = scheme in ("http", "https")
+        storage_options = {"client_kwargs": {"trace_configs": [_redirects_checked()]}} if web else {}
+        filesystem, remote_path = fsspec.core.url_to_fs(source, **storage_options)
         expected_size = filesystem.info(remote_path).get("size")
         # One streaming GET for HTTP; other filesystems choose their own block size.
-        options = {"block_size": 0} if scheme in ("http", "https") else {}
+        options = {"block_size": 0} if web else {}
         digest = hashlib.sha256()  # hashed on the way in: no second pass over the file
         with filesystem.open(remote_path, "rb", **options) as remote, open(partial, "wb") as local:
             while chunk := remote.read(1 << 22):
@@ -125,10 +234,37 @@ def _fetch_url(source: str, cache_dir: Path) -> Path:
         raise
     except (OSError, ValueError, ImportError) as error:
         partial.unlink(missing_ok=True)
+        refused = _refusal_behind(error)
+        if refused:
+            raise refused from None
         raise SourceError(f"{source}: download failed: {error}") from error
     partial.replace(target)
     _record(target, source, digest.hexdigest())
     return target
+
+
+def _redirects_checked():
+    """An aiohttp trace that refuses a redirect to a source this flow would not read itself: an allowed https
+    URL must not lead the download to an internal http service."""
+    import aiohttp
+    from yarl import URL
+
+    async def check_redirect(session, context, redirect) -> None:
+        location = redirect.response.headers.get("Location") or redirect.response.headers.get("URI") or ""
+        check_source(str(redirect.response.url.join(URL(location))))
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_redirect.append(check_redirect)
+    return trace
+
+
+def _refusal_behind(error: BaseException) -> SourceRefusedError | None:
+    """The refused redirect that fsspec reported as a missing file, if that is what `error` hides."""
+    while error is not None:
+        if isinstance(error, SourceRefusedError):
+            return error
+        error = error.__cause__ or error.__context__
+    return None
 
 
 def _kaggle_environment(credentials: dict | None) -> dict[str, str]:

@@ -74,7 +74,16 @@ def environment_lock(
     finally:
         stop.set()
         renewer.join()
+        _release(lease, on_wait or _to_stderr)
+
+
+def _release(lease: prefect_api.Lease, say: Callable[[str], None]) -> None:
+    """Delete the lease. Failing to only delays the next caller until it expires: say so, and let the work's own
+    outcome (success, or its error) stand."""
+    try:
         prefect_api.drop_lease(lease)
+    except prefect_api.PrefectAPIError as error:
+        say(f"warning: {error}; the lock is free again when its lease expires ({lease.seconds:.0f} s)")
 
 
 def _to_stderr(line: str) -> None:
@@ -111,6 +120,8 @@ def _keep_renewing(lease: prefect_api.Lease, stop: threading.Event) -> None:
     while not stop.wait(lease.seconds / 3):
         try:
             if not prefect_api.renew_lease(lease):
-                return  # taken over after it expired: nothing more to renew
+                # Taken over after it expired (this process stalled longer than the lease): nothing to renew.
+                _to_stderr(f"warning: lost the lock {lease.name}: its lease expired and another caller took it")
+                return
         except prefect_api.PrefectAPIError:
             continue  # the server may be back before the lease runs out

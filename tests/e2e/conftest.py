@@ -7,6 +7,7 @@ sample project) its own flow name, so tests never see each other's deployments.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -67,7 +68,8 @@ class Repo:
 
     @property
     def env_for_runs(self) -> dict:
-        return {key: self.env[key] for key in ("ECOMMERCE_DATABASE_URL",) if key in self.env}
+        names = ("ECOMMERCE_DATABASE_URL", "ECOMMERCE_DATA_DIR", "ECOMMERCE_ALLOWED_URLS")
+        return {key: self.env[key] for key in names if key in self.env}
 
 
 def _repo(source_paths: dict[str, Path], tmp_path: Path, server: PrefectServer, extra_env: dict) -> Repo:
@@ -97,10 +99,14 @@ def hello_repo(tmp_path, prefect_server) -> Repo:
 
 
 @pytest.fixture
-def ecommerce_repo(tmp_path, prefect_server, postgres_url) -> Repo:
-    """This repository's flows and deployment files, committed, with an origin; runs load into PostgreSQL."""
+def ecommerce_repo(tmp_path, prefect_server, postgres_url, sample_month) -> Repo:
+    """This repository's flows and deployment files, committed, with an origin; runs load into PostgreSQL and
+    read local files under the sample's folder and the test's own (the worker's $ECOMMERCE_DATA_DIR)."""
     sources = {"flows": ROOT / "flows", "deployments": ROOT / "deployments"}
-    return _repo(sources, tmp_path, prefect_server, {"ECOMMERCE_DATABASE_URL": postgres_url})
+    data_dirs = os.pathsep.join([str(sample_month.parent), str(tmp_path)])
+    return _repo(
+        sources, tmp_path, prefect_server, {"ECOMMERCE_DATABASE_URL": postgres_url, "ECOMMERCE_DATA_DIR": data_dirs}
+    )
 
 
 def api(api_url: str, path: str, body: dict | None = None):

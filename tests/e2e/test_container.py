@@ -91,6 +91,8 @@ def test_a_docker_pool_runs_the_flow_in_the_flows_image_and_a_code_only_change_b
         "network_mode=host",
         "--default",
         "auto_remove=true",
+        "--default",  # the operator lets the flow read plain http from the test's file server
+        f'env={{"ECOMMERCE_ALLOWED_URLS": "{base_url}/"}}',
     )
     repo.flowops("deploy", "--branch", "main", *deploy)
     image = repo.flowops("image", "tag", "--ref").stdout.strip()

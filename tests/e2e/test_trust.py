@@ -229,3 +229,30 @@ def test_deploys_killed_at_random_points_leave_no_orphans_and_the_next_deploy_re
     assert {change["action"] for change in json.loads(plan.stdout)["changes"]} == {"unchanged"}
     assert not lock_exists(hello_repo, lock_name("acme/hello", "staging"))
     assert "Deployed" in final.stdout
+
+
+def test_a_lock_that_cannot_be_released_is_only_a_warning_and_stays_until_its_lease_expires(prefect_server):
+    """The server is unreachable as a deploy ends: the deploy's own outcome stands, and the lock frees itself."""
+    import contextlib
+    import uuid
+
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flowops import prefect_api
+    from flowops.local import free_port
+    from flowops.lock import environment_lock
+
+    said: list[str] = []
+    held = contextlib.ExitStack()
+    with temporary_settings({PREFECT_API_URL: prefect_server.api_url}):
+        lease = held.enter_context(
+            environment_lock(f"acme/lock-{uuid.uuid4().hex[:6]}", "staging", "a deploy", on_wait=said.append)
+        )
+    with temporary_settings({PREFECT_API_URL: f"http://127.0.0.1:{free_port()}/api"}):
+        held.close()  # no exception: the release failing is not the deploy failing
+    assert len(said) == 1
+    assert said[0].startswith(f"warning: releasing the lock {lease.name!r}: cannot reach the Prefect API")
+    assert said[0].endswith("; the lock is free again when its lease expires (120 s)")
+    with temporary_settings({PREFECT_API_URL: prefect_server.api_url}):
+        assert prefect_api.read_lease(lease.name).id == lease.id
+        prefect_api.drop_lease(lease)

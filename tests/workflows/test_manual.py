@@ -91,7 +91,8 @@ def test_every_dispatch_operation_and_the_refused_ones(repository, postgres_url,
     assert deployments(api_url, FLOW) == before
 
     parameters = json.dumps({"sources": [str(sample_month)], "table": table_name})
-    with Worker(api_url, "ecommerce-staging", repository.path.parent / "worker"):
+    worker_env = {"ECOMMERCE_DATA_DIR": str(sample_month.parent)}  # where the operator lets runs read files
+    with Worker(api_url, "ecommerce-staging", repository.path.parent / "worker", env=worker_env):
         run = dispatch(repository, "run", deployment=f"{FLOW}/staging", parameters=parameters)
     assert run.job("run") == "succeeded", run.output[-3000:]
     assert ": Completed" in run.output  # it waited for the run's end

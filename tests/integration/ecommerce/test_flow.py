@@ -18,6 +18,15 @@ def prefect_server():
         yield
 
 
+@pytest.fixture(autouse=True)
+def data_dirs(monkeypatch, sample_month, tmp_path):
+    """The flow reads local paths only under $ECOMMERCE_DATA_DIR: the sample's folder and the test's own."""
+    import os
+
+    monkeypatch.setenv("ECOMMERCE_DATA_DIR", os.pathsep.join([str(sample_month.parent), str(tmp_path)]))
+    monkeypatch.delenv("ECOMMERCE_ALLOWED_URLS", raising=False)
+
+
 @pytest.fixture
 def database_block(prefect_server, postgres_url):
     from prefect.blocks.system import Secret
@@ -113,6 +122,7 @@ def test_ingest_runs_as_a_flow_run_when_a_prefect_api_is_configured(
     from prefect.settings import PREFECT_API_URL
 
     environment = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
+    del environment["ECOMMERCE_DATA_DIR"]  # a person's own paths need no allowance
     result = subprocess.run(
         [
             sys.executable,
@@ -170,6 +180,7 @@ def test_a_transient_download_failure_is_retried_and_loads_the_file_once(
     )
     threading.Thread(target=server.serve_forever, daemon=True).start()
     monkeypatch.setenv("ECOMMERCE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("ECOMMERCE_ALLOWED_URLS", f"http://127.0.0.1:{server.server_address[1]}/")
     url = f"http://127.0.0.1:{server.server_address[1]}/{sample_month.name}"
     try:
         state = ingest_events(sources=[url], table=table_name, database_secret_block=database_block, return_state=True)
@@ -208,6 +219,7 @@ def test_secrets_in_a_source_url_and_a_malformed_database_url_never_leave_the_fl
     threading.Thread(target=server.serve_forever, daemon=True).start()
     cache = tmp_path / "cache"
     monkeypatch.setenv("ECOMMERCE_CACHE_DIR", str(cache))
+    monkeypatch.setenv("ECOMMERCE_ALLOWED_URLS", f"http://127.0.0.1:{server.server_address[1]}")
     canaries = ["canary-userinfo-7f3a", "canary-signature-9b1c", "canary-db-pass-4e2d"]
     source = f"http://reader:{canaries[0]}@127.0.0.1:{server.server_address[1]}/{sample_month.name}?sig={canaries[1]}"
     broken_block = f"broken-db-{uuid.uuid4().hex[:8]}"
@@ -244,3 +256,37 @@ def test_secrets_in_a_source_url_and_a_malformed_database_url_never_leave_the_fl
     for canary in canaries:
         assert canary not in text
     assert any("sig=***" in entry for entry in seen)  # the ledger and the sidecar keep the redacted source
+
+
+def test_a_source_of_a_kind_not_allowed_fails_the_run_before_anything_is_read_or_written(
+    database_block, postgres_url, table_name, sample_month, tmp_path, monkeypatch
+):
+    """A run parameter naming the worker's environment, memory, ftp, an internal http service or a path outside
+    $ECOMMERCE_DATA_DIR: the run fails at once, naming the source and the allowed kinds; no table is made."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    from flows.ecommerce.flow import ingest_events
+
+    outside = tmp_path.parent / f"outside-{uuid.uuid4().hex[:6]}.csv"
+    outside.write_bytes(sample_month.read_bytes())
+    escape = tmp_path / ".." / outside.name  # `..` out of an allowed folder
+    for index, source in enumerate(
+        ["file:///proc/self/environ", "memory://x.csv", "ftp://127.0.0.1/x.csv", "http://169.254.169.254/x.csv",
+         str(outside), str(escape), "zip://x.csv::" + sample_month.as_uri()]
+    ):  # fmt: skip
+        state = ingest_events(
+            sources=[str(sample_month), source], table=table_name, database_secret_block=database_block,
+            return_state=True,
+        )  # fmt: skip
+        assert state.is_failed()
+        message = state.message or ""
+        assert f"sources[1]: {source}: refused" in message, message
+        assert "allowed: Kaggle file names (2019-Oct.csv), https:// URLs" in message
+        with get_client(sync_client=True) as client:
+            task_runs = client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
+            )
+        assert task_runs == [], index  # not even the good source was loaded
+    with psycopg.connect(postgres_url) as conn:
+        assert conn.execute("select to_regclass(%s)", (table_name,)).fetchone() == (None,)
