@@ -78,6 +78,11 @@ def _parser() -> argparse.ArgumentParser:
     teardown.add_argument("--force", action="store_true", help="allow tearing down a protected branch (main, staging)")
     teardown.add_argument("--json", action="store_true")
 
+    gc = commands.add_parser("gc", help="delete the branch deployments whose branch is gone from the repository")
+    gc.add_argument("--repository", help="the git URL to list branches of (default: GitHub's in Actions, else origin)")
+    gc.add_argument("--dry-run", action="store_true", help="only list what would be deleted")
+    gc.add_argument("--json", action="store_true")
+
     bootstrap = commands.add_parser("bootstrap", help="create the work pools and blocks the deployments need")
     bootstrap.add_argument("--work-pool", help="only this work pool (default: every pool flowops.yaml declares)")
     bootstrap.add_argument("--type", dest="pool_type", help="the type of --work-pool (process, docker, ...)")
@@ -312,6 +317,26 @@ def cmd_teardown(args) -> int:
     return 0
 
 
+def cmd_gc(args) -> int:
+    require_api_url()
+    from .gitops import collect_garbage
+    from .gitrepo import default_repository
+
+    project = _project(args)
+    repository = args.repository or default_repository(project.root) or "origin"
+    # a private repository's branches: the token workers clone with (in Actions, the job's own token will do)
+    orphans = collect_garbage(project, repository, args.dry_run, os.environ.get("FLOWOPS_GIT_TOKEN") or None)
+    names = sorted(deployment.full_name for deployment in orphans)
+    if args.json:
+        print(json.dumps({"repository": repository, "dry_run": args.dry_run, "deleted": names}, indent=2))
+        return 0
+    for name in names:
+        print(f"{'would delete' if args.dry_run else 'deleted'} {name} (its branch is gone from {repository})")
+    done = "would be deleted (dry run)" if args.dry_run else "deleted"
+    print(f"{len(names)} branch deployment(s) whose branch is gone {done}")
+    return 0
+
+
 def cmd_bootstrap(args) -> int:
     from . import prefect_api
 
@@ -469,6 +494,7 @@ COMMANDS = {
     "plan": cmd_plan,
     "deploy": cmd_deploy,
     "teardown": cmd_teardown,
+    "gc": cmd_gc,
     "bootstrap": cmd_bootstrap,
     "image": cmd_image,
     "run": cmd_run,

@@ -1,4 +1,4 @@
-"""The GitOps operations behind the CLI: render, plan, deploy (validate, render, deploy, prune), teardown.
+"""The GitOps operations behind the CLI: render, plan, deploy (validate, render, deploy, prune), teardown, gc.
 
 Each returns data for the CLI to print; server calls go through prefect_api, `prefect deploy` through
 prefect_deploy. A deploy is all or nothing: nothing on the server changes unless every check passes, and a
@@ -20,15 +20,18 @@ import yaml
 from . import prefect_api
 from .branches import branch_slug
 from .entrypoints import inspect_entrypoint
-from .gitrepo import is_ancestor
+from .gitrepo import is_ancestor, remote_branches
 from .image import ImageError, ImageRef, base_image_override, image_tag
 from .lock import environment_lock
 from .plan import DELETE, DesiredDeployment, Plan, plan_changes
 from .prefect_deploy import prefect_deploy_all
 from .project import DeploymentFile, Project, Target
 from .render import (
+    BRANCH_TAG_PREFIX,
     COMMIT_TAG_PREFIX,
+    ENV_TAG_PREFIX,
     GIT_CLONE_STEP,
+    MANAGED_TAG,
     PROJECT_TAG_PREFIX,
     SHORT_SHA_LENGTH,
     Overrides,
@@ -320,3 +323,32 @@ def teardown(project: Project, branch: str, force: bool = False) -> list[prefect
         live = prefect_api.read_tagged_deployments(ownership_tags(project.config.project, branch))
         prefect_api.delete_deployments(live)
     return live
+
+
+def collect_garbage(
+    project: Project, repository: str, dry_run: bool = False, token: str | None = None
+) -> list[prefect_api.LiveDeployment]:
+    """Delete this project's branch deployments whose branch `repository` no longer has (a missed delete event, a
+    failed teardown); with `dry_run`, only say which. Protected branches' deployments are never touched, and a
+    listing that lacks a protected branch (a wrong URL, an empty mirror) deletes nothing."""
+    environment = project.config.branch_deployments_from
+    with environment_lock(project.config.project, environment, f"gc of {environment}"):
+        # Listed under the lock: any deploy that finished before it pushed its branch before this listing.
+        branches = remote_branches(project.root, repository, token)
+        missing = sorted(project.protected_branches() - branches)
+        if missing:
+            raise Refused(
+                f"{repository} has no branch {missing[0]!r}, which deploys an environment: is it the right"
+                " repository? nothing was deleted"
+            )
+        kept = {BRANCH_TAG_PREFIX + branch_slug(branch) for branch in branches}
+        owned = [MANAGED_TAG, PROJECT_TAG_PREFIX + project.config.project, ENV_TAG_PREFIX + environment]
+        orphans = [
+            deployment
+            for deployment in prefect_api.read_tagged_deployments(owned)
+            if not any(tag in kept for tag in deployment.tags)
+            and any(tag.startswith(BRANCH_TAG_PREFIX) for tag in deployment.tags)
+        ]
+        if not dry_run:
+            prefect_api.delete_deployments(orphans)
+    return orphans

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import subprocess
@@ -89,3 +90,30 @@ def require_commit_of_branch(root: Path, sha: str, branch: str) -> None:
         raise GitError(f"branch {branch!r} is not on origin (fetch the whole history: fetch-depth 0)")
     if not is_ancestor(root, sha, tip):
         raise GitError(f"{sha[:12]} is not a commit of branch {branch!r}: refusing to roll back to it")
+
+
+def remote_branches(root: Path, repository: str, token: str | None = None) -> set[str]:
+    """The branch names `repository` (a URL or a remote of `root`) has now, by `git ls-remote`. `token` goes, as
+    an Authorization header, to that https URL only, through the environment (never on a command line)."""
+    if repository.startswith("-"):
+        raise GitError(f"not a repository: {repository!r}")
+    environment = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
+    if token and repository.startswith("https://"):
+        basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
+        environment.update(
+            GIT_CONFIG_COUNT="1",
+            GIT_CONFIG_KEY_0=f"http.{repository}.extraHeader",
+            GIT_CONFIG_VALUE_0=f"Authorization: Basic {basic}",
+        )
+    result = subprocess.run(
+        ["git", "-C", str(root), "ls-remote", "--heads", repository],
+        capture_output=True, text=True, check=False, env=environment, timeout=120,
+    )  # fmt: skip
+    if result.returncode != 0:
+        detail = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        raise GitError(f"cannot list the branches of {_without_userinfo(repository)}: {_without_userinfo(detail)}")
+    return {line.split("\trefs/heads/", 1)[1] for line in result.stdout.splitlines() if "\trefs/heads/" in line}
+
+
+def _without_userinfo(text: str) -> str:
+    return re.sub(r"(\w+://)[^/@\s]+@", r"\1***@", text)

@@ -256,3 +256,45 @@ def test_a_lock_that_cannot_be_released_is_only_a_warning_and_stays_until_its_le
     with temporary_settings({PREFECT_API_URL: prefect_server.api_url}):
         assert prefect_api.read_lease(lease.name).id == lease.id
         prefect_api.drop_lease(lease)
+
+
+def test_gc_deletes_only_this_projects_deployments_of_branches_gone_from_origin(hello_repo, tmp_path):
+    pools = pool_args()
+    origin = str(hello_repo.origin)
+    for branch in ("feature/gone", "feature/kept"):
+        git(hello_repo.path, "push", "--quiet", origin, f"HEAD:refs/heads/{branch}")
+        hello_repo.deploy(branch, *pools)
+    hello_repo.deploy("staging", *pools)
+    as_project(hello_repo, "other/thing", deployment_name="theirs")
+    git(hello_repo.path, "push", "--quiet", origin, "HEAD:refs/heads/feature/theirs")
+    hello_repo.deploy("feature/theirs", *pools)  # another project's branch deployment, on the same server
+    git(hello_repo.path, "revert", "--no-edit", "--quiet", "HEAD")
+    for branch in ("feature/gone", "feature/theirs"):  # their delete events were missed
+        git(hello_repo.path, "push", "--quiet", origin, "--delete", branch)
+    before = server_state(hello_repo)
+    flow = hello_repo.flow_name
+    gone = f"{flow}/staging-{branch_slug('feature/gone')}"
+    assert sorted(before) == sorted(
+        [f"{flow}/staging", gone, f"{flow}/staging-{branch_slug('feature/kept')}",
+         f"{flow}/theirs-{branch_slug('feature/theirs')}"]
+    )  # fmt: skip
+
+    dry = hello_repo.flowops("gc", "--repository", hello_repo.origin_url, "--dry-run", "--json")
+    assert json.loads(dry.stdout)["deleted"] == [gone]
+    assert server_state(hello_repo) == before
+
+    done = hello_repo.flowops("gc", "--repository", hello_repo.origin_url)
+    assert f"deleted {gone} (its branch is gone from {hello_repo.origin_url})" in done.stdout
+    assert server_state(hello_repo) == {name: state for name, state in before.items() if name != gone}
+
+    empty = tmp_path / "empty.git"  # a wrong URL that answers with no branches must not delete everything
+    git(tmp_path, "init", "--quiet", "--bare", str(empty))
+    git(hello_repo.path, "push", "--quiet", origin, "--delete", "feature/kept")
+    for repository, error in (
+        (empty.as_uri(), f"error: {empty.as_uri()} has no branch 'main', which deploys an environment"),
+        ((tmp_path / "missing.git").as_uri(), "error: cannot list the branches of file://"),
+    ):
+        refused = hello_repo.flowops("gc", "--repository", repository, check=False)
+        assert refused.returncode == 1
+        assert error in refused.stderr, refused.stderr
+    assert len(server_state(hello_repo)) == 3  # feature/kept is gone too now, but nothing was deleted
