@@ -319,20 +319,23 @@ def cmd_teardown(args) -> int:
 
 def cmd_gc(args) -> int:
     require_api_url()
+    return _gc(_project(args), args.repository, args.dry_run, args.json)
+
+
+def _gc(project, repository: str | None, dry_run: bool, as_json: bool) -> int:
     from .gitops import collect_garbage
     from .gitrepo import default_repository
 
-    project = _project(args)
-    repository = args.repository or default_repository(project.root) or "origin"
+    repository = repository or default_repository(project.root) or "origin"
     # a private repository's branches: the token workers clone with (in Actions, the job's own token will do)
-    orphans = collect_garbage(project, repository, args.dry_run, os.environ.get("FLOWOPS_GIT_TOKEN") or None)
+    orphans = collect_garbage(project, repository, dry_run, os.environ.get("FLOWOPS_GIT_TOKEN") or None)
     names = sorted(deployment.full_name for deployment in orphans)
-    if args.json:
-        print(json.dumps({"repository": repository, "dry_run": args.dry_run, "deleted": names}, indent=2))
+    if as_json:
+        print(json.dumps({"repository": repository, "dry_run": dry_run, "deleted": names}, indent=2))
         return 0
     for name in names:
-        print(f"{'would delete' if args.dry_run else 'deleted'} {name} (its branch is gone from {repository})")
-    done = "would be deleted (dry run)" if args.dry_run else "deleted"
+        print(f"{'would delete' if dry_run else 'deleted'} {name} (its branch is gone from {repository})")
+    done = "would be deleted (dry run)" if dry_run else "deleted"
     print(f"{len(names)} branch deployment(s) whose branch is gone {done}")
     return 0
 
@@ -448,11 +451,17 @@ def _run(deployment: str, parameters: dict[str, Any], wait: bool, timeout: float
 
 def cmd_github_event(args) -> int:
     """Do what the GitHub Actions event in GITHUB_EVENT_NAME / GITHUB_EVENT_PATH calls for (see github.py)."""
-    from .github import BOOTSTRAP, DEPLOY, PLAN, ROLLBACK, RUN, SKIP, TEARDOWN, decide, read_event
+    from .github import BOOTSTRAP, DEPLOY, GC, PLAN, ROLLBACK, RUN, SKIP, TEARDOWN, decide, read_event
 
     project = _project(args)
     event, payload = read_event()
-    decision = decide(event, payload, project.protected_branches(), lambda b: project.target(b).environment)
+    decision = decide(
+        event,
+        payload,
+        project.protected_branches(),
+        lambda branch: project.target(branch).environment,
+        project.config.branch_deployments_from,
+    )
     subject = decision.branch or decision.deployment or ""
     print(f"{event}: {decision.operation} {subject} ({decision.reason})".replace("  ", " "), flush=True)
     if args.check or decision.operation == SKIP:
@@ -479,6 +488,8 @@ def cmd_github_event(args) -> int:
         return _deploy(project, rendered, rollback=True)
     if decision.operation == TEARDOWN:
         return cmd_teardown(argparse.Namespace(**common, branch=decision.branch, force=False))
+    if decision.operation == GC:
+        return _gc(project, args.repository, dry_run=False, as_json=False)
     if decision.operation == RUN:
         return _run(decision.deployment, decision.parameters, decision.wait, None)
     if decision.operation == BOOTSTRAP:

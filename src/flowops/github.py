@@ -5,9 +5,11 @@
       reopened (same repository)         (the plan, then the result, go to the step summary and one PR comment)
     pull_request closed, delete branch   tear the branch's deployments down
     pull_request from a fork             nothing: forks get no secrets and never deploy
+    schedule (gc.yml, daily)             gc: delete the branch deployments whose branch is gone
     workflow_dispatch                    what its inputs say: deploy, plan, rollback (to `sha`, a commit of the
-                                         branch), teardown, run, bootstrap; a branch only into the environment
-                                         it deploys (main: production, others: staging)
+                                         branch), teardown, run, bootstrap, gc; a branch only into the environment
+                                         it deploys (main: production, others: staging), gc only in the
+                                         environment of branch deployments
 
 The event comes as GitHub gives it: GITHUB_EVENT_NAME and the payload file at GITHUB_EVENT_PATH.
 """
@@ -23,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 DEPLOY, PLAN, ROLLBACK, TEARDOWN = "deploy", "plan", "rollback", "teardown"
-RUN, BOOTSTRAP, SKIP = "run", "bootstrap", "skip"
+RUN, BOOTSTRAP, GC, SKIP = "run", "bootstrap", "gc", "skip"
 _FULL_SHA = re.compile(r"[0-9a-f]{40}")
 PR_DEPLOY_ACTIONS = {"opened", "synchronize", "reopened"}
 
@@ -59,9 +61,11 @@ def decide(
     payload: dict[str, Any],
     protected_branches: set[str],
     environment_of: Callable[[str], str] | None = None,
+    branch_environment: str | None = None,
 ) -> Decision:
-    """What `event` calls for. `environment_of(branch)` names the environment a branch deploys into: a dispatch
-    that names another environment is refused (GitHub's environment rules see the dispatch ref, not its inputs)."""
+    """What `event` calls for. `environment_of(branch)` names the environment a branch deploys into, and
+    `branch_environment` the one branch deployments live in (where gc deletes): a dispatch that names another
+    environment is refused (GitHub's environment rules see the dispatch ref, not its inputs)."""
     if event == "push":
         return _push(payload, protected_branches)
     if event == "pull_request":
@@ -73,8 +77,10 @@ def decide(
         if branch in protected_branches:
             return Decision(SKIP, f"{branch!r} is protected: deleting it does not tear its environment down")
         return Decision(TEARDOWN, "branch deleted", branch=branch)
+    if event == "schedule":
+        return Decision(GC, f"scheduled ({payload.get('schedule', 'cron')})")
     if event == "workflow_dispatch":
-        return _dispatch(payload.get("inputs") or {}, protected_branches, environment_of)
+        return _dispatch(payload.get("inputs") or {}, protected_branches, environment_of, branch_environment)
     return Decision(SKIP, f"the {event!r} event deploys nothing")
 
 
@@ -111,10 +117,20 @@ def _pull_request(payload: dict[str, Any], protected_branches: set[str]) -> Deci
 
 
 def _dispatch(
-    inputs: dict[str, Any], protected_branches: set[str], environment_of: Callable[[str], str] | None
+    inputs: dict[str, Any],
+    protected_branches: set[str],
+    environment_of: Callable[[str], str] | None,
+    branch_environment: str | None,
 ) -> Decision:
     operation = inputs.get("operation", DEPLOY)
     branch = inputs.get("branch") or None
+    if operation == GC:
+        if branch_environment and inputs.get("environment") != branch_environment:
+            raise EventError(
+                f"workflow_dispatch gc: branch deployments live in environment {branch_environment!r},"
+                f" not {inputs.get('environment')!r}; nothing was changed"
+            )
+        return Decision(GC, "dispatched gc")
     if environment_of and branch and operation in (DEPLOY, PLAN, ROLLBACK, TEARDOWN):
         environment, expected = inputs.get("environment"), environment_of(branch)
         if environment != expected:

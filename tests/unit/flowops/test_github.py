@@ -127,7 +127,21 @@ def test_bad_dispatch_inputs_are_one_clear_error(inputs, message):
 
 
 def test_other_events_deploy_nothing():
-    assert decide("schedule", {}, PROTECTED).operation == SKIP
+    assert decide("release", {}, PROTECTED).operation == SKIP
+    assert decide("delete", {"ref_type": "tag", "ref": "v1"}, PROTECTED).operation == SKIP
+
+
+def test_the_schedule_and_a_dispatch_into_the_environment_of_branch_deployments_collect_garbage():
+    from flowops.github import GC
+
+    assert decide("schedule", {"schedule": "23 4 * * *"}, PROTECTED).operation == GC
+    inputs = {"operation": "gc", "branch": "main", "environment": "staging"}
+    assert decide("workflow_dispatch", {"inputs": inputs}, PROTECTED, environment_of, "staging").operation == GC
+    with pytest.raises(EventError, match="gc: branch deployments live in environment 'staging', not 'production'"):
+        decide(
+            "workflow_dispatch", {"inputs": {**inputs, "environment": "production"}}, PROTECTED, environment_of,
+            "staging",
+        )  # fmt: skip
 
 
 def test_outside_github_actions_reading_the_event_is_a_clear_error():

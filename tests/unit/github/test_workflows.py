@@ -37,7 +37,7 @@ def tool(name: str) -> str:
 
 
 def test_there_are_workflows_for_ci_delivery_and_manual_runs():
-    assert {path.name for path in WORKFLOWS} == {"ci.yml", "deploy.yml", "manual.yml"}
+    assert {path.name for path in WORKFLOWS} == {"ci.yml", "deploy.yml", "gc.yml", "manual.yml"}
 
 
 def test_actionlint_reports_nothing():
@@ -104,10 +104,12 @@ def test_every_job_with_an_environment_shares_its_environments_groups_and_never_
             if environment is None or name == "image":  # the image job changes no Prefect server
                 continue
             concurrency = job.get("concurrency") or {}
-            assert concurrency.get("group", "").startswith(f"flowops-{environment}-$" + "{{"), f"{path.name}: {name}"
+            # gc touches every branch of its environment: one group of its own (the server lock orders the rest)
+            branch = "gc" if path.name == "gc.yml" else "$" + "{{"
+            assert concurrency.get("group", "").startswith(f"flowops-{environment}-{branch}"), f"{path.name}: {name}"
             assert concurrency.get("cancel-in-progress") is False, f"{path.name}: {name}"
             seen.add(path.name)
-    assert seen == {"deploy.yml", "manual.yml"}
+    assert seen == {"deploy.yml", "gc.yml", "manual.yml"}
 
 
 def test_jobs_that_deploy_check_out_the_whole_history():
