@@ -432,9 +432,16 @@ def cmd_run(args) -> int:
 
 def _run(deployment: str, parameters: dict[str, Any], wait: bool, timeout: float | None) -> int:
     from . import prefect_api
+    from .validate import run_parameter_problems
 
     if deployment.count("/") != 1:
         raise UsageError(f"{deployment!r}: expected FLOW/DEPLOYMENT, e.g. ecommerce-events/production")
+    problems = run_parameter_problems(parameters)
+    if problems:
+        raise UsageError(
+            f"parameter {problems[0]}: Prefect stores run parameters in plain text; give the flow its credentials"
+            " through a Secret block or the worker's environment (nothing was started)"
+        )
     require_api_url()
 
     def show(run_name: str, state: str) -> None:

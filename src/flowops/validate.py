@@ -39,6 +39,12 @@ _SECRET_VARIABLE = re.compile(
     r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|PASS|PWD|CREDENTIAL|DSN|DATABASE_URL|AUTH|PRIVATE|SIGNATURE", re.IGNORECASE
 )
 _URL_USERINFO = re.compile(r"\b(?P<scheme>[a-z][a-z0-9+.-]*)://(?P<userinfo>[^/\s@]+)@", re.IGNORECASE)
+# A query parameter that carries a secret (a presigned URL's signature, a token): the flow's redact.py masks the same.
+_SECRET_QUERY = re.compile(
+    r"[?&;][\w.-]*(?:password|passwd|pwd|pass|secret|token|key|credential|auth|signature|sig|session|dsn|private)"
+    r"[\w.-]*=[^&#\s]",
+    re.IGNORECASE,
+)
 _SECRET_KEY = re.compile(r"pass(word)?|secret|token|api[_-]?key|private[_-]?key|credential", re.IGNORECASE)
 _SECRET_VALUE = re.compile(
     r"\b(ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{20,}|\bgithub_pat_[A-Za-z0-9_]{20,}"  # GitHub tokens
@@ -274,15 +280,36 @@ class _FileChecker:
     def check_credentials_in_urls(self, field: str, value: str) -> None:
         """A URL carrying a password, or a token as its user (https://TOKEN@host), anywhere: pull steps included
         (an `origin` remote with a token in it, passed on as the clone URL)."""
-        for match in _URL_USERINFO.finditer(value):
-            if ":" in match.group("userinfo") or match.group("scheme").lower() in ("http", "https"):
-                shown = _URL_USERINFO.sub(lambda m: f"{m.group('scheme')}://***@", value)
-                self.problem(
-                    field,
-                    f"{shown}: a URL with credentials in it would be stored on the deployment in plain text;"
-                    " use a credentials block (git_clone's `credentials`) or the environment",
-                )
-                return
+        if _has_url_credentials(value):
+            shown = _URL_USERINFO.sub(lambda m: f"{m.group('scheme')}://***@", value)
+            self.problem(
+                field,
+                f"{shown}: a URL with credentials in it would be stored on the deployment in plain text;"
+                " use a credentials block (git_clone's `credentials`) or the environment",
+            )
+
+
+def _has_url_credentials(value: str) -> bool:
+    """A URL with a password, or a token as an http(s) URL's user (a lone user elsewhere is a name: postgresql://app@db)."""
+    return any(
+        ":" in match.group("userinfo") or match.group("scheme").lower() in ("http", "https")
+        for match in _URL_USERINFO.finditer(value)
+    )
+
+
+def run_parameter_problems(parameters: dict[str, Any]) -> list[str]:
+    """Why these run parameters must not be sent: Prefect stores a flow run's parameters in plain text and shows
+    them in its UI, so a URL with credentials (userinfo, or a signature or token in its query) or a value that
+    looks like a secret would leak before the flow could redact anything. One line per parameter, values masked."""
+    problems = []
+    for field, value in _leaves(parameters):
+        if not isinstance(value, str):
+            continue
+        if _has_url_credentials(value) or _SECRET_QUERY.search(value):
+            problems.append(f"{field}: a URL with credentials in it")
+        elif _looks_like_secret(field, value):
+            problems.append(f"{field}: looks like a secret")
+    return problems
 
 
 def schema_errors(value: dict[str, Any], schema: dict[str, Any]) -> list[tuple[str, str]]:

@@ -112,6 +112,7 @@ def test_render_writes_the_file_deploy_would_hand_to_prefect(sample_project, tmp
         (["deploy", "--branch", "main", "--repository", "file:///nowhere.git"], ""),
         (["plan", "--branch", "feature/x", "--repository", "file:///nowhere.git"], ""),
         (["teardown", "--branch", "feature/x"], ""),
+        (["gc", "--repository", "file:///nowhere.git"], ""),
         (["bootstrap"], ""),
         (["run", "hello/production"], ""),
         (["github-event"], ""),
@@ -142,3 +143,34 @@ def test_without_an_api_url_commands_that_act_on_a_server_refuse_instead_of_usin
     assert result.returncode == 1, result.stdout + result.stderr
     assert "PREFECT_API_URL is not set" in result.stderr
     assert not (tmp_path / "prefect-home" / "prefect.db").exists()  # no ephemeral server's database
+
+
+@pytest.mark.parametrize(
+    ("parameter", "problem"),
+    [
+        ('sources=["http://reader:canary-pw@mirror.example/2019-Oct.csv"]', "sources[0]: a URL with credentials in it"),
+        ('sources=["https://ghp_canarytoken@mirror.example/x.csv"]', "sources[0]: a URL with credentials in it"),
+        ('sources=["https://b.s3.example/x.csv?X-Amz-Signature=canary-sig"]', "sources[0]: a URL with credentials"),
+        ("api_token=canary-value", "api_token: looks like a secret"),
+    ],
+)
+def test_a_run_parameter_with_credentials_is_refused_before_anything_is_sent(parameter, problem, capsys):
+    """Prefect stores a run's parameters in plain text and shows them in its UI: refused before the API is asked
+    (no PREFECT_API_URL is needed to see it), and the value is not echoed."""
+    assert main(["run", "ecommerce-events/production", "--param", parameter]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"flowops run: parameter {problem}")
+    assert "nothing was started" in error
+    assert "canary" not in error
+
+
+def test_ordinary_run_parameters_pass_the_credentials_check():
+    from flowops.validate import run_parameter_problems
+
+    parameters = {
+        "sources": ["2019-Oct.csv", "https://mirror.example/2019-Nov.csv?v=2", "s3://bucket/2019-Dec.csv"],
+        "database_secret_block": "ecommerce-database-url",
+        "table": "ecommerce_events",
+        "concurrency": 2,
+    }
+    assert run_parameter_problems(parameters) == []
