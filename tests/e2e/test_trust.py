@@ -298,3 +298,75 @@ def test_gc_deletes_only_this_projects_deployments_of_branches_gone_from_origin(
         assert refused.returncode == 1
         assert error in refused.stderr, refused.stderr
     assert len(server_state(hello_repo)) == 3  # feature/kept is gone too now, but nothing was deleted
+
+
+def test_canaries_in_the_environment_secret_blocks_a_database_url_a_source_url_and_a_data_file_leak_nowhere(
+    ecommerce_repo, postgres_url, sample_month, table_name, tmp_path
+):
+    """Bootstrap, deploy and three runs with canary secrets everywhere a secret lives; then the server's
+    deployments, flow and task runs, logs, artifacts, variables, pools and block documents are dumped, with every
+    output, the worker's log and every row the runs wrote, and no canary is found in any of it."""
+    import uuid
+
+    import psycopg
+
+    from flowops.local import Worker
+    from tests.e2e.conftest import flow_run_logs, run_id
+
+    repo = ecommerce_repo
+    tag = uuid.uuid4().hex[:8]
+    canary = {name: f"canary-{name}-{tag}" for name in ("apikey", "gittoken", "dbpass", "srcpass", "srcsig", "file")}
+    database_url = postgres_url.replace("://postgres@", f"://postgres:{canary['dbpass']}@")  # trust auth: ignored
+    assert canary["dbpass"] in database_url
+    repo.env.update(
+        PREFECT_API_KEY=canary["apikey"], FLOWOPS_GIT_TOKEN=canary["gittoken"], ECOMMERCE_DATABASE_URL=database_url
+    )
+    outputs: list[str] = []
+
+    def flowops(*args: str, check: bool = True):
+        result = repo.flowops(*args, check=check)
+        outputs.append(result.stdout + result.stderr)
+        return result
+
+    pool, branch = f"e2e-{tag}", "feature/canary"
+    database_block, git_block = f"db-{tag}", f"git-{tag}"
+    flowops("bootstrap", "--work-pool", pool, "--type", "process", "--secret-block", database_block,
+            "--github-block", git_block)  # fmt: skip
+    git(repo.path, "push", "--quiet", str(repo.origin), f"HEAD:refs/heads/{branch}")
+    flowops("deploy", "--branch", branch, "--repository", repo.origin_url, "--work-pool", pool)
+    deployment = f"ecommerce-events/staging-{branch_slug(branch)}"
+    common = ["--param", f"table={table_name}", "--param", f"database_secret_block={database_block}"]
+
+    source = f"http://reader:{canary['srcpass']}@127.0.0.1:9/2019-Oct.csv?sig={canary['srcsig']}"
+    refused = flowops("run", deployment, "--param", f'sources=["{source}"]', *common, check=False)
+    assert refused.returncode == 2  # never sent: Prefect would store the parameter as given
+    credentials_file = tmp_path / "2019-Nov.csv"  # a credentials file passed as a month
+    credentials_file.write_text(f"aws_secret_access_key={canary['file']}\n")
+    worker_env = {**repo.env_for_runs, "PREFECT_API_KEY": canary["apikey"]}
+    with Worker(repo.api_url, pool, repo.home / "worker", env=worker_env) as worker:
+        bad = flowops("run", deployment, "--param", f'sources=["{credentials_file}"]', *common, "--wait",
+                      "--timeout", "300", check=False)  # fmt: skip
+        good = flowops("run", deployment, "--param", f'sources=["{sample_month}"]', *common, "--wait",
+                       "--timeout", "300")  # fmt: skip
+        assert bad.returncode == 1
+        assert good.stdout.rstrip().endswith(": Completed")
+        assert "not a CSV header (not shown)" in flow_run_logs(repo.api_url, run_id(bad.stdout), "not shown")
+        flow_run_logs(repo.api_url, run_id(good.stdout), "rows loaded")
+    outputs.append(worker.log())
+
+    dumped = [
+        api(repo.api_url, path, {"limit": 200})
+        for path in ("deployments/filter", "flow_runs/filter", "task_runs/filter", "artifacts/filter",
+                     "variables/filter", "work_pools/filter", "block_documents/filter")
+    ]  # fmt: skip
+    run_ids = [run_id(bad.stdout), run_id(good.stdout)]
+    dumped.append(api(repo.api_url, "logs/filter", {"logs": {"flow_run_id": {"any_": run_ids}}, "limit": 200}))
+    with psycopg.connect(postgres_url) as connection:
+        for table in (table_name, f"{table_name}_files", f"{table_name}_rejects"):
+            dumped.append([str(row) for row in connection.execute(f"select * from {table}")])
+    text = json.dumps(dumped) + "\n".join(outputs)
+    for expected in (deployment.split("/")[1], database_block, git_block, run_ids[1]):  # the dump holds them
+        assert expected in text
+    assert len(dumped[-3]) == 50_000
+    for name, value in canary.items():
+        assert value not in text, name
