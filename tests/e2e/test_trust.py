@@ -261,6 +261,8 @@ def test_a_lock_that_cannot_be_released_is_only_a_warning_and_stays_until_its_le
 def test_gc_deletes_only_this_projects_deployments_of_branches_gone_from_origin(hello_repo, tmp_path):
     pools = pool_args()
     origin = str(hello_repo.origin)
+    # a project of its own: other tests' acme/hello deployments on this server belong to other origins
+    as_project(hello_repo, f"acme/gc-{hello_repo.flow_name}")
     for branch in ("feature/gone", "feature/kept"):
         git(hello_repo.path, "push", "--quiet", origin, f"HEAD:refs/heads/{branch}")
         hello_repo.deploy(branch, *pools)
