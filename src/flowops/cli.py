@@ -324,17 +324,18 @@ def cmd_gc(args) -> int:
 
 def _gc(project, repository: str | None, dry_run: bool, as_json: bool) -> int:
     from .gitops import collect_garbage
-    from .gitrepo import default_repository
+    from .gitrepo import default_repository, without_userinfo
 
     repository = repository or default_repository(project.root) or "origin"
     # a private repository's branches: the token workers clone with (in Actions, the job's own token will do)
     orphans = collect_garbage(project, repository, dry_run, os.environ.get("FLOWOPS_GIT_TOKEN") or None)
     names = sorted(deployment.full_name for deployment in orphans)
+    shown = without_userinfo(repository)
     if as_json:
-        print(json.dumps({"repository": repository, "dry_run": dry_run, "deleted": names}, indent=2))
+        print(json.dumps({"repository": shown, "dry_run": dry_run, "deleted": names}, indent=2))
         return 0
     for name in names:
-        print(f"{'would delete' if dry_run else 'deleted'} {name} (its branch is gone from {repository})")
+        print(f"{'would delete' if dry_run else 'deleted'} {name} (its branch is gone from {shown})")
     done = "would be deleted (dry run)" if dry_run else "deleted"
     print(f"{len(names)} branch deployment(s) whose branch is gone {done}")
     return 0

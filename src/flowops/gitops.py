@@ -20,7 +20,7 @@ import yaml
 from . import prefect_api
 from .branches import branch_slug
 from .entrypoints import inspect_entrypoint
-from .gitrepo import is_ancestor, remote_branches
+from .gitrepo import is_ancestor, remote_branches, without_userinfo
 from .image import ImageError, ImageRef, base_image_override, image_tag
 from .lock import environment_lock
 from .plan import DELETE, DesiredDeployment, Plan, plan_changes
@@ -338,8 +338,8 @@ def collect_garbage(
         missing = sorted(project.protected_branches() - branches)
         if missing:
             raise Refused(
-                f"{repository} has no branch {missing[0]!r}, which deploys an environment: is it the right"
-                " repository? nothing was deleted"
+                f"{without_userinfo(repository)} has no branch {missing[0]!r}, which deploys an environment:"
+                " is it the right repository? nothing was deleted"
             )
         kept = {BRANCH_TAG_PREFIX + branch_slug(branch) for branch in branches}
         owned = [MANAGED_TAG, PROJECT_TAG_PREFIX + project.config.project, ENV_TAG_PREFIX + environment]

@@ -111,9 +111,10 @@ def remote_branches(root: Path, repository: str, token: str | None = None) -> se
     )  # fmt: skip
     if result.returncode != 0:
         detail = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        raise GitError(f"cannot list the branches of {_without_userinfo(repository)}: {_without_userinfo(detail)}")
+        raise GitError(f"cannot list the branches of {without_userinfo(repository)}: {without_userinfo(detail)}")
     return {line.split("\trefs/heads/", 1)[1] for line in result.stdout.splitlines() if "\trefs/heads/" in line}
 
 
-def _without_userinfo(text: str) -> str:
+def without_userinfo(text: str) -> str:
+    """`text` with every URL's credentials masked: a repository URL may carry a token."""
     return re.sub(r"(\w+://)[^/@\s]+@", r"\1***@", text)
