@@ -16,11 +16,14 @@ class GitError(Exception):
     pass
 
 
-def _git(root: Path, *args: str) -> str | None:
+def _git_environment() -> dict[str, str]:
     # never a credentials prompt: a fetch that needs one fails instead of hanging a CI job
-    environment = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
+    return {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
+
+
+def _git(root: Path, *args: str) -> str | None:
     result = subprocess.run(
-        ["git", "-C", str(root), *args], capture_output=True, text=True, check=False, env=environment
+        ["git", "-C", str(root), *args], capture_output=True, text=True, check=False, env=_git_environment()
     )
     return result.stdout.strip() if result.returncode == 0 else None
 
@@ -97,7 +100,7 @@ def remote_branches(root: Path, repository: str, token: str | None = None) -> se
     an Authorization header, to that https URL only, through the environment (never on a command line)."""
     if repository.startswith("-"):
         raise GitError(f"not a repository: {repository!r}")
-    environment = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
+    environment = _git_environment()
     if token and repository.startswith("https://"):
         basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
         environment.update(

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .entrypoints import EntrypointError, FlowEntrypoint, inspect_entrypoint
+from .gitrepo import without_userinfo
 from .project import DeploymentFile, Project
 from .render import GIT_CLONE_STEP, MANAGED_TAG, RESERVED_TAG_PREFIXES
 
@@ -281,10 +282,9 @@ class _FileChecker:
         """A URL carrying a password, or a token as its user (https://TOKEN@host), anywhere: pull steps included
         (an `origin` remote with a token in it, passed on as the clone URL)."""
         if _has_url_credentials(value):
-            shown = _URL_USERINFO.sub(lambda m: f"{m.group('scheme')}://***@", value)
             self.problem(
                 field,
-                f"{shown}: a URL with credentials in it would be stored on the deployment in plain text;"
+                f"{without_userinfo(value)}: a URL with credentials in it would be stored on the deployment in plain text;"
                 " use a credentials block (git_clone's `credentials`) or the environment",
             )
 
