@@ -369,7 +369,29 @@ def cmd_bootstrap(args) -> int:
             print(f"block {block!r}: {'created' if save(block, value) else 'updated'} from ${variable}")
         else:
             print(f"block {block!r}: skipped (${variable} is not set)")
+    _bootstrap_registry_credentials(project)
     return 0
+
+
+def _bootstrap_registry_credentials(project) -> None:
+    """The block Docker workers log in to the image's registry with, from $REGISTRY_USERNAME and
+    $REGISTRY_PASSWORD (a read-only token will do), for the registry the image name says."""
+    from . import prefect_api
+    from .gitops import image_name
+    from .image import ImageRef
+
+    block = project.config.image.registry_credentials if project.config.image else None
+    if block is None:
+        return  # a public image: workers pull it without logging in
+    username, password = os.environ.get("REGISTRY_USERNAME"), os.environ.get("REGISTRY_PASSWORD")
+    if not (username and password):
+        unset = " and ".join(f"${v}" for v in ("REGISTRY_USERNAME", "REGISTRY_PASSWORD") if not os.environ.get(v))
+        print(f"block {block!r}: skipped ({unset} not set)")
+        return
+    registry = ImageRef(image_name(project), "").login_registry
+    created = prefect_api.save_registry_credentials_block(block, username, password, registry)
+    done = "created" if created else "updated"
+    print(f"block {block!r}: {done} for registry {registry} from $REGISTRY_USERNAME and $REGISTRY_PASSWORD")
 
 
 def _image_ref(args, project):
@@ -398,19 +420,39 @@ def cmd_image(args) -> int:
         if not separator or not key:
             raise UsageError(f"--build-arg {pair!r}: expected KEY=VALUE")
         build_args[key] = value
-    result = ensure_image(
-        project.root,
-        ref,
-        project.config.image.dockerfile,
-        build_args,
-        username=os.environ.get("REGISTRY_USERNAME"),
-        password=os.environ.get("REGISTRY_PASSWORD"),
-    )
+    username, password = _registry_login(project, ref)
+    result = ensure_image(project.root, ref, project.config.image.dockerfile, build_args, username, password)
     if args.json:
         print(json.dumps({"ref": str(result.ref), "built": result.built}))
     else:
         print(f"built and pushed {result.ref}" if result.built else f"present: {result.ref} (nothing built)")
     return 0
+
+
+def _registry_login(project, ref) -> tuple[str | None, str | None]:
+    """$REGISTRY_USERNAME / $REGISTRY_PASSWORD; without them, the block workers pull with (flowops.yaml
+    image.registry_credentials), when a Prefect server is configured: one source of credentials serves both."""
+    from . import prefect_api
+    from .image import ImageError
+
+    username, password = os.environ.get("REGISTRY_USERNAME"), os.environ.get("REGISTRY_PASSWORD")
+    block = project.config.image.registry_credentials
+    if username or password or not block:
+        return username, password
+    from prefect.settings import PREFECT_API_URL
+
+    if not PREFECT_API_URL.value():
+        return None, None
+    login = prefect_api.read_registry_credentials(block)
+    if login is None:
+        return None, None
+    if login.registry_url.removeprefix("https://").rstrip("/") != ref.login_registry:
+        raise ImageError(
+            f"block {block!r} holds credentials for {login.registry_url}, not {ref.login_registry}: they were not"
+            " sent; run `flowops bootstrap` with the image's registry credentials"
+        )
+    print(f"registry credentials: block {block!r}", file=sys.stderr)
+    return login.username, login.password
 
 
 def parse_params(pairs: list[str]) -> dict[str, Any]:

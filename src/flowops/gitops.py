@@ -42,6 +42,7 @@ from .render import (
 from .validate import Problem, schema_errors, validate_file, validate_project
 
 DOCKER_POOL_TYPES = {"docker"}
+REGISTRY_CREDENTIALS_VARIABLE = "registry_credentials"  # the Docker worker's job variable
 _CREDENTIALS_BLOCK = "{{ prefect.blocks.github-credentials."
 
 
@@ -98,9 +99,15 @@ def default_image_ref(project: Project) -> ImageRef:
     covers $FLOWOPS_BASE_IMAGE when set)."""
     if project.config.image is None:
         raise ImageError("flowops.yaml declares no image")
-    name = os.environ.get("FLOWOPS_IMAGE_NAME") or project.config.image.name
     tag = image_tag(project.root, project.config.image.dockerfile, base_image_override())
-    return ImageRef(name.lower(), tag)
+    return ImageRef(image_name(project), tag)
+
+
+def image_name(project: Project) -> str:
+    """The flows' image without its tag: $FLOWOPS_IMAGE_NAME, else flowops.yaml's."""
+    if project.config.image is None:
+        raise ImageError("flowops.yaml declares no image")
+    return (os.environ.get("FLOWOPS_IMAGE_NAME") or project.config.image.name).lower()
 
 
 def check_rendered(project: Project, rendered: Rendered) -> list[Problem]:
@@ -111,10 +118,22 @@ def check_rendered(project: Project, rendered: Rendered) -> list[Problem]:
     return problems
 
 
-def check_against_server(project: Project, rendered: Rendered, pool_type_for_overrides: str | None) -> list[Problem]:
+@dataclass(frozen=True)
+class ServerFacts:
+    """What deploy learns from the server before it changes anything."""
+
+    pool_types: dict[str, str | None]  # each work pool the file names: its type, None when unknown
+    registry_reference: dict[str, Any] | None = None  # job variable of Docker pools: the credentials block, by id
+
+
+def check_against_server(
+    project: Project, rendered: Rendered, pool_type_for_overrides: str | None
+) -> tuple[list[Problem], ServerFacts]:
     """What only the server can tell: each pool's type is known, Docker pools get an image, job variables fit
-    the pool's schema, the credentials block exists."""
+    the pool's schema, the credentials blocks exist."""
     problems = []
+    pools: dict[str, prefect_api.WorkPoolInfo | None] = {}
+    pool_types: dict[str, str | None] = {}
     for deployment in rendered.content["deployments"]:
 
         def problem(field: str, message: str, name=deployment["name"]) -> None:
@@ -122,8 +141,11 @@ def check_against_server(project: Project, rendered: Rendered, pool_type_for_ove
 
         pool = deployment["work_pool"]["name"]
         job_variables = deployment["work_pool"].get("job_variables") or {}
-        existing = prefect_api.read_work_pool(pool)
+        if pool not in pools:
+            pools[pool] = prefect_api.read_work_pool(pool)
+        existing = pools[pool]
         pool_type = project.pool_type(pool) or (existing.type if existing else None) or pool_type_for_overrides
+        pool_types[pool] = pool_type
         if pool_type is None:
             problem(
                 "work_pool.name",
@@ -153,15 +175,48 @@ def check_against_server(project: Project, rendered: Rendered, pool_type_for_ove
                     f"GitHubCredentials block {block!r} does not exist; run `flowops bootstrap` with FLOWOPS_GIT_TOKEN set"
                     " (or pass --repository for a public or local clone)",
                 )
-    return problems
+    facts = ServerFacts(pool_types)
+    docker = [d for d in rendered.content["deployments"] if pool_types.get(d["work_pool"]["name"]) in DOCKER_POOL_TYPES]
+    block = project.config.image.registry_credentials if project.config.image else None
+    if block and docker:
+        block_id = prefect_api.block_document_id(prefect_api.REGISTRY_CREDENTIALS_BLOCK_TYPE, block)
+        if block_id is None:
+            for deployment in docker:
+                problems.append(
+                    Problem(
+                        rendered.label,
+                        deployment["name"],
+                        "work_pool.job_variables.registry_credentials",
+                        f"DockerRegistryCredentials block {block!r} (flowops.yaml image.registry_credentials) does"
+                        " not exist; run `flowops bootstrap` with REGISTRY_USERNAME and REGISTRY_PASSWORD set",
+                    )
+                )
+        else:
+            facts = ServerFacts(pool_types, registry_reference(block_id))
+    return problems, facts
 
 
-def desired_deployments(project: Project, rendered: Rendered) -> list[DesiredDeployment]:
+def registry_reference(block_id) -> dict[str, Any]:
+    """A job variable that names a block by id: Prefect's workers resolve it as they start a run. Written through
+    the API only: `prefect deploy` would resolve it there and then, and store the password on the deployment."""
+    return {"$ref": {"block_document_id": str(block_id)}}
+
+
+def desired_deployments(
+    project: Project, rendered: Rendered, facts: ServerFacts | None = None
+) -> list[DesiredDeployment]:
+    """The deployments as the server should hold them once deployed: the rendered file with `{{ $VAR }}` applied,
+    and Docker pools' registry credentials reference (which deploy writes after `prefect deploy`)."""
     from prefect.utilities.templating import apply_values
 
     desired = []
     for deployment in rendered.content["deployments"]:
         spec = apply_values(deployment, dict(os.environ), remove_notset=False)
+        pool = spec["work_pool"]["name"]
+        if facts and facts.registry_reference and facts.pool_types.get(pool) in DOCKER_POOL_TYPES:
+            job_variables = {**(spec["work_pool"].get("job_variables") or {})}
+            job_variables[REGISTRY_CREDENTIALS_VARIABLE] = facts.registry_reference
+            spec = {**spec, "work_pool": {**spec["work_pool"], "job_variables": job_variables}}
         pull = deployment.get("pull", rendered.content.get("pull")) or []
         desired.append(DesiredDeployment(spec, pull, inspect_entrypoint(project.root, deployment["entrypoint"])))
     return desired
@@ -176,14 +231,15 @@ def plan(
 
 
 def _plan_and_live(project: Project, rendered: Rendered, pool_type_for_overrides: str | None, rollback: bool):
-    """The plan, and the live deployments it was made from: deploy's undo snapshot and prune list."""
+    """The plan, the deployments wanted, and the live ones it was made from: deploy's undo snapshot and prune
+    list."""
     problems = check_rendered(project, rendered)
     if problems:
         raise ValidationFailed(problems)
-    problems = check_against_server(project, rendered, pool_type_for_overrides)
+    problems, facts = check_against_server(project, rendered, pool_type_for_overrides)
     if problems:
         raise ValidationFailed(problems)
-    desired = desired_deployments(project, rendered)
+    desired = desired_deployments(project, rendered, facts)
     live_by_name = prefect_api.read_deployments_by_name([d.full_name for d in desired])
     problems = _owned_elsewhere(rendered, live_by_name)
     if problems:
@@ -192,7 +248,7 @@ def _plan_and_live(project: Project, rendered: Rendered, pool_type_for_overrides
     live_of_branch = prefect_api.read_tagged_deployments(ownership_tags(project.config.project, rendered.target.branch))
     slug = branch_slug(rendered.target.branch)
     the_plan = plan_changes(rendered.target.branch, slug, desired, live_by_name, live_of_branch)
-    return the_plan, live_by_name, live_of_branch
+    return the_plan, desired, live_by_name, live_of_branch
 
 
 def _owned_elsewhere(rendered: Rendered, live_by_name: dict[str, prefect_api.LiveDeployment]) -> list[Problem]:
@@ -266,7 +322,7 @@ def deploy(
 
 
 def _deploy(project, rendered, pool_type_for_overrides, force, on_plan, rollback) -> DeployResult:
-    the_plan, before, live_of_branch = _plan_and_live(project, rendered, pool_type_for_overrides, rollback)
+    the_plan, desired, before, live_of_branch = _plan_and_live(project, rendered, pool_type_for_overrides, rollback)
     if on_plan:
         on_plan(the_plan)
     result = DeployResult(the_plan)
@@ -283,22 +339,40 @@ def _deploy(project, rendered, pool_type_for_overrides, force, on_plan, rollback
             prefect_file.write_text(rendered.as_yaml())
             outcome = prefect_deploy_all(prefect_file, project.root)
         result.prefect_output = outcome.output
-        if not outcome.succeeded:
+        failure = None if outcome.succeeded else f"prefect deploy exited with {outcome.exit_code}"
+        if failure is None:
+            try:
+                _write_api_only_job_variables(desired)
+            except prefect_api.PrefectAPIError as error:
+                failure = str(error)
+        if failure:
             try:
                 _undo(names, before, rendered)
             except prefect_api.PrefectAPIError as error:
-                raise DeployFailed(
-                    f"prefect deploy exited with {outcome.exit_code}, and undoing it failed: {error}", outcome.output
-                ) from None
-            raise DeployFailed(
-                f"prefect deploy exited with {outcome.exit_code}; the server was put back as it was", outcome.output
-            )
+                raise DeployFailed(f"{failure}, and undoing it failed: {error}", outcome.output) from None
+            raise DeployFailed(f"{failure}; the server was put back as it was", outcome.output)
         result.deployed = True
 
     stale = {change.full_name for change in the_plan.of(DELETE)}
     if stale:
         prefect_api.delete_deployments([d for d in live_of_branch if d.full_name in stale])
     return result
+
+
+def _write_api_only_job_variables(desired: list[DesiredDeployment]) -> None:
+    """Give the deployments `prefect deploy` just wrote the job variables it must not see: the registry
+    credentials reference. Until this lands, a worker starting one of them pulls without logging in."""
+    wanted = {
+        d.full_name: d.spec["work_pool"]["job_variables"]
+        for d in desired
+        if REGISTRY_CREDENTIALS_VARIABLE in (d.spec["work_pool"].get("job_variables") or {})
+    }
+    if wanted:
+        live = prefect_api.read_deployments_by_name(list(wanted))
+        missing = sorted(set(wanted) - set(live))
+        if missing:
+            raise prefect_api.PrefectAPIError(f"{missing[0]} is not on the server after prefect deploy")
+        prefect_api.set_job_variables({live[name].id: variables for name, variables in wanted.items()})
 
 
 def _undo(names: list[str], before: dict[str, prefect_api.LiveDeployment], rendered: Rendered) -> None:

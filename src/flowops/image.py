@@ -12,6 +12,7 @@ registry workers can reach): a change to the flow code, the tooling or a dev dep
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import subprocess
@@ -50,6 +51,11 @@ class ImageRef:
         return first if ("." in first or ":" in first or first == "localhost") else "registry-1.docker.io"
 
     @property
+    def login_registry(self) -> str:
+        """The registry as `docker login` names it (Docker Hub's API host logs in as index.docker.io)."""
+        return "index.docker.io" if self.registry == "registry-1.docker.io" else self.registry
+
+    @property
     def repository(self) -> str:
         first, _, rest = self.name.partition("/")
         if self.registry != first:  # Docker Hub names: `flows` is `library/flows`
@@ -83,24 +89,47 @@ def image_tag(root: Path, dockerfile: str = "Dockerfile", base_image: str | None
 
 
 def registry_has(ref: ImageRef, username: str | None = None, password: str | None = None) -> bool:
-    """Whether the registry has `ref`, asked over the registry HTTP API (v2), with token auth where required."""
+    """Whether the registry has `ref`, asked over the registry HTTP API (v2), logging in (Basic, or a Bearer
+    token) where it asks for it. A registry on this machine is asked over https first, then http, as Docker does."""
     local = ref.registry.split(":")[0] in ("localhost", "127.0.0.1")
-    base = f"{'http' if local else 'https'}://{ref.registry}/v2/{ref.repository}/manifests/{ref.tag}"
-    accept = ", ".join(MANIFEST_TYPES)
     auth = (username, password) if username and password else None
+    headers = {"Accept": ", ".join(MANIFEST_TYPES)}
     with httpx.Client(timeout=30, follow_redirects=True) as client:
         try:
-            response = client.head(base, headers={"Accept": accept})
+            for scheme in ("https", "http") if local else ("https",):
+                url = f"{scheme}://{ref.registry}/v2/{ref.repository}/manifests/{ref.tag}"
+                try:
+                    response = client.head(url, headers=headers)
+                    break
+                except httpx.ConnectError:
+                    if scheme == "http" or not local:
+                        raise
             if response.status_code == 401:
-                token = _bearer_token(client, response.headers.get("www-authenticate", ""), auth, ref.registry)
-                response = client.head(base, headers={"Accept": accept, "Authorization": f"Bearer {token}"})
+                challenge = response.headers.get("www-authenticate", "")
+                authorization = _authorization(client, challenge, auth, ref.registry)
+                response = client.head(url, headers={**headers, "Authorization": authorization})
         except httpx.HTTPError as error:
             raise ImageError(f"cannot reach the registry {ref.registry}: {error}") from None
     if response.status_code == 200:
         return True
     if response.status_code == 404:
         return False
+    if response.status_code == 401:
+        raise ImageError(f"registry {ref.registry} refused the login for {ref}: check the registry credentials")
     raise ImageError(f"registry {ref.registry} answered {response.status_code} for {ref}")
+
+
+def _authorization(client: httpx.Client, challenge: str, auth, registry: str) -> str:
+    """The Authorization header a 401's `WWW-Authenticate` challenge asks for."""
+    if challenge.lower().startswith("basic "):
+        if not auth:
+            raise ImageError(
+                f"registry {registry} wants a login: set REGISTRY_USERNAME and REGISTRY_PASSWORD, or bootstrap the"
+                " block flowops.yaml names in image.registry_credentials"
+            )
+        username, password = auth  # sent back to the very URL that asked: the registry itself
+        return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+    return f"Bearer {_bearer_token(client, challenge, auth, registry)}"
 
 
 def _may_receive_credentials(realm: str, registry: str) -> bool:

@@ -230,14 +230,18 @@ def _default_base_job_template(pool_type: str) -> dict[str, Any]:
 
 
 def block_exists(block_type: str, name: str) -> bool:
+    return block_document_id(block_type, name) is not None
+
+
+def block_document_id(block_type: str, name: str) -> UUID | None:
+    """The id of the block `block_type/name`, or None when there is none (its data is not read)."""
     from prefect.exceptions import ObjectNotFound
 
     with _calling(f"reading block {block_type}/{name}"), _client() as client:
         try:
-            client.read_block_document_by_name(name, block_type_slug=block_type)
+            return client.read_block_document_by_name(name, block_type_slug=block_type, include_secrets=False).id
         except ObjectNotFound:
-            return False
-    return True
+            return None
 
 
 def save_secret_block(name: str, value: str) -> bool:
@@ -258,6 +262,52 @@ def save_github_credentials_block(name: str, token: str) -> bool:
     with _calling(f"saving GitHubCredentials block {name!r}"):
         GitHubCredentials(token=token).save(name, overwrite=True)
     return not existed
+
+
+REGISTRY_CREDENTIALS_BLOCK_TYPE = "docker-registry-credentials"
+
+
+def save_registry_credentials_block(name: str, username: str, password: str, registry_url: str) -> bool:
+    """Create or update the prefect-docker DockerRegistryCredentials block `name`; True when it was created."""
+    from prefect_docker import DockerRegistryCredentials
+
+    existed = block_exists(REGISTRY_CREDENTIALS_BLOCK_TYPE, name)
+    credentials = DockerRegistryCredentials(username=username, password=password, registry_url=registry_url)
+    with _calling(f"saving DockerRegistryCredentials block {name!r}"):
+        credentials.save(name, overwrite=True)
+    return not existed
+
+
+@dataclass(frozen=True)
+class RegistryLogin:
+    username: str
+    password: str = field(repr=False)
+    registry_url: str
+
+
+def read_registry_credentials(name: str) -> RegistryLogin | None:
+    """The login the DockerRegistryCredentials block `name` holds, or None when there is no such block."""
+    from prefect.exceptions import ObjectNotFound
+
+    with _calling(f"reading DockerRegistryCredentials block {name!r}"), _client() as client:
+        try:
+            document = client.read_block_document_by_name(name, block_type_slug=REGISTRY_CREDENTIALS_BLOCK_TYPE)
+        except ObjectNotFound:
+            return None
+    data = document.data
+    password = data.get("password")
+    password = password.get_secret_value() if hasattr(password, "get_secret_value") else str(password or "")
+    return RegistryLogin(str(data.get("username") or ""), password, str(data.get("registry_url") or ""))
+
+
+def set_job_variables(deployments: dict[UUID, dict[str, Any]]) -> None:
+    """Write each deployment's job variables as given: through the API, where a block reference stays a reference
+    (`prefect deploy` would resolve it and store the block's data)."""
+    from prefect.client.schemas.actions import DeploymentUpdate
+
+    with _calling("writing job variables"), _client() as client:
+        for deployment_id, job_variables in deployments.items():
+            client.update_deployment(deployment_id, DeploymentUpdate(job_variables=job_variables))
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,9 @@ branch_deployments_from: staging      # every other branch deploys this file, as
 work_pools:
   ecommerce-production: {type: docker}
   ecommerce-staging: {type: process}
-image: {name: ghcr.io/acme/flows}     # the flows' image, for Docker pools; tagged by content hash
+image:                                # the flows' image, for Docker pools; tagged by content hash
+  name: ghcr.io/acme/flows
+  registry_credentials: acme-registry # a private image: Docker workers pull it with this DockerRegistryCredentials block
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 CONFIG_FILE = "flowops.yaml"
 PROJECT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$"
+BLOCK_NAME_PATTERN = r"^[a-z0-9-]+$"  # what Prefect accepts as a block document's name
 
 
 class ProjectError(Exception):
@@ -46,6 +49,9 @@ class Image(BaseModel):
 
     name: str  # registry/repository; the tag is a content hash (flowops image tag)
     dockerfile: str = "Dockerfile"
+    # The DockerRegistryCredentials block workers pull a private image with: bootstrap saves it, deploy points
+    # every deployment of a Docker pool at it (a reference the worker resolves at run time).
+    registry_credentials: str | None = Field(default=None, pattern=BLOCK_NAME_PATTERN)
 
 
 class FlowopsConfig(BaseModel):

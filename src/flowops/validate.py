@@ -214,6 +214,12 @@ class _FileChecker:
         job_variables = work_pool.get("job_variables")
         if job_variables is not None and not isinstance(job_variables, dict):
             self.problem("work_pool.job_variables", "expected a mapping")
+        elif job_variables and "registry_credentials" in job_variables:
+            self.problem(
+                "work_pool.job_variables.registry_credentials",
+                "`prefect deploy` would store the registry's password on the deployment; name the block in"
+                " flowops.yaml (image.registry_credentials) and deploy points Docker pools at it",
+            )
 
     def check_pull_steps(self, steps: Any, field: str) -> None:
         if not isinstance(steps, list) or not steps:
@@ -254,7 +260,9 @@ class _FileChecker:
                 continue
             self.check_credentials_and_variables(field, value)
             stored = field.startswith(("parameters", "work_pool.job_variables"))
-            if stored and _BLOCK_PLACEHOLDER.search(value):
+            if field.startswith("work_pool.job_variables.registry_credentials"):
+                continue  # check_work_pool's problem says it all
+            if stored and (_BLOCK_PLACEHOLDER.search(value) or ".$ref." in field):
                 self.problem(
                     field,
                     "a block reference here is resolved at deploy time and stored in plain text on the deployment;"

@@ -11,7 +11,7 @@ import pytest
 from flowops.branches import branch_slug
 from flowops.local import git
 from tests.conftest import edit_yaml
-from tests.e2e.conftest import deployments
+from tests.e2e.conftest import api, deployments
 
 STAGING_FILE = Path("deployments/staging/prefect.yaml")
 MAIN_FILE = Path("deployments/main/prefect.yaml")
@@ -251,3 +251,59 @@ def test_bootstrap_creates_the_declared_pools_and_blocks_once_and_never_prints_a
     assert production["job_variables"]["image"] == "localhost:5000/hello:1"
     assert production["work_pool_name"] == "hello-production"
     assert f"| + | `{hello_repo.flow_name}/production` | create |" in summary.read_text()
+
+
+def test_docker_pools_get_the_registry_credentials_block_by_reference_never_its_password(hello_repo):
+    """flowops.yaml names the block; bootstrap saves it for the image's registry; deploy points each Docker pool's
+    deployment at it by id, which the worker resolves as it starts a run: no deployment field holds the password."""
+    block = f"hello-registry-{uuid.uuid4().hex[:8]}"
+    password = f"registry-canary-{uuid.uuid4().hex}"
+    edit_yaml(
+        hello_repo.path / "deployments" / "flowops.yaml",
+        lambda config: config.update(image={"name": "registry.example:5443/acme/hello", "registry_credentials": block}),
+    )
+    hello_repo.commit("a private image", push=["main"])
+    docker = ["--work-pool", f"e2e-docker-{uuid.uuid4().hex[:8]}", "--work-pool-type", "docker"]
+    deploy = [
+        "--branch",
+        "main",
+        "--repository",
+        hello_repo.origin_url,
+        "--image",
+        "registry.example:5443/acme/hello:1",
+    ]
+
+    missing = hello_repo.flowops("deploy", *deploy, *docker, check=False)
+    assert missing.returncode == 1
+    assert (
+        "production: work_pool.job_variables.registry_credentials: DockerRegistryCredentials block"
+        f" {block!r} (flowops.yaml image.registry_credentials) does not exist; run `flowops bootstrap`"
+    ) in missing.stderr
+    assert deployments(hello_repo.api_url, hello_repo.flow_name) == {}  # caught before anything changed
+
+    hello_repo.env.update(REGISTRY_USERNAME="acme-puller")
+    half = hello_repo.flowops("bootstrap")
+    assert f"block {block!r}: skipped ($REGISTRY_PASSWORD not set)" in half.stdout
+    hello_repo.env.update(REGISTRY_PASSWORD=password)
+    saved = hello_repo.flowops("bootstrap")
+    assert f"block {block!r}: created for registry registry.example:5443" in saved.stdout
+    assert password not in saved.stdout + saved.stderr
+    block_document = api(
+        hello_repo.api_url, f"block_types/slug/docker-registry-credentials/block_documents/name/{block}"
+    )
+
+    deployed = hello_repo.flowops("deploy", *deploy, *docker)
+    assert password not in deployed.stdout + deployed.stderr
+    production = deployments(hello_repo.api_url, hello_repo.flow_name)[f"{hello_repo.flow_name}/production"]
+    assert production["job_variables"] == {
+        "image_pull_policy": "IfNotPresent",  # the file's own job variables stay
+        "image": "registry.example:5443/acme/hello:1",
+        "registry_credentials": {"$ref": {"block_document_id": block_document["id"]}},
+    }
+    assert password not in json.dumps(deployments(hello_repo.api_url))
+    again = hello_repo.flowops("deploy", *deploy, *docker)
+    assert "nothing to deploy: the server already matches this commit" in again.stdout
+
+    process = hello_repo.flowops("deploy", *deploy, *pool_args())  # only Docker pools log in to a registry
+    production = deployments(hello_repo.api_url, hello_repo.flow_name)[f"{hello_repo.flow_name}/production"]
+    assert "registry_credentials" not in production["job_variables"], process.stdout

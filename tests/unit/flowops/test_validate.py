@@ -122,6 +122,22 @@ def test_the_sample_project_is_valid(sample_project):
             lambda c: deployment(c)["parameters"].update(name="ghp_" + "a" * 36),
             "staging: parameters.name: looks like a secret in plain text",
         ),
+        (
+            lambda c: deployment(c)["work_pool"].update(
+                job_variables={"registry_credentials": "{{ prefect.blocks.docker-registry-credentials.acme }}"}
+            ),
+            "work_pool.job_variables.registry_credentials: `prefect deploy` would store the registry's password",
+        ),
+        (
+            lambda c: deployment(c)["work_pool"].update(
+                job_variables={"registry_credentials": {"username": "acme", "password": "hunter2-hunter2"}}
+            ),
+            "work_pool.job_variables.registry_credentials: `prefect deploy` would store the registry's password",
+        ),
+        (
+            lambda c: deployment(c)["parameters"].update(name={"$ref": {"block_document_id": "0f0e"}}),
+            "parameters.name.$ref.block_document_id: a block reference here is resolved at deploy time",
+        ),
         (lambda c: deployment(c).update(tags=["branch:main"]), "staging: tags: 'branch:main' is set by flowops"),
         (
             lambda c: deployment(c).update(schedulez=[]),
@@ -188,6 +204,13 @@ def test_validating_one_branch_checks_only_the_file_it_deploys(sample_project):
         (
             "project: 'acme/hello world'\nenvironments: {a: {branch: main, file: x}}\nbranch_deployments_from: a\n",
             "project: String should match pattern",
+        ),
+        (
+            (
+                "project: acme/hello\nenvironments: {a: {branch: main, file: x}}\nbranch_deployments_from: a\n"
+                "image: {name: ghcr.io/acme/flows, registry_credentials: Acme Registry}\n"
+            ),
+            "image.registry_credentials: String should match pattern",
         ),
     ],
 )
