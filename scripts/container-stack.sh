@@ -2,6 +2,8 @@
 # A local container stack without a Docker engine: podman's Docker-compatible API socket, a registry on
 # 127.0.0.1:5000 and a Debian base image built with debootstrap (nothing is pulled from a public registry).
 # The host's extra CA certificates are trusted inside the image (for machines behind TLS-intercepting proxies).
+# A second registry, localhost:5443, is private like ghcr.io's packages: TLS with the stack's own CA, and a login
+# (user `flowops`, a password generated once, in $STACK_DIR/auth-registry/password).
 #
 #   bash scripts/container-stack.sh up      # install what is missing, start the services (idempotent)
 #   bash scripts/container-stack.sh env     # the exports that point docker clients at it: eval "$(... env)"
@@ -13,6 +15,10 @@ set -euo pipefail
 STACK_DIR=${FLOWOPS_STACK_DIR:-/var/tmp/flowops-containers}
 REGISTRY=127.0.0.1:5000
 BASE_IMAGE=localhost:5000/debian-base:bookworm
+AUTH_REGISTRY=localhost:5443
+AUTH_DIR=$STACK_DIR/auth-registry
+# podman (the Docker API) trusts a registry's own CA from here; the docker CLI reads /etc/docker/certs.d alike
+CERTS_D=/etc/containers/certs.d/$AUTH_REGISTRY
 
 exports() {
   cat <<ENV
@@ -22,6 +28,8 @@ export CONTAINERS_REGISTRIES_CONF=$STACK_DIR/registries.conf
 export DOCKER_HOST=unix://$STACK_DIR/podman.sock
 export FLOWOPS_CONTAINER_STACK=$STACK_DIR
 export FLOWOPS_BASE_IMAGE=$BASE_IMAGE
+export FLOWOPS_AUTH_REGISTRY=$AUTH_REGISTRY
+export FLOWOPS_AUTH_REGISTRY_DIR=$AUTH_DIR
 ENV
 }
 
@@ -37,13 +45,15 @@ wait_for() {  # wait_for DESCRIPTION COMMAND...: up to 30 s
 
 install_packages() {
   local missing=()
-  for tool in podman docker-registry debootstrap runc; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+  for tool in podman docker-registry debootstrap runc htpasswd openssl; do
+    command -v "$tool" >/dev/null || missing+=("$tool")
+  done
   [ ${#missing[@]} -eq 0 ] && return 0
   echo "container-stack: installing ${missing[*]} (Debian packages)"
   apt-get update -qq
   # runc, not crun: crun refuses hybrid cgroup v1/v2 hosts ("cgroups in hybrid mode not supported").
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    podman buildah docker-registry debootstrap runc uidmap slirp4netns fuse-overlayfs >/dev/null
+    podman buildah docker-registry debootstrap runc uidmap slirp4netns fuse-overlayfs apache2-utils openssl >/dev/null
 }
 
 write_config() {
@@ -90,6 +100,47 @@ start_registry() {
   wait_for "the registry on $REGISTRY" curl -sf "http://$REGISTRY/v2/"
 }
 
+auth_registry_files() {  # the CA, the registry's certificate and its htpasswd file: made once, kept
+  mkdir -p "$AUTH_DIR/data"
+  if [ ! -f "$AUTH_DIR/ca.crt" ]; then
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=flowops container stack CA" \
+      -keyout "$AUTH_DIR/ca.key" -out "$AUTH_DIR/ca.crt" 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+      -keyout "$AUTH_DIR/registry.key" -out "$AUTH_DIR/registry.csr" 2>/dev/null
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >"$AUTH_DIR/san.ext"
+    openssl x509 -req -in "$AUTH_DIR/registry.csr" -CA "$AUTH_DIR/ca.crt" -CAkey "$AUTH_DIR/ca.key" \
+      -CAcreateserial -days 3650 -extfile "$AUTH_DIR/san.ext" -out "$AUTH_DIR/registry.crt" 2>/dev/null
+  fi
+  if [ ! -f "$AUTH_DIR/password" ]; then
+    (umask 077 && openssl rand -hex 16 >"$AUTH_DIR/password")
+    htpasswd -Bbn flowops "$(cat "$AUTH_DIR/password")" >"$AUTH_DIR/htpasswd"
+  fi
+  mkdir -p "$CERTS_D"
+  cp "$AUTH_DIR/ca.crt" "$CERTS_D/ca.crt"
+  cat >"$AUTH_DIR/registry.yml" <<CONF
+version: 0.1
+storage:
+  filesystem: {rootdirectory: $AUTH_DIR/data}
+  delete: {enabled: true}
+auth:
+  htpasswd: {realm: flowops-container-stack, path: $AUTH_DIR/htpasswd}
+http:
+  addr: 127.0.0.1:5443
+  tls: {certificate: $AUTH_DIR/registry.crt, key: $AUTH_DIR/registry.key}
+CONF
+}
+
+auth_registry_answers() {  # over TLS, asking for a login: up and configured as it should be
+  [ "$(curl -s -o /dev/null -w '%{http_code}' --cacert "$AUTH_DIR/ca.crt" "https://$AUTH_REGISTRY/v2/")" = 401 ]
+}
+
+start_auth_registry() {
+  if auth_registry_answers; then return 0; fi
+  nohup docker-registry serve "$AUTH_DIR/registry.yml" >"$STACK_DIR/auth-registry.log" 2>&1 &
+  echo $! >"$STACK_DIR/auth-registry.pid"
+  wait_for "the private registry on $AUTH_REGISTRY" auth_registry_answers
+}
+
 build_base_image() {
   if podman image exists "$BASE_IMAGE"; then return 0; fi
   local rootfs=$STACK_DIR/rootfs
@@ -123,15 +174,18 @@ up() {
   write_config
   eval "$(exports)"
   start_registry
+  auth_registry_files
+  start_auth_registry
   build_base_image
   # Published, so that `FROM $BASE_IMAGE` works with pull=True (prefect-docker's default).
   podman push --quiet "$BASE_IMAGE" "$BASE_IMAGE" >/dev/null 2>&1
   start_api_socket
-  echo "container-stack: up (DOCKER_HOST=$DOCKER_HOST, registry $REGISTRY, base image $BASE_IMAGE)"
+  echo "container-stack: up (DOCKER_HOST=$DOCKER_HOST, registry $REGISTRY, private registry $AUTH_REGISTRY," \
+    "base image $BASE_IMAGE)"
 }
 
 down() {
-  for service in podman-service registry; do
+  for service in podman-service registry auth-registry; do
     if running "$service"; then kill "$(cat "$STACK_DIR/$service.pid")"; fi
     rm -f "$STACK_DIR/$service.pid"
   done

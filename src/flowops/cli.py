@@ -280,6 +280,9 @@ def _deploy(project, rendered, work_pool_type=None, force=False, verbose=False, 
         print(result.prefect_output, file=sys.stderr)
     for pool in result.pools_created:
         print(f"created work pool {pool!r}")
+    for pool in result.pools_logging_in:
+        block = project.config.image.registry_credentials
+        print(f"work pool {pool!r}: its workers log in to the registry with block {block!r} (the pool's default)")
     print(plan_text(result.plan).replace("Plan for", "Deployed", 1))
     if not result.deployed:
         print("nothing to deploy: the server already matches this commit")
@@ -494,8 +497,8 @@ def _run(deployment: str, parameters: dict[str, Any], wait: bool, timeout: float
     print(f"flow run {result.flow_run_name} ({result.flow_run_id}): {result.state_name}")
     if not wait:
         return 0
-    if not result.completed and result.message:
-        print(f"error: {result.message}", file=sys.stderr)
+    if not result.completed and result.message:  # one line, however Prefect or the worker wrapped it
+        print(f"error: {' '.join(result.message.split())}", file=sys.stderr)
     return 0 if result.completed else 1
 
 

@@ -25,7 +25,7 @@ from .image import ImageError, ImageRef, base_image_override, image_tag
 from .lock import environment_lock
 from .plan import DELETE, DesiredDeployment, Plan, plan_changes
 from .prefect_deploy import prefect_deploy_all
-from .project import DeploymentFile, Project, Target
+from .project import CONFIG_FILE, DeploymentFile, Project, Target
 from .render import (
     BRANCH_TAG_PREFIX,
     COMMIT_TAG_PREFIX,
@@ -123,7 +123,10 @@ class ServerFacts:
     """What deploy learns from the server before it changes anything."""
 
     pool_types: dict[str, str | None]  # each work pool the file names: its type, None when unknown
-    registry_reference: dict[str, Any] | None = None  # job variable of Docker pools: the credentials block, by id
+    # The Docker pools whose `registry_credentials` default must become this reference to the block flowops.yaml
+    # names (image.registry_credentials): the job variable their workers log in to the image's registry with.
+    registry_reference: dict[str, Any] | None = None
+    pools_to_log_in: list[str] = field(default_factory=list)
 
 
 def check_against_server(
@@ -175,48 +178,62 @@ def check_against_server(
                     f"GitHubCredentials block {block!r} does not exist; run `flowops bootstrap` with FLOWOPS_GIT_TOKEN set"
                     " (or pass --repository for a public or local clone)",
                 )
-    facts = ServerFacts(pool_types)
-    docker = [d for d in rendered.content["deployments"] if pool_types.get(d["work_pool"]["name"]) in DOCKER_POOL_TYPES]
     block = project.config.image.registry_credentials if project.config.image else None
-    if block and docker:
-        block_id = prefect_api.block_document_id(prefect_api.REGISTRY_CREDENTIALS_BLOCK_TYPE, block)
-        if block_id is None:
-            for deployment in docker:
-                problems.append(
-                    Problem(
-                        rendered.label,
-                        deployment["name"],
-                        "work_pool.job_variables.registry_credentials",
-                        f"DockerRegistryCredentials block {block!r} (flowops.yaml image.registry_credentials) does"
-                        " not exist; run `flowops bootstrap` with REGISTRY_USERNAME and REGISTRY_PASSWORD set",
-                    )
+    docker_pools = sorted(pool for pool, pool_type in pool_types.items() if pool_type in DOCKER_POOL_TYPES)
+    if not (block and docker_pools):
+        return problems, ServerFacts(pool_types)
+    block_id = prefect_api.block_document_id(prefect_api.REGISTRY_CREDENTIALS_BLOCK_TYPE, block)
+    if block_id is None:
+        problems.append(
+            Problem(
+                str((project.deployments_dir / CONFIG_FILE).relative_to(project.root)),
+                None,
+                "image.registry_credentials",
+                f"DockerRegistryCredentials block {block!r} does not exist (work pool {docker_pools[0]!r} would pull"
+                " the image with it); run `flowops bootstrap` with REGISTRY_USERNAME and REGISTRY_PASSWORD set",
+            )
+        )
+        return problems, ServerFacts(pool_types)
+    reference = registry_reference(block_id)
+    to_log_in = []
+    for pool in docker_pools:
+        current = pools[pool].registry_credentials_default if pools[pool] else None
+        if current == reference:
+            continue
+        other = _referenced_block_name(current)
+        if other:
+            problems.append(
+                Problem(
+                    rendered.label,
+                    None,
+                    "work_pool.name",
+                    f"work pool {pool!r} logs in to registries with block {other!r}, not {block!r}"
+                    " (flowops.yaml image.registry_credentials): give this project a Docker pool of its own",
                 )
-        else:
-            facts = ServerFacts(pool_types, registry_reference(block_id))
-    return problems, facts
+            )
+        to_log_in.append(pool)
+    return problems, ServerFacts(pool_types, reference, to_log_in)
 
 
 def registry_reference(block_id) -> dict[str, Any]:
-    """A job variable that names a block by id: Prefect's workers resolve it as they start a run. Written through
-    the API only: `prefect deploy` would resolve it there and then, and store the password on the deployment."""
+    """A job variable's value that names a block by id: the server and the workers resolve it when a run
+    starts. It can only be a work pool's default: the server refuses it in a deployment's job variables, and
+    `prefect deploy` resolves any block reference there, storing the password on the deployment."""
     return {"$ref": {"block_document_id": str(block_id)}}
 
 
-def desired_deployments(
-    project: Project, rendered: Rendered, facts: ServerFacts | None = None
-) -> list[DesiredDeployment]:
-    """The deployments as the server should hold them once deployed: the rendered file with `{{ $VAR }}` applied,
-    and Docker pools' registry credentials reference (which deploy writes after `prefect deploy`)."""
+def _referenced_block_name(default: Any) -> str | None:
+    """The name of the block a pool's default refers to, when that block still exists."""
+    block_id = default.get("$ref", {}).get("block_document_id") if isinstance(default, dict) else None
+    return prefect_api.block_document_name(block_id) if block_id else None
+
+
+def desired_deployments(project: Project, rendered: Rendered) -> list[DesiredDeployment]:
     from prefect.utilities.templating import apply_values
 
     desired = []
     for deployment in rendered.content["deployments"]:
         spec = apply_values(deployment, dict(os.environ), remove_notset=False)
-        pool = spec["work_pool"]["name"]
-        if facts and facts.registry_reference and facts.pool_types.get(pool) in DOCKER_POOL_TYPES:
-            job_variables = {**(spec["work_pool"].get("job_variables") or {})}
-            job_variables[REGISTRY_CREDENTIALS_VARIABLE] = facts.registry_reference
-            spec = {**spec, "work_pool": {**spec["work_pool"], "job_variables": job_variables}}
         pull = deployment.get("pull", rendered.content.get("pull")) or []
         desired.append(DesiredDeployment(spec, pull, inspect_entrypoint(project.root, deployment["entrypoint"])))
     return desired
@@ -231,15 +248,15 @@ def plan(
 
 
 def _plan_and_live(project: Project, rendered: Rendered, pool_type_for_overrides: str | None, rollback: bool):
-    """The plan, the deployments wanted, and the live ones it was made from: deploy's undo snapshot and prune
-    list."""
+    """The plan, what the server told, and the live deployments the plan was made from: deploy's undo snapshot
+    and prune list."""
     problems = check_rendered(project, rendered)
     if problems:
         raise ValidationFailed(problems)
     problems, facts = check_against_server(project, rendered, pool_type_for_overrides)
     if problems:
         raise ValidationFailed(problems)
-    desired = desired_deployments(project, rendered, facts)
+    desired = desired_deployments(project, rendered)
     live_by_name = prefect_api.read_deployments_by_name([d.full_name for d in desired])
     problems = _owned_elsewhere(rendered, live_by_name)
     if problems:
@@ -248,7 +265,7 @@ def _plan_and_live(project: Project, rendered: Rendered, pool_type_for_overrides
     live_of_branch = prefect_api.read_tagged_deployments(ownership_tags(project.config.project, rendered.target.branch))
     slug = branch_slug(rendered.target.branch)
     the_plan = plan_changes(rendered.target.branch, slug, desired, live_by_name, live_of_branch)
-    return the_plan, desired, live_by_name, live_of_branch
+    return the_plan, facts, live_by_name, live_of_branch
 
 
 def _owned_elsewhere(rendered: Rendered, live_by_name: dict[str, prefect_api.LiveDeployment]) -> list[Problem]:
@@ -301,6 +318,7 @@ def _refuse_going_back(project: Project, rendered: Rendered, live, rollback: boo
 class DeployResult:
     plan: Plan
     pools_created: list[str] = field(default_factory=list)
+    pools_logging_in: list[str] = field(default_factory=list)  # Docker pools given the registry credentials block
     deployed: bool = False
     prefect_output: str = ""
 
@@ -322,7 +340,7 @@ def deploy(
 
 
 def _deploy(project, rendered, pool_type_for_overrides, force, on_plan, rollback) -> DeployResult:
-    the_plan, desired, before, live_of_branch = _plan_and_live(project, rendered, pool_type_for_overrides, rollback)
+    the_plan, facts, before, live_of_branch = _plan_and_live(project, rendered, pool_type_for_overrides, rollback)
     if on_plan:
         on_plan(the_plan)
     result = DeployResult(the_plan)
@@ -331,6 +349,9 @@ def _deploy(project, rendered, pool_type_for_overrides, force, on_plan, rollback
         pool_type = project.pool_type(pool) or pool_type_for_overrides
         if pool_type and prefect_api.ensure_work_pool(pool, pool_type):
             result.pools_created.append(pool)
+    for pool in facts.pools_to_log_in:
+        prefect_api.set_pool_default(pool, REGISTRY_CREDENTIALS_VARIABLE, facts.registry_reference)
+        result.pools_logging_in.append(pool)
 
     if the_plan.needs_deploy or force:
         names = [change.full_name for change in the_plan.changes if change.action != DELETE]
@@ -339,40 +360,22 @@ def _deploy(project, rendered, pool_type_for_overrides, force, on_plan, rollback
             prefect_file.write_text(rendered.as_yaml())
             outcome = prefect_deploy_all(prefect_file, project.root)
         result.prefect_output = outcome.output
-        failure = None if outcome.succeeded else f"prefect deploy exited with {outcome.exit_code}"
-        if failure is None:
-            try:
-                _write_api_only_job_variables(desired)
-            except prefect_api.PrefectAPIError as error:
-                failure = str(error)
-        if failure:
+        if not outcome.succeeded:
             try:
                 _undo(names, before, rendered)
             except prefect_api.PrefectAPIError as error:
-                raise DeployFailed(f"{failure}, and undoing it failed: {error}", outcome.output) from None
-            raise DeployFailed(f"{failure}; the server was put back as it was", outcome.output)
+                raise DeployFailed(
+                    f"prefect deploy exited with {outcome.exit_code}, and undoing it failed: {error}", outcome.output
+                ) from None
+            raise DeployFailed(
+                f"prefect deploy exited with {outcome.exit_code}; the server was put back as it was", outcome.output
+            )
         result.deployed = True
 
     stale = {change.full_name for change in the_plan.of(DELETE)}
     if stale:
         prefect_api.delete_deployments([d for d in live_of_branch if d.full_name in stale])
     return result
-
-
-def _write_api_only_job_variables(desired: list[DesiredDeployment]) -> None:
-    """Give the deployments `prefect deploy` just wrote the job variables it must not see: the registry
-    credentials reference. Until this lands, a worker starting one of them pulls without logging in."""
-    wanted = {
-        d.full_name: d.spec["work_pool"]["job_variables"]
-        for d in desired
-        if REGISTRY_CREDENTIALS_VARIABLE in (d.spec["work_pool"].get("job_variables") or {})
-    }
-    if wanted:
-        live = prefect_api.read_deployments_by_name(list(wanted))
-        missing = sorted(set(wanted) - set(live))
-        if missing:
-            raise prefect_api.PrefectAPIError(f"{missing[0]} is not on the server after prefect deploy")
-        prefect_api.set_job_variables({live[name].id: variables for name, variables in wanted.items()})
 
 
 def _undo(names: list[str], before: dict[str, prefect_api.LiveDeployment], rendered: Rendered) -> None:

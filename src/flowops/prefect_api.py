@@ -167,6 +167,10 @@ class WorkPoolInfo:
     type: str
     job_variables_schema: dict[str, Any]  # what the server checks a deployment's job variables against
 
+    @property
+    def registry_credentials_default(self) -> Any:
+        return self.job_variables_schema.get("properties", {}).get("registry_credentials", {}).get("default")
+
 
 def read_work_pool(name: str) -> WorkPoolInfo | None:
     """The work pool `name` on the server, or None when it does not exist."""
@@ -174,6 +178,23 @@ def read_work_pool(name: str) -> WorkPoolInfo | None:
     if pool is None:
         return None
     return WorkPoolInfo(pool.type, (pool.base_job_template or {}).get("variables") or {})
+
+
+def set_pool_default(name: str, variable: str, value: Any) -> None:
+    """Make `value` the default of the pool's job variable `variable`: what every run in the pool gets unless its
+    deployment sets it. A block reference there is resolved by the server and the worker as a run starts."""
+    from prefect.client.schemas.actions import WorkPoolUpdate
+
+    pool = _read_work_pool(name)
+    if pool is None:
+        raise PrefectAPIError(f"work pool {name!r} does not exist")
+    template = pool.base_job_template or {}
+    properties = template.get("variables", {}).get("properties", {})
+    if variable not in properties:
+        raise PrefectAPIError(f"work pool {name!r} ({pool.type}) has no job variable {variable!r}")
+    properties[variable]["default"] = value
+    with _calling(f"setting {variable} on work pool {name!r}"), _client() as client:
+        client.update_work_pool(name, WorkPoolUpdate(base_job_template=template))
 
 
 def default_job_variables_schema(pool_type: str) -> dict[str, Any]:
@@ -231,6 +252,17 @@ def _default_base_job_template(pool_type: str) -> dict[str, Any]:
 
 def block_exists(block_type: str, name: str) -> bool:
     return block_document_id(block_type, name) is not None
+
+
+def block_document_name(block_id: str) -> str | None:
+    """The name of the block with id `block_id`, or None when there is none."""
+    from prefect.exceptions import ObjectNotFound
+
+    with _calling(f"reading block {block_id}"), _client() as client:
+        try:
+            return client.read_block_document(UUID(str(block_id)), include_secrets=False).name
+        except (ObjectNotFound, ValueError):
+            return None
 
 
 def block_document_id(block_type: str, name: str) -> UUID | None:
@@ -298,16 +330,6 @@ def read_registry_credentials(name: str) -> RegistryLogin | None:
     password = data.get("password")
     password = password.get_secret_value() if hasattr(password, "get_secret_value") else str(password or "")
     return RegistryLogin(str(data.get("username") or ""), password, str(data.get("registry_url") or ""))
-
-
-def set_job_variables(deployments: dict[UUID, dict[str, Any]]) -> None:
-    """Write each deployment's job variables as given: through the API, where a block reference stays a reference
-    (`prefect deploy` would resolve it and store the block's data)."""
-    from prefect.client.schemas.actions import DeploymentUpdate
-
-    with _calling("writing job variables"), _client() as client:
-        for deployment_id, job_variables in deployments.items():
-            client.update_deployment(deployment_id, DeploymentUpdate(job_variables=job_variables))
 
 
 @dataclass(frozen=True)

@@ -218,7 +218,7 @@ class _FileChecker:
             self.problem(
                 "work_pool.job_variables.registry_credentials",
                 "`prefect deploy` would store the registry's password on the deployment; name the block in"
-                " flowops.yaml (image.registry_credentials) and deploy points Docker pools at it",
+                " flowops.yaml (image.registry_credentials): deploy makes it the Docker pool's default",
             )
 
     def check_pull_steps(self, steps: Any, field: str) -> None:

@@ -42,10 +42,10 @@ class Repo:
     def origin_url(self) -> str:
         return self.origin.resolve().as_uri()
 
-    def flowops(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    def flowops(self, *args: str, check: bool = True, env_extra: dict | None = None) -> subprocess.CompletedProcess:
         result = subprocess.run(
             [sys.executable, "-m", "flowops", "-C", str(self.path), *args],
-            env=self.env, capture_output=True, text=True, check=False, timeout=300,
+            env={**self.env, **(env_extra or {})}, capture_output=True, text=True, check=False, timeout=300,
         )  # fmt: skip
         if check and result.returncode != 0:
             raise AssertionError(

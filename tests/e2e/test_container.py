@@ -1,6 +1,8 @@
 """Production's shape, for real, on this machine: the flows' image built with prefect-docker's steps and pushed to
-a registry, a Docker work pool (host networking) whose worker runs each flow run in a container that git-clones
-the code from origin and loads rows into PostgreSQL. A code-only commit builds nothing and runs the new code.
+a private registry (TLS, a login), a Docker work pool (host networking) whose worker, on a podman storage of its
+own that has never seen the image, logs in with the DockerRegistryCredentials block, pulls, and runs each flow run
+in a container that git-clones the code from origin and loads rows into PostgreSQL. A code-only commit builds
+nothing and runs the new code; a wrong password fails the next pull with one line, and no password is logged.
 
 Needs the local container stack: `bash scripts/container-stack.sh up` and `eval "$(bash scripts/container-stack.sh
 env)"` (.ci/run does both). Elsewhere these tests are skipped, saying so.
@@ -13,14 +15,18 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 import threading
+import time
 import uuid
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
+import docker
 import psycopg
 import pytest
 
-from flowops.local import free_port
+from flowops.local import Worker, free_port
 from tests.e2e.conftest import ROOT, _repo, api, deployments, flow_run_logs, run_id
 
 pytestmark = pytest.mark.container
@@ -52,15 +58,63 @@ def http_files(tmp_path):
     server.shutdown()
 
 
+@pytest.fixture
+def private_registry(container_stack) -> tuple[str, str, Path]:
+    """The stack's registry that wants a login, over TLS: (host, password of user `flowops`, its CA)."""
+    folder = Path(os.environ["FLOWOPS_AUTH_REGISTRY_DIR"])
+    return os.environ["FLOWOPS_AUTH_REGISTRY"], (folder / "password").read_text().strip(), folder / "ca.crt"
+
+
+@pytest.fixture
+def fresh_docker_host(container_stack):
+    """A second podman API service on a storage of its own, empty: a worker machine that never pulled the image.
+    Yields its DOCKER_HOST and the service's log."""
+    stack = Path(os.environ["FLOWOPS_CONTAINER_STACK"])
+    root = Path(tempfile.mkdtemp(prefix="fresh-", dir=stack))  # short: a socket path has a length limit
+    (root / "storage.conf").write_text(
+        f'[storage]\ndriver = "overlay"\ngraphroot = "{root}/storage"\nrunroot = "{root}/run"\n'
+    )
+    # its own libpod state too: only the registries and engine settings are shared
+    containers_conf = (stack / "containers.conf").read_text().replace(str(stack / "tmp"), str(root / "tmp"))
+    (root / "containers.conf").write_text(containers_conf)
+    env = {
+        **os.environ,
+        "CONTAINERS_STORAGE_CONF": str(root / "storage.conf"),
+        "CONTAINERS_CONF": str(root / "containers.conf"),
+    }
+    socket, log = root / "podman.sock", root / "service.log"
+    with log.open("w") as output:
+        service = subprocess.Popen(
+            ["podman", "system", "service", "--time=0", f"unix://{socket}"], env=env, stdout=output, stderr=output,
+            start_new_session=True,
+        )  # fmt: skip
+    for _ in range(60):
+        if socket.exists():
+            break
+        time.sleep(0.5)
+    try:
+        yield f"unix://{socket}", log
+    finally:
+        subprocess.run(["podman", "rmi", "--all", "--force"], env=env, capture_output=True, check=False)
+        service.terminate()
+        service.wait(30)
+        subprocess.run(["podman", "system", "reset", "--force"], env=env, capture_output=True, check=False)
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def test_a_docker_pool_runs_the_flow_in_the_flows_image_and_a_code_only_change_builds_nothing(
-    container_stack, tmp_path, prefect_server, postgres_url, table_name, git_daemon, http_files, sample_month
-):
+    tmp_path, prefect_server, postgres_url, table_name, git_daemon, http_files, sample_month, private_registry,
+    fresh_docker_host,
+):  # fmt: skip
+    registry, password, ca = private_registry
+    docker_host, podman_log = fresh_docker_host
     sources = {name: ROOT / name for name in ("flows", "deployments")}
     repo = _repo(sources, tmp_path, prefect_server, {"ECOMMERCE_DATABASE_URL": postgres_url})
     for name in ("Dockerfile", ".dockerignore", "pyproject.toml", "uv.lock"):
         shutil.copy(ROOT / name, repo.path / name)
     repo.commit("the image's inputs", push=["main"])
-    repo.env.update(FLOWOPS_IMAGE_NAME="localhost:5000/flowops-flows-e2e")
+    # the registry's certificate is signed by the stack's own CA: flowops asks it over https, trusting that CA
+    repo.env.update(FLOWOPS_IMAGE_NAME=f"{registry}/flowops-flows-e2e", SSL_CERT_FILE=str(ca))
     build_arg = f"BASE_IMAGE={os.environ.get('FLOWOPS_BASE_IMAGE', 'localhost:5000/debian-base:bookworm')}"
     folder, base_url = http_files
     shutil.copy(sample_month, folder / sample_month.name)
@@ -75,13 +129,7 @@ def test_a_docker_pool_runs_the_flow_in_the_flows_image_and_a_code_only_change_b
         "--timeout",
         RUN_TIMEOUT,
     ]
-
-    first = repo.flowops("image", "ensure", "--build-arg", build_arg)
-    assert re.match(
-        r"(built and pushed|present:) localhost:5000/flowops-flows-e2e:flows-[0-9a-f]{12}",
-        first.stdout.splitlines()[-1],
-    )
-    repo.flowops(
+    bootstrap = [
         "bootstrap",
         "--work-pool",
         pool,
@@ -93,18 +141,34 @@ def test_a_docker_pool_runs_the_flow_in_the_flows_image_and_a_code_only_change_b
         "auto_remove=true",
         "--default",  # the operator lets the flow read plain http from the test's file server
         f'env={{"ECOMMERCE_ALLOWED_URLS": "{base_url}/"}}',
+    ]
+
+    unauthenticated = repo.flowops("image", "ensure", "--build-arg", build_arg, check=False)
+    assert unauthenticated.returncode == 1
+    assert f"error: registry {registry} wants a login" in unauthenticated.stderr
+    saved = repo.flowops(*bootstrap, env_extra={"REGISTRY_USERNAME": "flowops", "REGISTRY_PASSWORD": password})
+    assert f"block 'flowops-registry': created for registry {registry}" in saved.stdout
+    first = repo.flowops("image", "ensure", "--build-arg", build_arg)  # no credentials in its environment
+    assert "registry credentials: block 'flowops-registry'" in first.stderr
+    assert re.match(
+        rf"(built and pushed|present:) {registry}/flowops-flows-e2e:flows-[0-9a-f]{{12}}", first.stdout.splitlines()[-1]
     )
     repo.flowops("deploy", "--branch", "main", *deploy)
     image = repo.flowops("image", "tag", "--ref").stdout.strip()
+    production = deployments(repo.api_url)["ecommerce-events/production"]
+    assert production["job_variables"]["image"] == image  # filled in by the deploy: the flows' image
+    assert "registry_credentials" not in production["job_variables"]  # the pool's default refers to the block
 
-    with repo.worker(pool) as worker:
+    worker_env = {**repo.env_for_runs, "DOCKER_HOST": docker_host}
+    worker = Worker(repo.api_url, pool, repo.home / "worker", env=worker_env)
+    with worker:
         result = repo.flowops("run", "ecommerce-events/production", *run)
         assert result.stdout.rstrip().endswith(": Completed"), result.stdout + worker.log()[-3000:]
         with psycopg.connect(postgres_url) as connection:
             assert connection.execute(f"select count(*) from {table_name}").fetchone() == (50_000,)
-        production = deployments(repo.api_url)["ecommerce-events/production"]
-        assert production["job_variables"]["image"] == image  # filled in by the deploy: the flows' image
         flow_run = api(repo.api_url, f"flow_runs/{run_id(result.stdout)}")
+        assert "Logging into Docker registry..." in worker.log()
+        assert f"Pulling image '{image}'" in worker.log()  # its storage had never seen it
         assert f"Docker container '{flow_run['name']}' has status 'running'" in worker.log()
         assert re.search(r"[0-9a-f]{64}$", flow_run["infrastructure_pid"] or "")  # <docker host>:<container id>
 
@@ -123,3 +187,22 @@ def test_a_docker_pool_runs_the_flow_in_the_flows_image_and_a_code_only_change_b
         result = repo.flowops("run", "ecommerce-events/production", *run)
         assert result.stdout.rstrip().endswith(": Completed"), result.stdout + worker.log()[-3000:]
         assert "code revision 2" in flow_run_logs(repo.api_url, run_id(result.stdout), containing="code revision 2")
+
+        # The password changes (rotated, mistyped): a worker that must pull again fails, saying why, on one line.
+        wrong = f"wrong-{uuid.uuid4().hex}"
+        repo.flowops(*bootstrap, env_extra={"REGISTRY_USERNAME": "flowops", "REGISTRY_PASSWORD": wrong})
+        docker.DockerClient(base_url=docker_host).images.remove(image, force=True)  # a new machine, or a new tag
+        failed = repo.flowops("run", "ecommerce-events/production", *run, check=False)
+        assert failed.returncode == 1
+        [error] = [line for line in failed.stderr.splitlines() if line.startswith("error:")]
+        assert re.search(
+            rf"login attempt to (https://)?{re.escape(registry)}(/v2/)? failed with status: 401 Unauthorized", error
+        ), failed.stderr
+    flow_runs = api(repo.api_url, "flow_runs/filter", {})
+    logs = api(repo.api_url, "logs/filter", {})
+    everything = "\n".join([
+        worker.log(), podman_log.read_text(), failed.stdout, failed.stderr, saved.stdout, saved.stderr,
+        first.stdout, first.stderr, str(flow_runs), str(logs), str(deployments(repo.api_url)),
+    ])  # fmt: skip
+    assert password not in everything
+    assert wrong not in everything

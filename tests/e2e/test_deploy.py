@@ -254,8 +254,9 @@ def test_bootstrap_creates_the_declared_pools_and_blocks_once_and_never_prints_a
 
 
 def test_docker_pools_get_the_registry_credentials_block_by_reference_never_its_password(hello_repo):
-    """flowops.yaml names the block; bootstrap saves it for the image's registry; deploy points each Docker pool's
-    deployment at it by id, which the worker resolves as it starts a run: no deployment field holds the password."""
+    """flowops.yaml names the block; bootstrap saves it for the image's registry; deploy makes a reference to it the
+    Docker pool's `registry_credentials` default, which the server and the worker resolve as a run starts: no
+    deployment holds the password, and a pool that logs in with another block is not taken over."""
     block = f"hello-registry-{uuid.uuid4().hex[:8]}"
     password = f"registry-canary-{uuid.uuid4().hex}"
     edit_yaml(
@@ -263,23 +264,17 @@ def test_docker_pools_get_the_registry_credentials_block_by_reference_never_its_
         lambda config: config.update(image={"name": "registry.example:5443/acme/hello", "registry_credentials": block}),
     )
     hello_repo.commit("a private image", push=["main"])
-    docker = ["--work-pool", f"e2e-docker-{uuid.uuid4().hex[:8]}", "--work-pool-type", "docker"]
-    deploy = [
-        "--branch",
-        "main",
-        "--repository",
-        hello_repo.origin_url,
-        "--image",
-        "registry.example:5443/acme/hello:1",
-    ]
+    pool = f"e2e-docker-{uuid.uuid4().hex[:8]}"
+    deploy = ["deploy", "--branch", "main", "--repository", hello_repo.origin_url, "--image", "registry.example:5443/acme/hello:1"]  # fmt: skip
 
-    missing = hello_repo.flowops("deploy", *deploy, *docker, check=False)
+    missing = hello_repo.flowops(*deploy, "--work-pool", pool, "--work-pool-type", "docker", check=False)
     assert missing.returncode == 1
     assert (
-        "production: work_pool.job_variables.registry_credentials: DockerRegistryCredentials block"
-        f" {block!r} (flowops.yaml image.registry_credentials) does not exist; run `flowops bootstrap`"
+        f"error: deployments/flowops.yaml: image.registry_credentials: DockerRegistryCredentials block {block!r}"
+        f" does not exist (work pool {pool!r} would pull the image with it); run `flowops bootstrap`"
     ) in missing.stderr
     assert deployments(hello_repo.api_url, hello_repo.flow_name) == {}  # caught before anything changed
+    assert not any(p["name"] == pool for p in api(hello_repo.api_url, "work_pools/filter", {}))
 
     hello_repo.env.update(REGISTRY_USERNAME="acme-puller")
     half = hello_repo.flowops("bootstrap")
@@ -292,18 +287,34 @@ def test_docker_pools_get_the_registry_credentials_block_by_reference_never_its_
         hello_repo.api_url, f"block_types/slug/docker-registry-credentials/block_documents/name/{block}"
     )
 
-    deployed = hello_repo.flowops("deploy", *deploy, *docker)
+    deployed = hello_repo.flowops(*deploy, "--work-pool", pool, "--work-pool-type", "docker")
+    assert f"work pool {pool!r}: its workers log in to the registry with block {block!r}" in deployed.stdout
     assert password not in deployed.stdout + deployed.stderr
     production = deployments(hello_repo.api_url, hello_repo.flow_name)[f"{hello_repo.flow_name}/production"]
-    assert production["job_variables"] == {
-        "image_pull_policy": "IfNotPresent",  # the file's own job variables stay
-        "image": "registry.example:5443/acme/hello:1",
-        "registry_credentials": {"$ref": {"block_document_id": block_document["id"]}},
+    assert "registry_credentials" not in production["job_variables"]
+    variables = api(hello_repo.api_url, f"work_pools/{pool}")["base_job_template"]["variables"]
+    assert variables["properties"]["registry_credentials"]["default"] == {
+        "$ref": {"block_document_id": block_document["id"]}
     }
-    assert password not in json.dumps(deployments(hello_repo.api_url))
-    again = hello_repo.flowops("deploy", *deploy, *docker)
+    assert password not in json.dumps(
+        [deployments(hello_repo.api_url), api(hello_repo.api_url, "work_pools/filter", {})]
+    )
+    again = hello_repo.flowops(*deploy, "--work-pool", pool, "--work-pool-type", "docker")
     assert "nothing to deploy: the server already matches this commit" in again.stdout
+    assert "log in to the registry" not in again.stdout  # already so
 
-    process = hello_repo.flowops("deploy", *deploy, *pool_args())  # only Docker pools log in to a registry
-    production = deployments(hello_repo.api_url, hello_repo.flow_name)[f"{hello_repo.flow_name}/production"]
-    assert "registry_credentials" not in production["job_variables"], process.stdout
+    # A pool whose workers log in with another block belongs to another registry (or project): not taken over.
+    other = f"other-registry-{uuid.uuid4().hex[:8]}"
+    hello_repo.env.update(REGISTRY_PASSWORD="other-" + password)
+    edit_yaml(
+        hello_repo.path / "deployments" / "flowops.yaml",
+        lambda config: config["image"].update(registry_credentials=other),
+    )
+    hello_repo.commit("another registry block", push=["main"])
+    hello_repo.flowops("bootstrap")
+    before = server_state(hello_repo)
+    refused = hello_repo.flowops(*deploy, "--work-pool", pool, check=False)
+    assert refused.returncode == 1
+    assert f"work pool {pool!r} logs in to registries with block {block!r}, not {other!r}" in refused.stderr
+    assert server_state(hello_repo) == before
+    assert api(hello_repo.api_url, f"work_pools/{pool}")["base_job_template"]["variables"] == variables
