@@ -12,7 +12,7 @@ import uuid
 from flowops.branches import branch_slug
 from flowops.local import git
 from flowops.pull_request_comment import MARKER
-from tests.e2e.conftest import deployments
+from tests.e2e.conftest import api, deployments
 from tests.workflows.conftest import FLOW, deployment_names, event, git_clone_step
 
 BRANCH = "feature/Foo_Bar"  # the head branch of the pull requests in tests/fixtures/github_events
@@ -77,6 +77,11 @@ def test_a_pull_request_gets_branch_deployments_one_comment_and_a_teardown(repos
 def test_a_push_to_main_builds_and_pushes_the_image_then_deploys_production_with_it(repository, container_stack):
     name = f"localhost:5000/acme-flows-{uuid.uuid4().hex[:8]}"
     repository.variables.update(FLOWOPS_IMAGE_NAME=name, FLOWOPS_BASE_IMAGE=os.environ["FLOWOPS_BASE_IMAGE"])
+    # the operator's one-time bootstrap (Manual workflow): the block Docker workers pull the private image with
+    bootstrap = [sys.executable, "-m", "flowops", "-C", str(repository.path), "bootstrap"]
+    login = {"REGISTRY_USERNAME": "acme-bot", "REGISTRY_PASSWORD": "ghp_registrytoken0123456789"}
+    environment = {**os.environ, "PREFECT_API_URL": repository.api_url, "FLOWOPS_IMAGE_NAME": name, **login}
+    subprocess.run(bootstrap, env=environment, capture_output=True, check=True)
     sha = repository.commit("release")
     run = repository.act("deploy.yml", "push", event("push_main", HEAD_SHA=sha))
     assert run.job("flows image") == "succeeded", run.output[-3000:]
@@ -95,6 +100,13 @@ def test_a_push_to_main_builds_and_pushes_the_image_then_deploys_production_with
 
     production = deployments(repository.api_url, FLOW)[f"{FLOW}/production"]
     assert production["job_variables"]["image"] == image
+    block = api(
+        repository.api_url, "block_types/slug/docker-registry-credentials/block_documents/name/flowops-registry"
+    )
+    assert block["data"]["registry_url"] == "localhost:5000"
+    pool = api(repository.api_url, f"work_pools/{production['work_pool_name']}")
+    default = pool["base_job_template"]["variables"]["properties"]["registry_credentials"]["default"]
+    assert default == {"$ref": {"block_document_id": block["id"]}}  # workers log in with it
     assert {f"commit:{sha[:8]}", "env:production"} <= set(production["tags"])
     assert git_clone_step(production)["repository"] == repository.origin.as_uri()
     assert deployment_names(repository.api_url) == {"production"}

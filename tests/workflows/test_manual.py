@@ -30,9 +30,18 @@ def dispatch(repository, operation: str, branch: str = "main", **inputs: str):
 
 def test_every_dispatch_operation_and_the_refused_ones(repository, postgres_url, sample_month, table_name):
     api_url = repository.api_url
-    repository.secrets.update(ECOMMERCE_DATABASE_URL=postgres_url, FLOWOPS_GIT_TOKEN="ghp_dispatchtoken0123456789")
+    registry_password = "ghp_registrytoken0123456789"  # a token with read:packages
+    repository.secrets.update(
+        ECOMMERCE_DATABASE_URL=postgres_url,
+        FLOWOPS_GIT_TOKEN="ghp_dispatchtoken0123456789",
+        REGISTRY_USERNAME="acme-bot",
+        REGISTRY_PASSWORD=registry_password,
+    )
     run = dispatch(repository, "bootstrap")
     assert run.job("bootstrap") == "succeeded", run.output[-3000:]
+    registry = api(api_url, "block_types/slug/docker-registry-credentials/block_documents/name/flowops-registry")
+    assert registry["data"]["registry_url"] == "ghcr.io"  # the image name's registry (vars.FLOWOPS_IMAGE_NAME unset)
+    assert registry_password not in run.output
     pools = {pool["name"]: pool["type"] for pool in api(api_url, "work_pools/filter", {})}
     assert pools["ecommerce-production"] == "docker"
     assert pools["ecommerce-staging"] == "process"
