@@ -125,7 +125,9 @@ def main() -> int:
                     "--default",  # the runs read the mounted folder's files: the operator allows it
                     f'env={{"ECOMMERCE_DATA_DIR": "{folder}"}}',
                 ],
-                env,
+                # the registry login workers pull with (flowops.yaml image.registry_credentials); this registry is
+                # open, so any login will do
+                {**env, "REGISTRY_USERNAME": "bench", "REGISTRY_PASSWORD": "bench"},
                 ROOT,
             )
             deploy_started = time.perf_counter()

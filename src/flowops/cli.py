@@ -280,9 +280,6 @@ def _deploy(project, rendered, work_pool_type=None, force=False, verbose=False, 
         print(result.prefect_output, file=sys.stderr)
     for pool in result.pools_created:
         print(f"created work pool {pool!r}")
-    for pool in result.pools_logging_in:
-        block = project.config.image.registry_credentials
-        print(f"work pool {pool!r}: its workers log in to the registry with block {block!r} (the pool's default)")
     print(plan_text(result.plan).replace("Plan for", "Deployed", 1))
     if not result.deployed:
         print("nothing to deploy: the server already matches this commit")

@@ -265,7 +265,12 @@ def _plan_and_live(project: Project, rendered: Rendered, pool_type_for_overrides
     live_of_branch = prefect_api.read_tagged_deployments(ownership_tags(project.config.project, rendered.target.branch))
     slug = branch_slug(rendered.target.branch)
     the_plan = plan_changes(rendered.target.branch, slug, desired, live_by_name, live_of_branch)
-    return the_plan, facts, live_by_name, live_of_branch
+    block = project.config.image.registry_credentials if project.config.image else None
+    logging_in = [
+        f"work pool {pool!r}: its workers log in to the registry with block {block!r} (registry_credentials default)"
+        for pool in facts.pools_to_log_in
+    ]
+    return replace(the_plan, pool_changes=logging_in), facts, live_by_name, live_of_branch
 
 
 def _owned_elsewhere(rendered: Rendered, live_by_name: dict[str, prefect_api.LiveDeployment]) -> list[Problem]:
@@ -318,7 +323,6 @@ def _refuse_going_back(project: Project, rendered: Rendered, live, rollback: boo
 class DeployResult:
     plan: Plan
     pools_created: list[str] = field(default_factory=list)
-    pools_logging_in: list[str] = field(default_factory=list)  # Docker pools given the registry credentials block
     deployed: bool = False
     prefect_output: str = ""
 
@@ -349,9 +353,8 @@ def _deploy(project, rendered, pool_type_for_overrides, force, on_plan, rollback
         pool_type = project.pool_type(pool) or pool_type_for_overrides
         if pool_type and prefect_api.ensure_work_pool(pool, pool_type):
             result.pools_created.append(pool)
-    for pool in facts.pools_to_log_in:
+    for pool in facts.pools_to_log_in:  # before the deployments: their first runs may need to pull
         prefect_api.set_pool_default(pool, REGISTRY_CREDENTIALS_VARIABLE, facts.registry_reference)
-        result.pools_logging_in.append(pool)
 
     if the_plan.needs_deploy or force:
         names = [change.full_name for change in the_plan.changes if change.action != DELETE]

@@ -32,6 +32,7 @@ class Plan:
     branch: str
     slug: str
     changes: list[Change]
+    pool_changes: list[str] = field(default_factory=list)  # what deploy sets on work pools, said in words
 
     def of(self, action: str) -> list[Change]:
         return [change for change in self.changes if change.action == action]
@@ -46,7 +47,8 @@ class Plan:
 
     def as_dict(self) -> dict[str, Any]:
         counts = {action: len(self.of(action)) for action in (CREATE, UPDATE, UNCHANGED, DELETE)}
-        return {"branch": self.branch, "slug": self.slug, **counts, "changes": [c.as_dict() for c in self.changes]}
+        changes = [c.as_dict() for c in self.changes]
+        return {"branch": self.branch, "slug": self.slug, **counts, "changes": changes, "work_pools": self.pool_changes}
 
 
 @dataclass(frozen=True)

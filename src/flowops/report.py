@@ -15,6 +15,7 @@ def plan_text(plan: Plan) -> str:
     for change in plan.changes:
         detail = f"  ({', '.join(change.fields)})" if change.fields else ""
         lines.append(f"  {_SYMBOLS[change.action]} {change.action:<9} {change.full_name}{detail}")
+    lines += [f"  ~ {pool_change}" for pool_change in plan.pool_changes]
     lines.append(_counts(plan))
     return "\n".join(lines)
 
@@ -31,6 +32,7 @@ def plan_markdown(plan: Plan, title: str) -> str:
     for change in plan.changes:
         detail = f" ({', '.join(change.fields)})" if change.fields else ""
         rows.append(f"| {_SYMBOLS[change.action]} | `{change.full_name}` | {change.action}{detail} |")
+    rows += [f"| ~ | work pool | {pool_change} |" for pool_change in plan.pool_changes]
     rows += ["", _counts(plan), ""]
     return "\n".join(rows)
 
