@@ -101,7 +101,12 @@ def registry_has(ref: ImageRef, username: str | None = None, password: str | Non
                 try:
                     response = client.head(url, headers=headers)
                     break
-                except httpx.ConnectError:
+                except httpx.ConnectError as error:
+                    if "CERTIFICATE_VERIFY_FAILED" in str(error):
+                        raise ImageError(
+                            f"registry {ref.registry}: its TLS certificate is not trusted here (a private CA: point"
+                            " SSL_CERT_FILE at it)"
+                        ) from None
                     if scheme == "http" or not local:
                         raise
             if response.status_code == 401:

@@ -126,6 +126,32 @@ def test_rejected_registry_credentials_are_a_clear_error(registry):
         registry_has(ImageRef(f"{registry}/acme/flows", "flows-present"), "bot", "wrong")
 
 
+class _BasicRegistry(_Registry):
+    """A registry that wants Basic auth on every request (docker-registry with an htpasswd file)."""
+
+    def do_HEAD(self):
+        if self.headers.get("Authorization") != "Basic " + base64.b64encode(b"bot:pw").decode():
+            self._reply(401, b"", {"WWW-Authenticate": 'Basic realm="registry"'})
+            return
+        repository, tag = self.path.removeprefix("/v2/").rsplit("/manifests/", 1)
+        self._reply(200 if (repository, tag) == ("acme/flows", "flows-present") else 404, b"")
+
+
+def test_a_registry_that_wants_basic_auth_gets_it_and_a_missing_or_wrong_login_is_one_clear_error():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _BasicRegistry)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    registry = f"localhost:{server.server_port}"
+    try:
+        assert registry_has(ImageRef(f"{registry}/acme/flows", "flows-present"), "bot", "pw") is True
+        assert registry_has(ImageRef(f"{registry}/acme/flows", "flows-missing"), "bot", "pw") is False
+        with pytest.raises(ImageError, match=f"registry {registry} wants a login: set REGISTRY_USERNAME"):
+            registry_has(ImageRef(f"{registry}/acme/flows", "flows-present"))
+        with pytest.raises(ImageError, match=f"registry {registry} refused the login for .*: check the registry"):
+            registry_has(ImageRef(f"{registry}/acme/flows", "flows-present"), "bot", "wrong")
+    finally:
+        server.shutdown()
+
+
 @pytest.mark.parametrize(
     "realm", ["http://collector.example:8080/token", "https://evil.example/token", "http://127.0.0.2:1/token"]
 )
@@ -149,3 +175,11 @@ def test_which_realms_may_receive_the_credentials(realm, registry, allowed):
     from flowops.image import _may_receive_credentials
 
     assert _may_receive_credentials(realm, registry) is allowed
+
+
+@pytest.mark.parametrize(
+    ("name", "login"),
+    [("ghcr.io/acme/flows", "ghcr.io"), ("acme/flows", "index.docker.io"), ("localhost:5443/flows", "localhost:5443")],
+)
+def test_the_registry_a_login_is_saved_for_is_the_one_docker_login_names(name, login):
+    assert ImageRef(name, "t").login_registry == login
