@@ -3,6 +3,7 @@
 SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 DEMO_ROWS ?= 100000
+DEPLOYMENTS ?= 1
 
 .PHONY: help setup demo ingest-demo test test-unit workflows containers lint bench bench-deploy
 
@@ -41,5 +42,5 @@ lint: setup  ## every pre-commit hook on every file: ruff, uv.lock, shellcheck, 
 bench: setup  ## ingest benchmark: psql \copy vs the ingest command vs pandas.to_sql (needs PostgreSQL)
 	$(UV) run python scripts/bench_ingest.py
 
-bench-deploy: setup  ## deploy benchmark: flowops deploy/plan/validate vs a bare prefect deploy --all
-	$(UV) run python scripts/bench_deploy.py --loop
+bench-deploy: setup  ## deploy benchmark vs a bare prefect deploy --all; N deployments: make bench-deploy DEPLOYMENTS="1 100"
+	$(UV) run python scripts/bench_deploy.py --deployments $(DEPLOYMENTS) --loop

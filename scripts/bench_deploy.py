@@ -1,15 +1,23 @@
-"""How long flowops' commands take against a local Prefect server, next to a bare `prefect deploy --all`.
+"""How long flowops' commands take against a local Prefect server, next to a bare `prefect deploy --all`, as the
+number of deployments grows.
 
-Each command runs as a whole process (as CI runs it), alternating, 5 times; the table shows medians.
-`flowops deploy --force` does everything a deploy does (validate, plan, pools, prefect deploy, prune) on the
-same rendered file the bare `prefect deploy --all` gets, so their ratio is flowops' overhead (goal: <= 1.2).
+For each N of `--deployments`, a clone of this commit gets a staging file of N deployments (copies of its first),
+deployed once for a branch. Then, `--repeats` times, alternating, each a whole process (as CI runs them):
 
-    uv run python scripts/bench_deploy.py [--repeats 5] [--loop]
+- a new commit that edits one deployment, then `flowops deploy` (every deployment's pin and commit tag move);
+- a bare `prefect deploy --all` of the same rendered file (what flowops would be without its plan);
+- `flowops deploy` again (nothing changed), `flowops plan`, `flowops validate`.
+
+The table shows medians, and ratios from the same run: deploy / bare deploy at each N, and each command's time at
+the largest N / at the smallest (flat in N is the goal for the ones that change nothing).
+
+    uv run python scripts/bench_deploy.py [--deployments 1 100] [--repeats 3] [--loop]
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import subprocess
 import sys
@@ -17,68 +25,102 @@ import tempfile
 import time
 from pathlib import Path
 
-from flowops.local import PrefectServer, base_environment, make_origin
+import yaml
+
+from flowops.local import PrefectServer, base_environment, git, make_origin
 
 ROOT = Path(__file__).resolve().parent.parent
 POOL = "bench-process"
 BRANCH = "bench/deploy"
+STAGING_FILE = Path("deployments/staging/prefect.yaml")
+NEW_COMMIT = "flowops deploy, new commit (1 edited)"
+BARE = "prefect deploy --all (rendered file)"
+UNCHANGED = "flowops deploy (nothing changed)"
+PLAN = "flowops plan"
+VALIDATE = "flowops validate"
 
 
-def timed(command: list[str], env: dict[str, str]) -> float:
+def timed(command: list[str], env: dict[str, str], cwd: Path) -> float:
     started = time.perf_counter()
-    result = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, check=False)
+    result = subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, check=False)
     seconds = time.perf_counter() - started
     if result.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed:\n{result.stdout}{result.stderr}")
     return seconds
 
 
+def work_copy(folder: Path, deployments: int) -> Path:
+    """A clone of this repository's HEAD whose staging file holds `deployments` copies of its first deployment,
+    committed (flowops deploys only a clean checkout of the commit it pins)."""
+    work = folder / f"work-{deployments}"
+    subprocess.run(["git", "clone", "--quiet", str(ROOT), str(work)], check=True)
+    content = yaml.safe_load((work / STAGING_FILE).read_text())
+    first = content["deployments"][0]
+    content["deployments"] = [
+        {**copy.deepcopy(first), "name": f"{first['name']}-{index:03d}"} for index in range(deployments)
+    ]
+    (work / STAGING_FILE).write_text(yaml.safe_dump(content, sort_keys=False))
+    git(work, "add", "--all")
+    git(work, "commit", "--quiet", "--message", f"{deployments} staging deployments")
+    return work
+
+
+def edit_one_deployment(work: Path, revision: int) -> None:
+    content = yaml.safe_load((work / STAGING_FILE).read_text())
+    content["deployments"][0]["description"] = f"edited, revision {revision}"
+    (work / STAGING_FILE).write_text(yaml.safe_dump(content, sort_keys=False))
+    git(work, "commit", "--quiet", "--all", "--message", f"revision {revision}")
+
+
+def measure(folder: Path, deployments: int, repeats: int) -> dict[str, list[float]]:
+    flowops = [sys.executable, "-m", "flowops"]
+    prefect = [str(Path(sys.executable).with_name("prefect")), "--no-prompt"]
+    work = work_copy(folder, deployments)
+    with PrefectServer(folder / f"prefect-{deployments}") as server:
+        env = base_environment(server.home, server.api_url)
+        origin = make_origin(work, folder / f"origin-{deployments}.git", ["main", BRANCH])
+        overrides = ["--branch", BRANCH, "--repository", origin, "--work-pool", POOL]
+        timed([*flowops, "bootstrap", "--work-pool", POOL, "--type", "process"], env, work)
+        timed([*flowops, "deploy", *overrides], env, work)
+        rendered = folder / f"rendered-{deployments}.yaml"
+        times: dict[str, list[float]] = {name: [] for name in (NEW_COMMIT, BARE, UNCHANGED, PLAN, VALIDATE)}
+        for revision in range(repeats):
+            edit_one_deployment(work, revision)
+            times[NEW_COMMIT].append(timed([*flowops, "deploy", *overrides], env, work))
+            timed([*flowops, "render", *overrides, "-o", str(rendered)], env, work)
+            times[BARE].append(timed([*prefect, "deploy", "--all", "--prefect-file", str(rendered)], env, work))
+            times[UNCHANGED].append(timed([*flowops, "deploy", *overrides], env, work))
+            times[PLAN].append(timed([*flowops, "plan", *overrides], env, work))
+            times[VALIDATE].append(timed([*flowops, "validate"], env, work))
+    return times
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--deployments", type=int, nargs="+", default=[1], metavar="N")
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--loop", action="store_true", help="also time the whole local loop (scripts/local_loop.py)")
     args = parser.parse_args()
 
-    flowops = [sys.executable, "-m", "flowops"]
-    prefect = [str(Path(sys.executable).with_name("prefect")), "--no-prompt"]
-    with (
-        tempfile.TemporaryDirectory(prefix="flowops-bench-") as folder,
-        PrefectServer(Path(folder) / "prefect") as server,
-    ):
-        env = base_environment(server.home, server.api_url)
-        origin = make_origin(ROOT, Path(folder) / "origin.git", ["main", BRANCH])
-        overrides = ["--branch", BRANCH, "--repository", origin, "--work-pool", POOL]
-        subprocess.run(
-            [*flowops, "bootstrap", "--work-pool", POOL, "--type", "process"],
-            env=env,
-            cwd=ROOT,
-            check=True,
-            capture_output=True,
-        )
-        rendered = Path(folder) / "rendered.yaml"
-        subprocess.run(
-            [*flowops, "render", *overrides, "-o", str(rendered)], env=env, cwd=ROOT, check=True, capture_output=True
-        )
-        subprocess.run([*flowops, "deploy", *overrides], env=env, cwd=ROOT, check=True, capture_output=True)
+    medians: dict[int, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory(prefix="flowops-bench-") as folder:
+        for deployments in sorted(set(args.deployments)):
+            times = measure(Path(folder), deployments, args.repeats)
+            medians[deployments] = {name: statistics.median(values) for name, values in times.items()}
+            bare = medians[deployments][BARE]
+            print(f"\nN = {deployments} deployments ({args.repeats} runs each, medians)")
+            print(f"{'command':<40} {'median s':>9} {'min s':>7} {'max s':>7} {'/ bare deploy':>14}")
+            for name, values in times.items():
+                median = medians[deployments][name]
+                print(f"{name:<40} {median:>9.2f} {min(values):>7.2f} {max(values):>7.2f} {median / bare:>14.2f}")
 
-        commands = {
-            "prefect deploy --all (rendered file)": [*prefect, "deploy", "--all", "--prefect-file", str(rendered)],
-            "flowops deploy --force": [*flowops, "deploy", *overrides, "--force"],
-            "flowops deploy (nothing changed)": [*flowops, "deploy", *overrides],
-            "flowops plan": [*flowops, "plan", *overrides],
-            "flowops validate": [*flowops, "validate"],
-        }
-        times: dict[str, list[float]] = {name: [] for name in commands}
-        for _ in range(args.repeats):
-            for name, command in commands.items():
-                times[name].append(timed(command, env))
-
-    medians = {name: statistics.median(values) for name, values in times.items()}
-    bare = medians["prefect deploy --all (rendered file)"]
-    print(f"\n{'command':<40} {'median s':>9} {'min s':>7} {'max s':>7} {'/ bare deploy':>14}")
-    for name, values in times.items():
-        print(f"{name:<40} {medians[name]:>9.2f} {min(values):>7.2f} {max(values):>7.2f} {medians[name] / bare:>14.2f}")
-    print(f"\nflowops deploy / prefect deploy --all: {medians['flowops deploy --force'] / bare:.2f}x (goal <= 1.2x)")
+    smallest, largest = min(medians), max(medians)
+    print(f"\nflowops deploy of a new commit / bare prefect deploy --all, N = {largest}:"
+          f" {medians[largest][NEW_COMMIT] / medians[largest][BARE]:.2f}x (goal <= 0.25x at N = 100)")  # fmt: skip
+    if largest != smallest:
+        for name in (UNCHANGED, PLAN):
+            ratio = medians[largest][name] / medians[smallest][name]
+            print(f"{name}, N = {largest} / N = {smallest}: {ratio:.2f}x (goal <= 1.3x)")
 
     if args.loop:
         started = time.perf_counter()

@@ -137,6 +137,7 @@ def check_against_server(
     problems = []
     pools: dict[str, prefect_api.WorkPoolInfo | None] = {}
     pool_types: dict[str, str | None] = {}
+    github_blocks: dict[str, bool] = {}
     for deployment in rendered.content["deployments"]:
 
         def problem(field: str, message: str, name=deployment["name"]) -> None:
@@ -172,7 +173,9 @@ def check_against_server(
             if not credentials.startswith(_CREDENTIALS_BLOCK):
                 continue
             block = credentials.removeprefix(_CREDENTIALS_BLOCK).split("}}")[0].strip()
-            if not prefect_api.block_exists("github-credentials", block):
+            if block not in github_blocks:  # asked once per block, not once per deployment
+                github_blocks[block] = prefect_api.block_exists("github-credentials", block)
+            if not github_blocks[block]:
                 problem(
                     "pull.git_clone.credentials",
                     f"GitHubCredentials block {block!r} does not exist; run `flowops bootstrap` with FLOWOPS_GIT_TOKEN set"

@@ -124,19 +124,32 @@ def read_tagged_deployments(tags: list[str]) -> list[LiveDeployment]:
 
 
 def read_deployments_by_name(full_names: list[str]) -> dict[str, LiveDeployment]:
-    """The deployments named `flow/name` that exist, whoever made them."""
-    from prefect.exceptions import ObjectNotFound
+    """The deployments named `flow/name` that exist, whoever made them: one query (a page per 200), however many
+    names, so that a plan costs the same for 1 deployment or 100."""
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName, FlowFilter, FlowFilterName
 
+    wanted = set(full_names)
+    if not wanted:
+        return {}
+    flows = sorted({name.split("/", 1)[0] for name in wanted})
+    names = sorted({name.split("/", 1)[1] for name in wanted})
+    flow_filter = FlowFilter(name=FlowFilterName(any_=flows))
+    deployment_filter = DeploymentFilter(name=DeploymentFilterName(any_=names))
     found: dict[str, LiveDeployment] = {}
     flow_names: dict[UUID, str] = {}
     with _calling("reading deployments"), _client() as client:
-        for full_name in full_names:
-            try:
-                deployment = client.read_deployment_by_name(full_name)
-            except ObjectNotFound:
-                continue
-            found[full_name] = _live(client, deployment, flow_names)
-    return found
+        offset = 0
+        while True:
+            page = client.read_deployments(
+                flow_filter=flow_filter, deployment_filter=deployment_filter, limit=PAGE_SIZE, offset=offset
+            )
+            for deployment in page:
+                live = _live(client, deployment, flow_names)
+                if live.full_name in wanted:  # the filters match flows and names apart: keep the exact pairs
+                    found[live.full_name] = live
+            if len(page) < PAGE_SIZE:
+                return found
+            offset += PAGE_SIZE
 
 
 def delete_deployments(deployments: list[LiveDeployment]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import uuid
 from pathlib import Path
 
@@ -318,3 +319,54 @@ def test_docker_pools_get_the_registry_credentials_block_by_reference_never_its_
     assert f"work pool {pool!r} logs in to registries with block {block!r}, not {other!r}" in refused.stderr
     assert server_state(hello_repo) == before
     assert api(hello_repo.api_url, f"work_pools/{pool}")["base_job_template"]["variables"] == variables
+
+
+# What the server sets itself, or names by id: never the same on two servers.
+_SERVER_OWN = {"id", "created", "updated", "flow_id", "work_queue_id", "last_polled", "status", "created_by", "updated_by", "deployment_id", "prefect.flow.id"}  # fmt: skip
+
+
+def _comparable(value):
+    if isinstance(value, dict):
+        return {key: _comparable(item) for key, item in value.items() if key not in _SERVER_OWN}
+    if isinstance(value, list):
+        return [_comparable(item) for item in value]
+    return value
+
+
+def test_flowops_deploy_leaves_every_field_as_a_bare_prefect_deploy_of_the_same_file_would(hello_repo, tmp_path):
+    """Four deployments, deployed by flowops for one commit and then for the next (which moves every pin): field by
+    field, the server holds what bare `prefect deploy --all` runs of the same two rendered files give another
+    server (twice, as Prefect's create and update differ: a flow without a docstring gets the description 'None'
+    on create, null on update)."""
+    from flowops.local import PrefectServer, base_environment, prefect_executable
+
+    def four_deployments(content):
+        first = content["deployments"][0]
+        content["deployments"] = [{**json.loads(json.dumps(first)), "name": f"copy-{i}"} for i in range(4)]
+
+    pool = f"e2e-{uuid.uuid4().hex[:8]}"
+    target = ["--branch", "feature/same", "--repository", hello_repo.origin_url, "--work-pool", pool]
+    rendered = []
+    for revision, change in enumerate(
+        [four_deployments, lambda c: c["deployments"][0].update(description="edited")]
+    ):  # fmt: skip
+        edit_yaml(hello_repo.path / STAGING_FILE, change)
+        hello_repo.commit(f"revision {revision}")
+        hello_repo.flowops("deploy", *target, "--work-pool-type", "process")
+        rendered.append(tmp_path / f"rendered-{revision}.yaml")
+        hello_repo.flowops("render", *target, "-o", str(rendered[-1]))
+
+    with PrefectServer(tmp_path / "bare-server") as bare:
+        env = base_environment(bare.home, bare.api_url)
+        create_pool = [prefect_executable(), "work-pool", "create", pool, "--type", "process"]
+        subprocess.run(create_pool, env=env, cwd=hello_repo.path, capture_output=True, check=True)
+        for file in rendered:
+            deploy = [prefect_executable(), "--no-prompt", "deploy", "--all", "--prefect-file", str(file)]
+            subprocess.run(deploy, env=env, cwd=hello_repo.path, capture_output=True, check=True)
+        by_prefect = _comparable(deployments(bare.api_url, hello_repo.flow_name))
+    by_flowops = _comparable(deployments(hello_repo.api_url, hello_repo.flow_name))
+    assert sorted(by_flowops) == sorted(by_prefect)
+    assert len(by_flowops) == 4
+    for name in by_flowops:
+        differing = {key for key in by_flowops[name] if by_flowops[name][key] != by_prefect[name].get(key)}
+        assert not differing, f"{name}: {differing}: {[(by_flowops[name][k], by_prefect[name][k]) for k in differing]}"
