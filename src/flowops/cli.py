@@ -281,6 +281,8 @@ def _deploy(project, rendered, work_pool_type=None, force=False, verbose=False, 
     for pool in result.pools_created:
         print(f"created work pool {pool!r}")
     print(plan_text(result.plan).replace("Plan for", "Deployed", 1))
+    if result.moved:
+        print(f"{result.moved} deployment(s) only moved to this commit: their pin, tags and version, through the API")
     if not result.deployed:
         print("nothing to deploy: the server already matches this commit")
     summary = plan_markdown(result.plan, f"flowops deploy: {where}")

@@ -19,6 +19,7 @@ class FlowEntrypoint:
     entrypoint: str
     flow_name: str
     parameter_schema: dict[str, Any]
+    description: str | None = None  # the flow's own: what `prefect deploy` gives a deployment that sets none
 
 
 @functools.lru_cache(maxsize=64)
@@ -51,9 +52,11 @@ def inspect_entrypoint(root: Path, entrypoint: str) -> FlowEntrypoint:
     from prefect.utilities.callables import parameter_schema_from_entrypoint
 
     absolute = f"{path}:{function}"
-    flow_name = load_flow_arguments_from_entrypoint(absolute, arguments={"name"})["name"]
+    arguments = load_flow_arguments_from_entrypoint(absolute, arguments={"name", "description"})
     schema = parameter_schema_from_entrypoint(absolute).model_dump_for_openapi()
-    return FlowEntrypoint(entrypoint, flow_name, schema)
+    # as Prefect's Flow does: the decorator's description, else the function's docstring (cleaned as getdoc does)
+    description = arguments.get("description") or ast.get_docstring(definition, clean=True)
+    return FlowEntrypoint(entrypoint, arguments["name"], schema, description)
 
 
 def _is_flow_decorator(decorator: ast.expr) -> bool:

@@ -23,8 +23,8 @@ from .entrypoints import inspect_entrypoint
 from .gitrepo import is_ancestor, remote_branches, without_userinfo
 from .image import ImageError, ImageRef, base_image_override, image_tag
 from .lock import environment_lock
-from .plan import DELETE, DesiredDeployment, Plan, plan_changes
-from .prefect_deploy import prefect_deploy_all
+from .plan import CREATE, DELETE, UPDATE, DesiredDeployment, Plan, desired_fields, plan_changes
+from .prefect_deploy import inferred_version, prefect_deploy_all
 from .project import CONFIG_FILE, DeploymentFile, Project, Target
 from .render import (
     BRANCH_TAG_PREFIX,
@@ -235,10 +235,15 @@ def desired_deployments(project: Project, rendered: Rendered) -> list[DesiredDep
     from prefect.utilities.templating import apply_values
 
     desired = []
+    versions: dict[str | None, str | None] = {}  # inferred once per version_type, not once per deployment
     for deployment in rendered.content["deployments"]:
         spec = apply_values(deployment, dict(os.environ), remove_notset=False)
         pull = deployment.get("pull", rendered.content.get("pull")) or []
-        desired.append(DesiredDeployment(spec, pull, inspect_entrypoint(project.root, deployment["entrypoint"])))
+        version_type = spec.get("version_type")
+        if version_type not in versions:
+            versions[version_type] = inferred_version(project.root, version_type)
+        flow = inspect_entrypoint(project.root, deployment["entrypoint"])
+        desired.append(DesiredDeployment(spec, pull, flow, versions[version_type]))
     return desired
 
 
@@ -251,8 +256,8 @@ def plan(
 
 
 def _plan_and_live(project: Project, rendered: Rendered, pool_type_for_overrides: str | None, rollback: bool):
-    """The plan, what the server told, and the live deployments the plan was made from: deploy's undo snapshot
-    and prune list."""
+    """The plan, what the server told, the deployments wanted, and the live ones the plan was made from: deploy's
+    undo snapshot and prune list."""
     problems = check_rendered(project, rendered)
     if problems:
         raise ValidationFailed(problems)
@@ -273,7 +278,7 @@ def _plan_and_live(project: Project, rendered: Rendered, pool_type_for_overrides
         f"work pool {pool!r}: its workers log in to the registry with block {block!r} (registry_credentials default)"
         for pool in facts.pools_to_log_in
     ]
-    return replace(the_plan, pool_changes=logging_in), facts, live_by_name, live_of_branch
+    return replace(the_plan, pool_changes=logging_in), facts, desired, live_by_name, live_of_branch
 
 
 def _owned_elsewhere(rendered: Rendered, live_by_name: dict[str, prefect_api.LiveDeployment]) -> list[Problem]:
@@ -327,6 +332,7 @@ class DeployResult:
     plan: Plan
     pools_created: list[str] = field(default_factory=list)
     deployed: bool = False
+    moved: int = 0  # deployments moved to the commit through the API (the rest went through `prefect deploy`)
     prefect_output: str = ""
 
 
@@ -347,7 +353,9 @@ def deploy(
 
 
 def _deploy(project, rendered, pool_type_for_overrides, force, on_plan, rollback) -> DeployResult:
-    the_plan, facts, before, live_of_branch = _plan_and_live(project, rendered, pool_type_for_overrides, rollback)
+    the_plan, facts, desired, before, live_of_branch = _plan_and_live(
+        project, rendered, pool_type_for_overrides, rollback
+    )
     if on_plan:
         on_plan(the_plan)
     result = DeployResult(the_plan)
@@ -361,27 +369,54 @@ def _deploy(project, rendered, pool_type_for_overrides, force, on_plan, rollback
 
     if the_plan.needs_deploy or force:
         names = [change.full_name for change in the_plan.changes if change.action != DELETE]
-        with tempfile.TemporaryDirectory(prefix="flowops-") as folder:
-            prefect_file = Path(folder) / "prefect.yaml"
-            prefect_file.write_text(rendered.as_yaml())
-            outcome = prefect_deploy_all(prefect_file, project.root)
-        result.prefect_output = outcome.output
-        if not outcome.succeeded:
+        # A deployment that only moves to this commit is three fields through the API; `prefect deploy` (which
+        # rewrites every field and schedule) runs only for what is new or defined differently, or everything
+        # when forced.
+        pins = set() if force else {change.full_name for change in the_plan.pins_only()}
+        redefined = {c.full_name for c in the_plan.changes if force or (c.action in (CREATE, UPDATE) and c.full_name not in pins)}  # fmt: skip
+        by_name = {d.full_name: d for d in desired}
+        outcome = None
+        if redefined:  # the rendered file, less the deployments that need not be redefined (desired is in its order)
+            kept = [
+                raw for d, raw in zip(desired, rendered.content["deployments"], strict=True) if d.full_name in redefined
+            ]
+            subset = {**rendered.content, "deployments": kept}
+            with tempfile.TemporaryDirectory(prefix="flowops-") as folder:
+                prefect_file = Path(folder) / "prefect.yaml"
+                prefect_file.write_text(Rendered(rendered.target, rendered.sha, subset).as_yaml())
+                outcome = prefect_deploy_all(prefect_file, project.root)
+            result.prefect_output = outcome.output
+        failure = None if outcome is None or outcome.succeeded else f"prefect deploy exited with {outcome.exit_code}"
+        if failure is None and pins:
+            try:
+                prefect_api.move_to_commit({before[name].id: _pin_fields(by_name[name]) for name in sorted(pins)})
+            except prefect_api.PrefectAPIError as error:
+                failure = str(error)
+        if failure:
             try:
                 _undo(names, before, rendered)
             except prefect_api.PrefectAPIError as error:
-                raise DeployFailed(
-                    f"prefect deploy exited with {outcome.exit_code}, and undoing it failed: {error}", outcome.output
-                ) from None
-            raise DeployFailed(
-                f"prefect deploy exited with {outcome.exit_code}; the server was put back as it was", outcome.output
-            )
+                raise DeployFailed(f"{failure}, and undoing it failed: {error}", result.prefect_output) from None
+            raise DeployFailed(f"{failure}; the server was put back as it was", result.prefect_output)
         result.deployed = True
+        result.moved = len(pins)
 
     stale = {change.full_name for change in the_plan.of(DELETE)}
     if stale:
         prefect_api.delete_deployments([d for d in live_of_branch if d.full_name in stale])
     return result
+
+
+def _pin_fields(desired: DesiredDeployment) -> dict[str, Any]:
+    """What moving a deployment to the rendered commit writes, as `prefect deploy` would write those fields. The
+    description too: Prefect creates a deployment whose flow has none with the text 'None', and its update writes
+    null; the plan does not tell them apart, so the move writes what an update would."""
+    fields = desired_fields(desired)
+    moved = {"tags": desired.spec.get("tags") or [], "pull_steps": desired.pull_steps}
+    moved["description"] = fields.get("description")
+    if "version" in fields:
+        moved["version"] = fields["version"]
+    return moved
 
 
 def _undo(names: list[str], before: dict[str, prefect_api.LiveDeployment], rendered: Rendered) -> None:

@@ -15,6 +15,9 @@ from .prefect_api import LiveDeployment
 
 CREATE, UPDATE, UNCHANGED, DELETE = "create", "update", "unchanged", "delete"
 DEFAULT_WORK_QUEUE = "default"
+# What a new commit moves on a deployment whose definition did not change: its pin (the git_clone step's
+# commit_sha), its commit tag, its version. Such an update is three fields written through the API.
+PIN_FIELDS = frozenset({"tags", "pull_steps", "version"})
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,10 @@ class Plan:
     def of(self, action: str) -> list[Change]:
         return [change for change in self.changes if change.action == action]
 
+    def pins_only(self) -> list[Change]:
+        """The updates that only move a deployment to another commit."""
+        return [change for change in self.of(UPDATE) if set(change.fields) <= PIN_FIELDS]
+
     @property
     def needs_deploy(self) -> bool:
         return any(change.action in (CREATE, UPDATE) for change in self.changes)
@@ -58,6 +65,7 @@ class DesiredDeployment:
     spec: dict[str, Any]  # the rendered deployment, `{{ $VAR }}` already applied
     pull_steps: list[dict[str, Any]]
     flow: FlowEntrypoint
+    inferred_version: str | None = None  # what `prefect deploy` reads from git or CI when the file sets no version
 
     @property
     def full_name(self) -> str:
@@ -79,7 +87,13 @@ def desired_fields(desired: DesiredDeployment) -> dict[str, Any]:
         "parameter_openapi_schema": _without_empty_definitions(desired.flow.parameter_schema),
         "schedules": _schedules(spec.get("schedules") or []),
     }
-    for optional in ("description", "paused", "concurrency_limit", "enforce_parameter_schema", "version"):
+    description = spec.get("description") or desired.flow.description
+    if description is not None:
+        fields["description"] = description
+    version = spec.get("version") or desired.inferred_version
+    if version is not None:
+        fields["version"] = version
+    for optional in ("paused", "concurrency_limit", "enforce_parameter_schema"):
         if spec.get(optional) is not None:
             fields[optional] = spec[optional]
     return fields

@@ -175,6 +175,16 @@ def restore_deployment(snapshot: LiveDeployment) -> None:
             )
 
 
+def move_to_commit(updates: dict[UUID, dict[str, Any]]) -> None:
+    """Write these fields (tags, pull_steps, version) of these deployments, and nothing else: no schedule is
+    recreated, so their upcoming scheduled runs stay as they are."""
+    from prefect.client.schemas.actions import DeploymentUpdate
+
+    with _calling("moving deployments to the commit"), _client() as client:
+        for deployment_id, fields in updates.items():
+            client.update_deployment(deployment_id, DeploymentUpdate(**fields))
+
+
 @dataclass(frozen=True)
 class WorkPoolInfo:
     type: str

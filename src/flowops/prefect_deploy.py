@@ -51,3 +51,19 @@ def prefect_deploy_all(prefect_file: Path, project_root: Path) -> DeployOutcome:
         sys.argv = saved_argv
         os.chdir(saved_cwd)
     return DeployOutcome(exit_code, output.getvalue())
+
+
+def inferred_version(project_root: Path, version_type: str | None = None) -> str | None:
+    """The version `prefect deploy` gives a deployment whose file sets none: what Prefect's own inference reads from
+    the CI's environment (GitHub's GITHUB_SHA, GitLab's, ...) or from git in the project root; None when it finds
+    nothing (then Prefect leaves the version to the server)."""
+    from prefect._internal.versioning import get_inferred_version_info
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    saved_cwd = Path.cwd()
+    try:
+        os.chdir(project_root)  # as prefect_deploy_all runs: git answers for the project's repository
+        info = run_coro_as_sync(get_inferred_version_info(version_type))
+    finally:
+        os.chdir(saved_cwd)
+    return info.version if info else None

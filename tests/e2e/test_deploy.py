@@ -346,15 +346,18 @@ def test_flowops_deploy_leaves_every_field_as_a_bare_prefect_deploy_of_the_same_
 
     pool = f"e2e-{uuid.uuid4().hex[:8]}"
     target = ["--branch", "feature/same", "--repository", hello_repo.origin_url, "--work-pool", pool]
-    rendered = []
+    git(hello_repo.path, "remote", "add", "origin", hello_repo.origin_url)  # Prefect then versions by commit
+    rendered, outputs = [], []
     for revision, change in enumerate(
         [four_deployments, lambda c: c["deployments"][0].update(description="edited")]
     ):  # fmt: skip
         edit_yaml(hello_repo.path / STAGING_FILE, change)
-        hello_repo.commit(f"revision {revision}")
-        hello_repo.flowops("deploy", *target, "--work-pool-type", "process")
+        sha = hello_repo.commit(f"revision {revision}")
+        outputs.append(hello_repo.flowops("deploy", *target, "--work-pool-type", "process").stdout)
         rendered.append(tmp_path / f"rendered-{revision}.yaml")
         hello_repo.flowops("render", *target, "-o", str(rendered[-1]))
+    # the edited one is redefined by `prefect deploy`; the three others only move to the commit, through the API
+    assert "3 deployment(s) only moved to this commit" in outputs[1]
 
     with PrefectServer(tmp_path / "bare-server") as bare:
         env = base_environment(bare.home, bare.api_url)
@@ -367,6 +370,7 @@ def test_flowops_deploy_leaves_every_field_as_a_bare_prefect_deploy_of_the_same_
     by_flowops = _comparable(deployments(hello_repo.api_url, hello_repo.flow_name))
     assert sorted(by_flowops) == sorted(by_prefect)
     assert len(by_flowops) == 4
+    assert {deployment["version"] for deployment in by_flowops.values()} == {sha[:8]}
     for name in by_flowops:
         differing = {key for key in by_flowops[name] if by_flowops[name][key] != by_prefect[name].get(key)}
         assert not differing, f"{name}: {differing}: {[(by_flowops[name][k], by_prefect[name][k]) for k in differing]}"
