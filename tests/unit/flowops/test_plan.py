@@ -77,3 +77,32 @@ def test_the_branchs_deployments_missing_from_the_file_are_deleted_and_only_thos
     assert plan.has_changes
     assert not plan.needs_deploy
     assert plan.as_dict()["delete"] == 1
+
+
+def test_a_new_commit_that_moves_only_pins_tags_and_version_is_a_pin_move_and_anything_else_is_not():
+    moved = desired("production", version="0a1b2c3d")
+    redefined = desired("backfill", version="0a1b2c3d", parameters={"name": "new"})
+    old_pull = [{"prefect.deployments.steps.git_clone": {"repository": "file:///o.git", "commit_sha": "9" * 40}}]
+    live = {
+        "hello/production": live_copy_of(moved, pull_steps=old_pull, version="9f9f9f9f", tags=["commit:9f9f9f9f"]),
+        "hello/backfill": live_copy_of(redefined, pull_steps=old_pull, parameters={"name": "old"}),
+    }
+    plan = plan_changes("main", "main", [moved, redefined], live, list(live.values()))
+    assert [(c.full_name, c.fields) for c in plan.pins_only()] == [
+        ("hello/production", ["tags", "pull_steps", "version"])
+    ]
+    assert [c.full_name for c in plan.of(UPDATE)] == ["hello/production", "hello/backfill"]
+
+
+def test_the_flows_own_description_and_the_inferred_version_are_what_prefect_would_store():
+    flow = FlowEntrypoint("flows/hello.py:hello", "hello", SCHEMA, "Says hello.")
+    plain = DesiredDeployment({"name": "p", "work_pool": {"name": "pool"}}, PULL, flow, inferred_version="0a1b2c3d")
+    assert desired_fields(plain)["description"] == "Says hello."
+    assert desired_fields(plain)["version"] == "0a1b2c3d"
+    own = DesiredDeployment(
+        {"name": "p", "work_pool": {"name": "pool"}, "description": "Mine.", "version": "2.0"}, PULL, flow, "0a1b2c3d"
+    )
+    assert (desired_fields(own)["description"], desired_fields(own)["version"]) == ("Mine.", "2.0")
+    bare = DesiredDeployment({"name": "p", "work_pool": {"name": "pool"}}, PULL, FlowEntrypoint("e", "hello", SCHEMA))
+    assert "description" not in desired_fields(bare)
+    assert "version" not in desired_fields(bare)  # nothing inferred: the server's own, not compared
