@@ -12,6 +12,7 @@ from typing import Any
 from uuid import UUID
 
 PAGE_SIZE = 200
+MOVE_CONCURRENCY = 8  # deployment writes in flight at once (measured: 8 beat 4 and 16 on 2 cores)
 TERMINAL_POLL_SECONDS = 1.0
 
 # The deployment fields flowops compares and restores; everything else is the server's own bookkeeping.
@@ -176,13 +177,28 @@ def restore_deployment(snapshot: LiveDeployment) -> None:
 
 
 def move_to_commit(updates: dict[UUID, dict[str, Any]]) -> None:
-    """Write these fields (tags, pull_steps, version) of these deployments, and nothing else: no schedule is
-    recreated, so their upcoming scheduled runs stay as they are."""
-    from prefect.client.schemas.actions import DeploymentUpdate
+    """Write these fields (tags, pull_steps, version, description) of these deployments, and nothing else: no
+    schedule is recreated, so their upcoming scheduled runs stay as they are. A few at a time: each write costs
+    the server ~90 ms (SQLite, 2 cores), and it serves several at once."""
+    import asyncio
 
-    with _calling("moving deployments to the commit"), _client() as client:
-        for deployment_id, fields in updates.items():
-            client.update_deployment(deployment_id, DeploymentUpdate(**fields))
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import DeploymentUpdate
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    async def write_all() -> None:
+        slots = asyncio.Semaphore(MOVE_CONCURRENCY)
+        async with get_client() as client:
+
+            async def write(deployment_id: UUID, fields: dict[str, Any]) -> None:
+                async with slots:
+                    await client.update_deployment(deployment_id, DeploymentUpdate(**fields))
+
+            await asyncio.gather(*(write(deployment_id, fields) for deployment_id, fields in updates.items()))
+
+    require_api_url()
+    with _calling("moving deployments to the commit"):
+        run_coro_as_sync(write_all())
 
 
 @dataclass(frozen=True)
