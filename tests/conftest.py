@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import SAMPLE_PROJECT
+
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
@@ -87,21 +89,9 @@ def container_stack():
         pytest.skip(problem)
 
 
-SAMPLE_PROJECT = Path(__file__).parent / "fixtures" / "sample_project"
-
-
 @pytest.fixture
 def sample_project(tmp_path) -> Path:
     """A copy of tests/fixtures/sample_project (the `hello` flow and its deployment files) to change freely."""
     import shutil
 
     return Path(shutil.copytree(SAMPLE_PROJECT, tmp_path / "project"))
-
-
-def edit_yaml(path: Path, change) -> None:
-    """Load a YAML file, let `change(content)` modify it in place, write it back."""
-    import yaml
-
-    content = yaml.safe_load(path.read_text())
-    change(content)
-    path.write_text(yaml.safe_dump(content, sort_keys=False))

@@ -27,7 +27,7 @@ import psycopg
 import pytest
 
 from flowops.local import Worker, free_port
-from tests.e2e.conftest import ROOT, _repo, api, deployments, flow_run_logs, run_id
+from tests.helpers import ROOT, api, deployments, flow_run_logs, make_repo, run_id
 
 pytestmark = pytest.mark.container
 
@@ -109,7 +109,7 @@ def test_a_docker_pool_runs_the_flow_in_the_flows_image_and_a_code_only_change_b
     registry, password, ca = private_registry
     docker_host, podman_log = fresh_docker_host
     sources = {name: ROOT / name for name in ("flows", "deployments")}
-    repo = _repo(sources, tmp_path, prefect_server, {"ECOMMERCE_DATABASE_URL": postgres_url})
+    repo = make_repo(sources, tmp_path, prefect_server, {"ECOMMERCE_DATABASE_URL": postgres_url})
     for name in ("Dockerfile", ".dockerignore", "pyproject.toml", "uv.lock"):
         shutil.copy(ROOT / name, repo.path / name)
     repo.commit("the image's inputs", push=["main"])

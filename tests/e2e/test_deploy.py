@@ -11,8 +11,7 @@ import pytest
 
 from flowops.branches import branch_slug
 from flowops.local import git
-from tests.conftest import edit_yaml
-from tests.e2e.conftest import api, deployments
+from tests.helpers import api, deployments, edit_yaml
 
 STAGING_FILE = Path("deployments/staging/prefect.yaml")
 MAIN_FILE = Path("deployments/main/prefect.yaml")

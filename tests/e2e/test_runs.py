@@ -10,7 +10,7 @@ import uuid
 import psycopg
 
 from flowops.branches import branch_slug
-from tests.e2e.conftest import api, flow_run_logs, run_id
+from tests.helpers import api, flow_run_logs, run_id
 
 RUN_TIMEOUT = "240"
 

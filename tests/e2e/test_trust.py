@@ -15,9 +15,8 @@ from pathlib import Path
 from flowops.branches import branch_slug
 from flowops.local import git
 from flowops.lock import lock_name
-from tests.conftest import edit_yaml
-from tests.e2e.conftest import api, deployments
 from tests.e2e.test_deploy import STAGING_FILE, pool_args, server_state
+from tests.helpers import api, deployments, edit_yaml
 
 CONFIG_FILE = Path("deployments/flowops.yaml")
 
@@ -313,7 +312,7 @@ def test_canaries_in_the_environment_secret_blocks_a_database_url_a_source_url_a
     import psycopg
 
     from flowops.local import Worker
-    from tests.e2e.conftest import flow_run_logs, run_id
+    from tests.helpers import flow_run_logs, run_id
 
     repo = ecommerce_repo
     tag = uuid.uuid4().hex[:8]

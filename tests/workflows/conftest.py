@@ -20,25 +20,21 @@ import re
 import shutil
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import yaml
 
 from flowops.local import git
-from tests.e2e.conftest import deployments
+from tests.helpers import FLOW, GitHubAPI, deployments
 
 ROOT = Path(__file__).resolve().parents[2]
-EVENTS = ROOT / "tests" / "fixtures" / "github_events"
 VERIFIED_ACTIONS = ROOT / "tests" / "fixtures" / "actions"
 ACT = Path(sys.executable).with_name("act")
 OWNER_REPOSITORY = "acme/flows"  # as the event payloads in tests/fixtures/github_events name it
-FLOW = "ecommerce-events"
 ACT_TIMEOUT = 600
 
 # What each stand-in does instead of downloading: a composite action of bash steps, with the real inputs.
@@ -222,104 +218,6 @@ def delete_deployments(api_url: str, flow_name: str) -> None:
     for deployment in deployments(api_url, flow_name).values():
         request = urllib.request.Request(f"{api_url}/deployments/{deployment['id']}", method="DELETE")  # noqa: S310
         urllib.request.urlopen(request, timeout=30).close()  # noqa: S310 - the local test server
-
-
-def event(fixture: str, **replace: str) -> dict:
-    """A payload from tests/fixtures/github_events, with placeholders (HEAD_SHA, FLOW/) replaced."""
-    text = (EVENTS / f"{fixture}.json").read_text()
-    for placeholder, value in replace.items():
-        text = text.replace(placeholder, value)
-    return json.loads(text)
-
-
-def deployment_names(api_url: str) -> set[str]:
-    return {name.split("/", 1)[1] for name in deployments(api_url, FLOW)}
-
-
-def git_clone_step(deployment: dict) -> dict:
-    return deployment["pull_steps"][0]["prefect.deployments.steps.git_clone"]
-
-
-class GitHubAPI:
-    """A local stand-in for GitHub's REST API: issue comments of one repository, as documented (list with
-    per_page/page, create, update). It checks each call's method, path, headers, token and body, records it, and
-    answers 401/404/422 as GitHub would to anything else."""
-
-    def __init__(self, repository: str, token: str) -> None:
-        self.repository, self.token = repository, token
-        self.comments: list[dict] = []
-        self.calls: list[tuple[str, str]] = []
-        self.problems: list[str] = []
-        api = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
-                api.handle(self)
-
-            def do_POST(self):
-                api.handle(self)
-
-            def do_PATCH(self):
-                api.handle(self)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def comment_by(self, number: int, body: str, user_type: str = "User") -> None:
-        self.comments.append(
-            {"id": 1000 + len(self.comments), "issue": number, "body": body, "user": {"type": user_type}}
-        )
-
-    def handle(self, request: BaseHTTPRequestHandler) -> None:
-        path, _, query = request.path.partition("?")
-        self.calls.append((request.command, request.path))
-        length = int(request.headers.get("Content-Length") or 0)
-        body = json.loads(request.rfile.read(length) or b"null") if length else None
-        if request.headers.get("Authorization") != f"Bearer {self.token}":
-            return self._answer(request, 401, {"message": "Bad credentials"})
-        if request.headers.get("Accept") != "application/vnd.github+json":
-            self.problems.append(f"{request.command} {path}: Accept {request.headers.get('Accept')!r}")
-        if request.headers.get("X-GitHub-Api-Version") != "2022-11-28":
-            self.problems.append(f"{request.command} {path}: no X-GitHub-Api-Version")
-        prefix = f"/repos/{self.repository}/issues/"
-        listing = re.fullmatch(re.escape(prefix) + r"(\d+)/comments", path)
-        single = re.fullmatch(re.escape(prefix) + r"comments/(\d+)", path)
-        if listing and request.command == "GET":
-            parameters = dict(part.split("=", 1) for part in query.split("&") if "=" in part)
-            per_page, page = int(parameters.get("per_page", 30)), int(parameters.get("page", 1))
-            mine = [c for c in self.comments if c["issue"] == int(listing.group(1))]
-            return self._answer(request, 200, mine[(page - 1) * per_page : page * per_page])
-        if listing and request.command == "POST" and isinstance(body, dict) and set(body) == {"body"}:
-            comment = {"id": 1000 + len(self.comments), "issue": int(listing.group(1)), "body": body["body"]}
-            self.comments.append({**comment, "user": {"type": "Bot"}})
-            return self._answer(request, 201, comment)
-        if single and request.command == "PATCH" and isinstance(body, dict) and set(body) == {"body"}:
-            comment = next((c for c in self.comments if c["id"] == int(single.group(1))), None)
-            if comment is None:
-                return self._answer(request, 404, {"message": "Not Found"})
-            if comment["user"]["type"] != "Bot":
-                self.problems.append(f"PATCH of comment {comment['id']}, which a person wrote")
-                return self._answer(request, 403, {"message": "Resource not accessible by integration"})
-            comment["body"] = body["body"]
-            return self._answer(request, 200, comment)
-        self.problems.append(f"unexpected call {request.command} {request.path} {body!r}")
-        return self._answer(request, 404, {"message": "Not Found"})
-
-    @staticmethod
-    def _answer(request: BaseHTTPRequestHandler, status: int, content) -> None:
-        data = json.dumps(content).encode()
-        request.send_response(status)
-        request.send_header("Content-Type", "application/json")
-        request.send_header("Content-Length", str(len(data)))
-        request.end_headers()
-        request.wfile.write(data)
-
-    def close(self) -> None:
-        self.server.shutdown()
 
 
 @pytest.fixture

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from tests.conftest import edit_yaml
-from tests.workflows.conftest import event
+from tests.helpers import edit_yaml, event
 
 # The test job runs `make test` as committed; inside it, pytest takes this narrower selection from PYTEST_ADDOPTS
 # (its own variable): the PostgreSQL-backed tests, not this suite again nor the end-to-end ones it already ran.

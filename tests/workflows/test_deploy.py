@@ -12,8 +12,7 @@ import uuid
 from flowops.branches import branch_slug
 from flowops.local import git
 from flowops.pull_request_comment import MARKER
-from tests.e2e.conftest import api, deployments
-from tests.workflows.conftest import FLOW, deployment_names, event, git_clone_step
+from tests.helpers import FLOW, api, deployment_names, deployments, event, git_clone_step
 
 BRANCH = "feature/Foo_Bar"  # the head branch of the pull requests in tests/fixtures/github_events
 PULL_REQUEST_JOB = "branch deployments of the pull request"

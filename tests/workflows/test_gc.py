@@ -8,7 +8,7 @@ import sys
 
 from flowops.branches import branch_slug
 from flowops.local import base_environment, git
-from tests.workflows.conftest import FLOW, deployment_names
+from tests.helpers import FLOW, deployment_names
 
 
 def flowops(repository, *args: str) -> None:

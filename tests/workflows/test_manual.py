@@ -9,8 +9,7 @@ import psycopg
 
 from flowops.branches import branch_slug
 from flowops.local import Worker, git
-from tests.e2e.conftest import api, deployments
-from tests.workflows.conftest import FLOW, deployment_names, git_clone_step
+from tests.helpers import FLOW, api, deployment_names, deployments, git_clone_step
 
 BY_HAND = "feature/by-hand"
 

@@ -53,7 +53,7 @@ def test_a_missing_required_option_is_a_usage_error():
 
 
 def test_validate_exits_0_on_valid_files_and_1_with_one_line_per_problem(sample_project, capsys):
-    from tests.conftest import edit_yaml
+    from tests.helpers import edit_yaml
 
     assert main(["-C", str(sample_project), "validate"]) == 0
     assert capsys.readouterr().out.startswith("ok: deployments/main/prefect.yaml, deployments/staging/prefect.yaml")

@@ -6,7 +6,7 @@ import pytest
 
 from flowops.project import ProjectError, load_project
 from flowops.validate import validate_project
-from tests.conftest import edit_yaml
+from tests.helpers import edit_yaml
 
 STAGING = "deployments/staging/prefect.yaml"
 MAIN = "deployments/main/prefect.yaml"
