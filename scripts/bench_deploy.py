@@ -11,18 +11,21 @@ deployed once for a branch. Then, `--repeats` times, alternating, each a whole p
 The table shows medians, and ratios from the same run: deploy / bare deploy at each N, and each command's time at
 the largest N / at the smallest (flat in N is the goal for the ones that change nothing).
 
-    uv run python scripts/bench_deploy.py [--deployments 1 100] [--repeats 3] [--loop]
+    uv run python scripts/bench_deploy.py [--deployments 1 100] [--repeats 3] [--postgres URL] [--loop]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
+import re
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import yaml
@@ -72,11 +75,33 @@ def edit_one_deployment(work: Path, revision: int) -> None:
     git(work, "commit", "--quiet", "--all", "--message", f"revision {revision}")
 
 
-def measure(folder: Path, deployments: int, repeats: int) -> dict[str, list[float]]:
+@contextlib.contextmanager
+def server_database(postgres_url: str | None):
+    """A fresh PostgreSQL database for the Prefect server (as production runs it), dropped afterwards; None: the
+    server's own SQLite."""
+    if not postgres_url:
+        yield None
+        return
+    import psycopg
+
+    database = f"flowops_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(postgres_url, autocommit=True) as connection:
+        connection.execute(f"create database {database}")
+    try:
+        yield re.sub(r"/[^/]*$", f"/{database}", postgres_url).replace("postgresql://", "postgresql+asyncpg://", 1)
+    finally:
+        with psycopg.connect(postgres_url, autocommit=True) as connection:
+            connection.execute(f"drop database if exists {database} with (force)")
+
+
+def measure(folder: Path, deployments: int, repeats: int, postgres_url: str | None) -> dict[str, list[float]]:
     flowops = [sys.executable, "-m", "flowops"]
     prefect = [str(Path(sys.executable).with_name("prefect")), "--no-prompt"]
     work = work_copy(folder, deployments)
-    with PrefectServer(folder / f"prefect-{deployments}") as server:
+    with (
+        server_database(postgres_url) as database_url,
+        PrefectServer(folder / f"prefect-{deployments}", database_url=database_url) as server,
+    ):
         env = base_environment(server.home, server.api_url)
         origin = make_origin(work, folder / f"origin-{deployments}.git", ["main", BRANCH])
         overrides = ["--branch", BRANCH, "--repository", origin, "--work-pool", POOL]
@@ -99,16 +124,21 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--deployments", type=int, nargs="+", default=[1], metavar="N")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--postgres", metavar="URL", help="back the Prefect server with a new database on this PostgreSQL server"
+        " (e.g. postgresql://postgres@127.0.0.1:5432/postgres); default: the server's own SQLite",
+    )  # fmt: skip
     parser.add_argument("--loop", action="store_true", help="also time the whole local loop (scripts/local_loop.py)")
     args = parser.parse_args()
 
     medians: dict[int, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="flowops-bench-") as folder:
         for deployments in sorted(set(args.deployments)):
-            times = measure(Path(folder), deployments, args.repeats)
+            times = measure(Path(folder), deployments, args.repeats, args.postgres)
             medians[deployments] = {name: statistics.median(values) for name, values in times.items()}
             bare = medians[deployments][BARE]
-            print(f"\nN = {deployments} deployments ({args.repeats} runs each, medians)")
+            backend = "PostgreSQL" if args.postgres else "SQLite"
+            print(f"\nN = {deployments} deployments, Prefect server on {backend} ({args.repeats} runs each, medians)")
             print(f"{'command':<40} {'median s':>9} {'min s':>7} {'max s':>7} {'/ bare deploy':>14}")
             for name, values in times.items():
                 median = medians[deployments][name]

@@ -39,11 +39,12 @@ from .render import (
     render_branch_deployments,
     rendered_header,
 )
+from .templating import block_references, is_template
 from .validate import Problem, schema_errors, validate_file, validate_project
 
 DOCKER_POOL_TYPES = {"docker"}
 REGISTRY_CREDENTIALS_VARIABLE = "registry_credentials"  # the Docker worker's job variable
-_CREDENTIALS_BLOCK = "{{ prefect.blocks.github-credentials."
+_BLOCK_CLASSES = {"github-credentials": "GitHubCredentials"}  # as problems name a block type
 
 
 class ValidationFailed(Exception):
@@ -161,7 +162,7 @@ def check_against_server(
             problem(
                 "work_pool.job_variables.image", f"{pool!r} is a {pool_type} pool: pass --image with the flows' image"
             )
-        checked = {key: value for key, value in job_variables.items() if not (isinstance(value, str) and "{{" in value)}
+        checked = {key: value for key, value in job_variables.items() if not is_template(value)}
         if checked:
             # The server checks job variables only as it creates each deployment, that is half-way through
             # `prefect deploy --all`: check them all first.
@@ -169,18 +170,16 @@ def check_against_server(
             for path, message in schema_errors(checked, schema):
                 problem(f"work_pool.job_variables.{path}", f"{message} (work pool {pool!r})")
         for step in deployment.get("pull") or rendered.content.get("pull") or []:
-            credentials = str((step.get(GIT_CLONE_STEP) or {}).get("credentials") or "")
-            if not credentials.startswith(_CREDENTIALS_BLOCK):
-                continue
-            block = credentials.removeprefix(_CREDENTIALS_BLOCK).split("}}")[0].strip()
-            if block not in github_blocks:  # asked once per block, not once per deployment
-                github_blocks[block] = prefect_api.block_exists("github-credentials", block)
-            if not github_blocks[block]:
-                problem(
-                    "pull.git_clone.credentials",
-                    f"GitHubCredentials block {block!r} does not exist; run `flowops bootstrap` with FLOWOPS_GIT_TOKEN set"
-                    " (or pass --repository for a public or local clone)",
-                )
+            credentials = (step.get(GIT_CLONE_STEP) or {}).get("credentials")
+            for block_type, block in block_references(credentials):
+                if block not in github_blocks:  # asked once per block, not once per deployment
+                    github_blocks[block] = prefect_api.block_exists(block_type, block)
+                if not github_blocks[block]:
+                    problem(
+                        "pull.git_clone.credentials",
+                        f"{_BLOCK_CLASSES.get(block_type, block_type)} block {block!r} does not exist; run `flowops"
+                        " bootstrap` with FLOWOPS_GIT_TOKEN set (or pass --repository for a public or local clone)",
+                    )
     block = project.config.image.registry_credentials if project.config.image else None
     docker_pools = sorted(pool for pool, pool_type in pool_types.items() if pool_type in DOCKER_POOL_TYPES)
     if not (block and docker_pools):
@@ -359,9 +358,8 @@ def _deploy(project, rendered, pool_type_for_overrides, force, on_plan, rollback
     if on_plan:
         on_plan(the_plan)
     result = DeployResult(the_plan)
-    for deployment in rendered.content["deployments"]:
-        pool = deployment["work_pool"]["name"]
-        pool_type = project.pool_type(pool) or pool_type_for_overrides
+    for pool in dict.fromkeys(deployment["work_pool"]["name"] for deployment in rendered.content["deployments"]):
+        pool_type = project.pool_type(pool) or pool_type_for_overrides  # each pool once, however many use it
         if pool_type and prefect_api.ensure_work_pool(pool, pool_type):
             result.pools_created.append(pool)
     for pool in facts.pools_to_log_in:  # before the deployments: their first runs may need to pull

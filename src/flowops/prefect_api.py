@@ -16,7 +16,7 @@ MOVE_CONCURRENCY = 8  # deployment writes in flight at once (measured: 8 beat 4 
 TERMINAL_POLL_SECONDS = 1.0
 
 # The deployment fields flowops compares and restores; everything else is the server's own bookkeeping.
-DEPLOYMENT_FIELDS = (
+STORED_FIELDS = (
     "description", "parameters", "tags", "work_pool_name", "work_queue_name", "job_variables", "pull_steps",
     "entrypoint", "paused", "concurrency_limit", "enforce_parameter_schema", "parameter_openapi_schema", "version",
 )  # fmt: skip
@@ -102,7 +102,7 @@ def _live(client, deployment, flow_names: dict[UUID, str]) -> LiveDeployment:
         id=deployment.id,
         flow_name=flow_names[deployment.flow_id],
         name=deployment.name,
-        fields={name: data.get(name) for name in DEPLOYMENT_FIELDS},
+        fields={name: data.get(name) for name in STORED_FIELDS},
         schedules=schedules,
     )
 

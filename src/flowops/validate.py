@@ -21,6 +21,7 @@ from .entrypoints import EntrypointError, FlowEntrypoint, inspect_entrypoint
 from .gitrepo import without_userinfo
 from .project import DeploymentFile, Project
 from .render import GIT_CLONE_STEP, MANAGED_TAG, RESERVED_TAG_PREFIXES
+from .templating import block_references, env_variables, is_template
 
 TOP_LEVEL_FIELDS = {"name", "prefect-version", "prefect_version", "build", "push", "pull", "deployments"}
 DEPLOYMENT_FIELDS = {
@@ -33,8 +34,6 @@ SCHEDULE_FIELDS = {
     "cron", "interval", "rrule", "timezone", "anchor_date", "active", "parameters", "slug", "replaces", "day_or",
 }  # fmt: skip
 
-_ENV_PLACEHOLDER = re.compile(r"\{\{\s*\$([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
-_BLOCK_PLACEHOLDER = re.compile(r"\{\{\s*prefect\.blocks\.")
 # A variable whose name says it holds a secret: `{{ $VAR }}` is resolved when Prefect deploys, then stored.
 _SECRET_VARIABLE = re.compile(
     r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|PASS|PWD|CREDENTIAL|DSN|DATABASE_URL|AUTH|PRIVATE|SIGNATURE", re.IGNORECASE
@@ -160,11 +159,7 @@ class _FileChecker:
             self.problem(
                 f"parameters.{name}", f"not a parameter of flow {flow.flow_name!r} (it has: {', '.join(known)})"
             )
-        given = {
-            name: value
-            for name, value in parameters.items()
-            if name in known and not (isinstance(value, str) and "{{" in value)
-        }
+        given = {name: value for name, value in parameters.items() if name in known and not is_template(value)}
         for path, message in schema_errors(given, flow.parameter_schema):
             self.problem(f"parameters.{path}", message)
 
@@ -262,7 +257,7 @@ class _FileChecker:
             stored = field.startswith(("parameters", "work_pool.job_variables"))
             if field.startswith("work_pool.job_variables.registry_credentials"):
                 continue  # check_work_pool's problem says it all
-            if stored and (_BLOCK_PLACEHOLDER.search(value) or ".$ref." in field):
+            if stored and (block_references(value) or ".$ref." in field):
                 self.problem(
                     field,
                     "a block reference here is resolved at deploy time and stored in plain text on the deployment;"
@@ -275,7 +270,7 @@ class _FileChecker:
         """Anywhere in a deployment, pull steps included: no URL with credentials, no secret-looking or unset
         `{{ $VAR }}`."""
         self.check_credentials_in_urls(field, value)
-        for variable in _ENV_PLACEHOLDER.findall(value):
+        for variable in env_variables(value):
             if _SECRET_VARIABLE.search(variable):
                 self.problem(
                     field,
@@ -339,7 +334,7 @@ def _looks_like_secret(field: str, value: str) -> bool:
 
 def _is_reference(key: str, value: str) -> bool:
     """A value naming where a secret lives (a template, or a block's name under a `*_block` key), not the secret."""
-    return "{{" in value or bool(re.search(r"(_|^)(block|name)$", key, re.IGNORECASE))
+    return is_template(value) or bool(re.search(r"(_|^)(block|name)$", key, re.IGNORECASE))
 
 
 def _leaves(value: Any, path: str = ""):

@@ -229,3 +229,20 @@ def test_a_prefect_yaml_no_environment_names_is_reported(sample_project):
     assert problems == [
         "deployments/old/prefect.yaml: no environment in flowops.yaml names this file: no branch deploys it"
     ]
+
+
+def test_the_fields_validate_knows_are_prefects_own_so_an_upgrade_that_changes_them_fails_here():
+    """prefect.yaml's schema as `prefect deploy` reads it (a private module: this test is the drift alarm)."""
+    from prefect.cli.deploy._models import DeploymentConfig, PrefectYamlModel, RawScheduleConfig, WorkPoolConfig
+
+    from flowops.validate import DEPLOYMENT_FIELDS, SCHEDULE_FIELDS, TOP_LEVEL_FIELDS, WORK_POOL_FIELDS
+
+    def keys(model, by_name_too=False):
+        return {field.alias or name for name, field in model.model_fields.items()} | (
+            set(model.model_fields) if by_name_too else set()
+        )
+
+    assert keys(DeploymentConfig) == DEPLOYMENT_FIELDS
+    assert keys(WorkPoolConfig) == WORK_POOL_FIELDS
+    assert keys(RawScheduleConfig) == SCHEDULE_FIELDS
+    assert keys(PrefectYamlModel, by_name_too=True) == TOP_LEVEL_FIELDS  # prefect-version or prefect_version
