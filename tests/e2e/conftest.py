@@ -17,7 +17,7 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def hellomake_repo(tmp_path, prefect_server) -> Repo:
+def hello_repo(tmp_path, prefect_server) -> Repo:
     """The sample project with a flow name of its own (`hello-<hex>`), committed, with an origin."""
     repo = make_repo({".": SAMPLE_PROJECT}, tmp_path, prefect_server, {})
     flow_file = repo.path / "flows" / "hello.py"
@@ -28,7 +28,7 @@ def hellomake_repo(tmp_path, prefect_server) -> Repo:
 
 
 @pytest.fixture
-def ecommercemake_repo(tmp_path, prefect_server, postgres_url, sample_month) -> Repo:
+def ecommerce_repo(tmp_path, prefect_server, postgres_url, sample_month) -> Repo:
     """This repository's flows and deployment files, committed, with an origin; runs load into PostgreSQL and
     read local files under the sample's folder and the test's own (the worker's $ECOMMERCE_DATA_DIR)."""
     sources = {"flows": ROOT / "flows", "deployments": ROOT / "deployments"}
