@@ -24,14 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .errors import FlowopsError, UsageError
 from .prefect_api import require_api_url  # light: Prefect itself is imported only when it is called
 
 DEFAULT_SECRET_BLOCK = "ecommerce-database-url"  # noqa: S105 - a block name, not a secret
 DEFAULT_GITHUB_BLOCK = "flowops-github"
-
-
-class UsageError(Exception):
-    pass
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -133,34 +130,27 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    from .github import EventError
-    from .gitops import DeployFailed, Refused, ValidationFailed
-    from .gitrepo import GitError
-    from .image import ImageError
-    from .lock import LockBusy
-    from .prefect_api import PrefectAPIError
-    from .project import ProjectError
-    from .pull_request_comment import CommentError
+    from .gitops import DeployFailed, ValidationFailed
 
     try:
         return COMMANDS[args.command](args)
     except UsageError as error:
         print(f"flowops {args.command}: {error}", file=sys.stderr)
-        return 2
+        return error.exit_code
     except ValidationFailed as failure:
         if getattr(args, "json", False):
             print(json.dumps({"ok": False, "problems": [str(p) for p in failure.problems]}, indent=2))
         for problem in failure.problems:
             print(f"error: {problem}", file=sys.stderr)
         print(f"{len(failure.problems)} problem(s); nothing was changed on the server", file=sys.stderr)
-        return 1
+        return failure.exit_code
     except DeployFailed as failure:
         print(failure.output, file=sys.stderr)
         print(f"error: {failure}", file=sys.stderr)
-        return 1
-    except (ProjectError, GitError, PrefectAPIError, Refused, ImageError, EventError, CommentError, LockBusy) as error:
+        return failure.exit_code
+    except FlowopsError as error:
         print(f"error: {error}", file=sys.stderr)
-        return 1
+        return error.exit_code
 
 
 def _project(args):
@@ -354,7 +344,7 @@ def cmd_bootstrap(args) -> int:
         if args.work_pool
         else {n: p.type for n, p in project.config.work_pools.items()}
     )
-    defaults = parse_params(args.default)
+    defaults = parse_pairs(args.default, "--default")
     if defaults and not args.work_pool:
         raise UsageError("--default goes with --work-pool")
     require_api_url()
@@ -417,11 +407,7 @@ def cmd_image(args) -> int:
         return 0
     base_image = base_image_override()
     build_args = {"BASE_IMAGE": base_image} if base_image else {}
-    for pair in args.build_arg:
-        key, separator, value = pair.partition("=")
-        if not separator or not key:
-            raise UsageError(f"--build-arg {pair!r}: expected KEY=VALUE")
-        build_args[key] = value
+    build_args.update(parse_pairs(args.build_arg, "--build-arg", json_values=False))
     username, password = _registry_login(project, ref)
     result = ensure_image(project.root, ref, project.config.image.dockerfile, build_args, username, password)
     if args.json:
@@ -457,22 +443,23 @@ def _registry_login(project, ref) -> tuple[str | None, str | None]:
     return login.username, login.password
 
 
-def parse_params(pairs: list[str]) -> dict[str, Any]:
-    """`k=v` pairs; v is read as JSON when it parses (`2`, `["a"]`, `null`), else taken as a string."""
-    parameters = {}
+def parse_pairs(pairs: list[str], option: str, json_values: bool = True) -> dict[str, Any]:
+    """The `KEY=VALUE` arguments of `option`. With `json_values`, VALUE is read as JSON when it parses (`2`,
+    `["a"]`, `null`), else taken as a string; without, it is always the string."""
+    parsed: dict[str, Any] = {}
     for pair in pairs:
         key, separator, value = pair.partition("=")
         if not separator or not key:
-            raise UsageError(f"--param {pair!r}: expected KEY=VALUE")
+            raise UsageError(f"{option} {pair!r}: expected KEY=VALUE")
         try:
-            parameters[key] = json.loads(value)
+            parsed[key] = json.loads(value) if json_values else value
         except json.JSONDecodeError:
-            parameters[key] = value
-    return parameters
+            parsed[key] = value
+    return parsed
 
 
 def cmd_run(args) -> int:
-    return _run(args.deployment, parse_params(args.param), args.wait, args.timeout)
+    return _run(args.deployment, parse_pairs(args.param, "--param"), args.wait, args.timeout)
 
 
 def _run(deployment: str, parameters: dict[str, Any], wait: bool, timeout: float | None) -> int:

@@ -24,13 +24,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .errors import FlowopsError
+
 DEPLOY, PLAN, ROLLBACK, TEARDOWN = "deploy", "plan", "rollback", "teardown"
 RUN, BOOTSTRAP, GC, SKIP = "run", "bootstrap", "gc", "skip"
 _FULL_SHA = re.compile(r"[0-9a-f]{40}")
 PR_DEPLOY_ACTIONS = {"opened", "synchronize", "reopened"}
 
 
-class EventError(Exception):
+class EventError(FlowopsError):
     pass
 
 

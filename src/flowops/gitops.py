@@ -20,6 +20,7 @@ import yaml
 from . import prefect_api
 from .branches import branch_slug
 from .entrypoints import inspect_entrypoint
+from .errors import FlowopsError
 from .gitrepo import is_ancestor, remote_branches, without_userinfo
 from .image import ImageError, ImageRef, base_image_override, image_tag
 from .lock import environment_lock
@@ -47,13 +48,13 @@ REGISTRY_CREDENTIALS_VARIABLE = "registry_credentials"  # the Docker worker's jo
 _BLOCK_CLASSES = {"github-credentials": "GitHubCredentials"}  # as problems name a block type
 
 
-class ValidationFailed(Exception):
+class ValidationFailed(FlowopsError):
     def __init__(self, problems: list[Problem]):
         super().__init__(f"{len(problems)} problem(s)")
         self.problems = problems
 
 
-class DeployFailed(Exception):
+class DeployFailed(FlowopsError):
     """`prefect deploy` failed; the server was put back as it was. `output` is Prefect's own output."""
 
     def __init__(self, message: str, output: str):
@@ -61,7 +62,7 @@ class DeployFailed(Exception):
         self.output = output
 
 
-class Refused(Exception):
+class Refused(FlowopsError):
     pass
 
 

@@ -9,10 +9,12 @@ import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
+from .errors import FlowopsError
+
 _SHA = re.compile(r"[0-9a-f]{40}")
 
 
-class GitError(Exception):
+class GitError(FlowopsError):
     pass
 
 

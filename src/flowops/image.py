@@ -23,6 +23,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from .errors import FlowopsError
+
 TAG_PREFIX = "flows-"
 TAG_HASH_LENGTH = 12
 MANIFEST_TYPES = (
@@ -33,7 +35,7 @@ MANIFEST_TYPES = (
 )
 
 
-class ImageError(Exception):
+class ImageError(FlowopsError):
     pass
 
 

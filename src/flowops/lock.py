@@ -22,13 +22,14 @@ from collections.abc import Callable, Iterator
 
 from . import prefect_api
 from .branches import branch_slug
+from .errors import FlowopsError
 
 DEFAULT_LEASE_SECONDS = 120.0  # a killed holder blocks the environment this long at most
 DEFAULT_WAIT_SECONDS = 900.0  # a deploy waits this long for another to finish
 POLL_SECONDS = 1.0
 
 
-class LockBusy(Exception):
+class LockBusy(FlowopsError):
     """Someone else held the environment's lock for longer than we could wait."""
 
 

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
+from .errors import FlowopsError
+
 PAGE_SIZE = 200
 MOVE_CONCURRENCY = 8  # deployment writes in flight at once (measured: 8 beat 4 and 16 on 2 cores)
 TERMINAL_POLL_SECONDS = 1.0
@@ -22,7 +24,7 @@ STORED_FIELDS = (
 )  # fmt: skip
 
 
-class PrefectAPIError(Exception):
+class PrefectAPIError(FlowopsError):
     """The Prefect API could not be reached or refused a call; the message says which and why."""
 
 

@@ -22,12 +22,14 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from .errors import FlowopsError
+
 CONFIG_FILE = "flowops.yaml"
 PROJECT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$"
 BLOCK_NAME_PATTERN = r"^[a-z0-9-]+$"  # what Prefect accepts as a block document's name
 
 
-class ProjectError(Exception):
+class ProjectError(FlowopsError):
     """The project's own configuration is unusable; the message is one line naming the file and field."""
 
 

@@ -18,12 +18,14 @@ from collections.abc import Mapping
 
 import httpx
 
+from .errors import FlowopsError
+
 MARKER = "<!-- flowops:branch-deployments -->"
 API_VERSION = "2022-11-28"
 PAGE_SIZE = 100
 
 
-class CommentError(Exception):
+class CommentError(FlowopsError):
     pass
 
 

@@ -21,9 +21,11 @@ def test_no_arguments_prints_help(capsys):
 
 
 def test_run_parameters_are_json_when_they_parse_and_strings_otherwise():
-    from flowops.cli import parse_params
+    from flowops.cli import parse_pairs
 
-    assert parse_params(["count=2", 'sources=["a.csv"]', "block=null", "name=hello world", "t=2019-Oct.csv"]) == {
+    pairs = ["count=2", 'sources=["a.csv"]', "block=null", "name=hello world", "t=2019-Oct.csv"]
+    assert parse_pairs(["BASE_IMAGE=2", "X=[1]"], "--build-arg", json_values=False) == {"BASE_IMAGE": "2", "X": "[1]"}
+    assert parse_pairs(pairs, "--param") == {
         "count": 2,
         "sources": ["a.csv"],
         "block": None,
@@ -44,6 +46,12 @@ def test_run_parameters_are_json_when_they_parse_and_strings_otherwise():
 def test_usage_errors_exit_with_status_2(argv, capsys, sample_project):
     assert main(["-C", str(sample_project), *argv]) == 2
     assert capsys.readouterr().err.startswith(f"flowops {argv[0]}: ")
+
+
+def test_a_bad_key_value_names_the_option_it_was_given_to(capsys, sample_project):
+    argv = ["-C", str(sample_project), "bootstrap", "--work-pool", "p", "--type", "process", "--default", "novalue"]
+    assert main(argv) == 2
+    assert "flowops bootstrap: --default 'novalue': expected KEY=VALUE" in capsys.readouterr().err
 
 
 def test_a_missing_required_option_is_a_usage_error():
