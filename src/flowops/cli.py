@@ -27,7 +27,6 @@ from . import __version__
 from .errors import FlowopsError, UsageError
 from .prefect_api import require_api_url  # light: Prefect itself is imported only when it is called
 
-DEFAULT_SECRET_BLOCK = "ecommerce-database-url"  # noqa: S105 - a block name, not a secret
 DEFAULT_GITHUB_BLOCK = "flowops-github"
 
 
@@ -61,8 +60,8 @@ def _parser() -> argparse.ArgumentParser:
             command.add_argument("-o", "--output", help="write to this file instead of standard output")
         if name == "plan":
             command.add_argument("--json", action="store_true")
+        command.add_argument("--work-pool-type", help="the type of --work-pool (deploy creates it if missing)")
         if name in ("plan", "deploy"):
-            command.add_argument("--work-pool-type", help="create --work-pool with this type if it does not exist")
             command.add_argument(
                 "--rollback", action="store_true", help="allow deploying a commit older than the deployed one"
             )
@@ -90,7 +89,6 @@ def _parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="a default job variable of a new --work-pool, e.g. network_mode=host (VALUE is JSON if it parses)",
     )
-    bootstrap.add_argument("--secret-block", default=DEFAULT_SECRET_BLOCK, help="saved from $ECOMMERCE_DATABASE_URL")
     bootstrap.add_argument("--github-block", default=DEFAULT_GITHUB_BLOCK, help="saved from $FLOWOPS_GIT_TOKEN")
 
     image = commands.add_parser("image", help="the flows' image: its content tag; build and push when missing")
@@ -170,14 +168,23 @@ def _checked_branch(branch: str) -> str:
 
 
 def _rendered(args, project, deploying: bool = True):
-    """The file the branch deploys. When `deploying` (plan and deploy), the files read must be exactly the
-    commit's: the tree is clean and `--sha`, if given, is the checked-out commit."""
-    from .gitops import render
-    from .gitrepo import GitError, default_repository, head_sha, is_clean, resolve_sha
+    """The file `--branch` deploys, with the command line's overrides (see `_render`)."""
     from .render import Overrides
 
-    branch = _checked_branch(args.branch)
-    sha = resolve_sha(project.root, args.sha)
+    overrides = Overrides(args.repository, args.work_pool, args.image, work_pool_type=args.work_pool_type)
+    return _render(project, args.branch, args.sha, overrides, deploying)
+
+
+def _render(project, branch: str, sha: str | None, overrides, deploying: bool = True):
+    """The file the branch deploys. When `deploying` (plan and deploy), the files read must be exactly the
+    commit's: the tree is clean and `sha`, if given, is the checked-out commit."""
+    from dataclasses import replace
+
+    from .gitrepo import GitError, default_repository, head_sha, is_clean, resolve_sha
+    from .render import render
+
+    branch = _checked_branch(branch)
+    sha = resolve_sha(project.root, sha)
     if deploying:
         head = head_sha(project.root)
         if sha != head:
@@ -190,9 +197,8 @@ def _rendered(args, project, deploying: bool = True):
                 f"{project.root} has uncommitted changes: a deployment pinned to {sha[:12]} would run other code"
                 " than it was checked with; commit or stash them"
             )
-    repository = args.repository or default_repository(project.root)
-    overrides = Overrides(repository, args.work_pool, args.image)
-    return render(project, branch, sha, overrides, getattr(args, "work_pool_type", None))
+    repository = overrides.repository or default_repository(project.root)
+    return render(project, branch, sha, replace(overrides, repository=repository))
 
 
 def cmd_validate(args) -> int:
@@ -230,12 +236,16 @@ def cmd_render(args) -> int:
 
 def cmd_plan(args) -> int:
     require_api_url()
+    project = _project(args)
+    return _plan(project, _rendered(args, project), args.rollback, args.json)
+
+
+def _plan(project, rendered, rollback: bool = False, as_json: bool = False) -> int:
     from .gitops import plan
     from .report import append_step_summary, plan_markdown, plan_text
 
-    project = _project(args)
-    the_plan = plan(project, _rendered(args, project), args.work_pool_type, args.rollback)
-    print(json.dumps(the_plan.as_dict(), indent=2) if args.json else plan_text(the_plan))
+    the_plan = plan(project, rendered, rollback)
+    print(json.dumps(the_plan.as_dict(), indent=2) if as_json else plan_text(the_plan))
     append_step_summary(plan_markdown(the_plan, f"flowops plan: {the_plan.branch}"))
     return 0
 
@@ -244,10 +254,10 @@ def cmd_deploy(args) -> int:
     require_api_url()
     project = _project(args)
     rendered = _rendered(args, project)
-    return _deploy(project, rendered, args.work_pool_type, args.force, args.verbose, rollback=args.rollback)
+    return _deploy(project, rendered, args.force, args.verbose, rollback=args.rollback)
 
 
-def _deploy(project, rendered, work_pool_type=None, force=False, verbose=False, comment=None, rollback=False) -> int:
+def _deploy(project, rendered, force=False, verbose=False, comment=None, rollback=False) -> int:
     """Deploy and report: terminal, step summary and, given a PullRequestComment, the plan then the result on it."""
     from .gitops import DeployFailed, ValidationFailed, deploy
     from .report import append_step_summary, failure_markdown, plan_markdown, plan_text
@@ -258,7 +268,7 @@ def _deploy(project, rendered, work_pool_type=None, force=False, verbose=False, 
         _comment(comment, plan_markdown(the_plan, f"flowops plan: {where}") + "Deploying...\n")
 
     try:
-        result = deploy(project, rendered, work_pool_type, force, show_plan if comment else None, rollback)
+        result = deploy(project, rendered, force, show_plan if comment else None, rollback)
     except ValidationFailed as failure:
         problems = [str(problem) for problem in failure.problems]
         _comment(comment, failure_markdown(f"flowops deploy refused: {where}", problems, "Nothing was changed."))
@@ -295,17 +305,20 @@ def _comment(comment, markdown: str) -> None:
 
 def cmd_teardown(args) -> int:
     require_api_url()
+    return _teardown(_project(args), args.branch, args.force, args.json)
+
+
+def _teardown(project, branch: str, force: bool = False, as_json: bool = False) -> int:
     from .gitops import teardown
 
-    project = _project(args)
-    deleted = teardown(project, _checked_branch(args.branch), force=args.force)
+    deleted = teardown(project, _checked_branch(branch), force=force)
     names = sorted(d.full_name for d in deleted)
-    if args.json:
-        print(json.dumps({"branch": args.branch, "deleted": names}, indent=2))
+    if as_json:
+        print(json.dumps({"branch": branch, "deleted": names}, indent=2))
     else:
         for name in names:
             print(f"deleted {name}")
-        print(f"{len(names)} deployment(s) of branch {args.branch!r} deleted")
+        print(f"{len(names)} deployment(s) of branch {branch!r} deleted")
     return 0
 
 
@@ -334,56 +347,24 @@ def _gc(project, repository: str | None, dry_run: bool, as_json: bool) -> int:
 
 
 def cmd_bootstrap(args) -> int:
-    from . import prefect_api
-
     project = _project(args)
     if bool(args.work_pool) != bool(args.pool_type):
         raise UsageError("--work-pool and --type go together")
-    pools = (
-        {args.work_pool: args.pool_type}
-        if args.work_pool
-        else {n: p.type for n, p in project.config.work_pools.items()}
-    )
     defaults = parse_pairs(args.default, "--default")
     if defaults and not args.work_pool:
         raise UsageError("--default goes with --work-pool")
+    return _bootstrap(
+        project, {args.work_pool: args.pool_type} if args.work_pool else None, defaults, args.github_block
+    )
+
+
+def _bootstrap(project, pools: dict[str, str] | None, defaults: dict[str, Any], github_block: str) -> int:
+    from .gitops import bootstrap
+
     require_api_url()
-    for name, pool_type in pools.items():
-        created = prefect_api.ensure_work_pool(name, pool_type, defaults)
-        print(f"work pool {name!r} ({pool_type}): {'created' if created else 'exists'}")
-    for variable, block, save in (
-        ("ECOMMERCE_DATABASE_URL", args.secret_block, prefect_api.save_secret_block),
-        # never GITHUB_TOKEN: in a shell that is often a person's own token, which must not go into a shared block
-        ("FLOWOPS_GIT_TOKEN", args.github_block, prefect_api.save_github_credentials_block),
-    ):
-        value = os.environ.get(variable)
-        if value:
-            print(f"block {block!r}: {'created' if save(block, value) else 'updated'} from ${variable}")
-        else:
-            print(f"block {block!r}: skipped (${variable} is not set)")
-    _bootstrap_registry_credentials(project)
+    for line in bootstrap(project, pools, defaults, github_block, os.environ):
+        print(line)
     return 0
-
-
-def _bootstrap_registry_credentials(project) -> None:
-    """The block Docker workers log in to the image's registry with, from $REGISTRY_USERNAME and
-    $REGISTRY_PASSWORD (a read-only token will do), for the registry the image name says."""
-    from . import prefect_api
-    from .gitops import image_name
-    from .image import ImageRef
-
-    block = project.config.image.registry_credentials if project.config.image else None
-    if block is None:
-        return  # a public image: workers pull it without logging in
-    username, password = os.environ.get("REGISTRY_USERNAME"), os.environ.get("REGISTRY_PASSWORD")
-    if not (username and password):
-        unset = " and ".join(f"${v}" for v in ("REGISTRY_USERNAME", "REGISTRY_PASSWORD") if not os.environ.get(v))
-        print(f"block {block!r}: skipped ({unset} not set)")
-        return
-    registry = ImageRef(image_name(project), "").login_registry
-    created = prefect_api.save_registry_credentials_block(block, username, password, registry)
-    done = "created" if created else "updated"
-    print(f"block {block!r}: {done} for registry {registry} from $REGISTRY_USERNAME and $REGISTRY_PASSWORD")
 
 
 def _image_ref(args, project):
@@ -506,35 +487,30 @@ def cmd_github_event(args) -> int:
     if args.check or decision.operation == SKIP:
         return 0  # SKIP: the decision line above says why
     require_api_url()
-    common = {"project": args.project, "json": False}
-    target = {"branch": decision.branch, "sha": decision.sha, "repository": args.repository, "image": None}
+    from .render import Overrides
+
+    overrides = Overrides(args.repository, args.work_pool)
     if decision.operation == PLAN:
-        plan_args = argparse.Namespace(
-            **common, **target, work_pool=args.work_pool, work_pool_type=None, rollback=False
-        )
-        return cmd_plan(plan_args)
+        return _plan(project, _render(project, decision.branch, decision.sha, overrides))
     if decision.operation == DEPLOY:
         from .pull_request_comment import PullRequestComment
 
-        rendered = _rendered(argparse.Namespace(**target, work_pool=args.work_pool, work_pool_type=None), project)
+        rendered = _render(project, decision.branch, decision.sha, overrides)
         comment = PullRequestComment.from_environment(decision.pull_request) if decision.pull_request else None
         return _deploy(project, rendered, comment=comment)
     if decision.operation == ROLLBACK:
         from .gitrepo import require_commit_of_branch
 
         require_commit_of_branch(project.root, decision.sha, decision.branch)
-        rendered = _rendered(argparse.Namespace(**target, work_pool=args.work_pool, work_pool_type=None), project)
-        return _deploy(project, rendered, rollback=True)
+        return _deploy(project, _render(project, decision.branch, decision.sha, overrides), rollback=True)
     if decision.operation == TEARDOWN:
-        return cmd_teardown(argparse.Namespace(**common, branch=decision.branch, force=False))
+        return _teardown(project, decision.branch)
     if decision.operation == GC:
         return _gc(project, args.repository, dry_run=False, as_json=False)
     if decision.operation == RUN:
         return _run(decision.deployment, decision.parameters, decision.wait, None)
     if decision.operation == BOOTSTRAP:
-        namespace = {"work_pool": None, "pool_type": None, "default": []}
-        blocks = {"secret_block": DEFAULT_SECRET_BLOCK, "github_block": DEFAULT_GITHUB_BLOCK}
-        return cmd_bootstrap(argparse.Namespace(**common, **namespace, **blocks))
+        return _bootstrap(project, None, {}, DEFAULT_GITHUB_BLOCK)
     return 0
 
 

@@ -10,40 +10,36 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from . import prefect_api
 from .branches import branch_slug
 from .entrypoints import inspect_entrypoint
 from .errors import FlowopsError
 from .gitrepo import is_ancestor, remote_branches, without_userinfo
-from .image import ImageError, ImageRef, base_image_override, image_tag
+from .image import ImageRef, image_name
 from .lock import environment_lock
 from .plan import CREATE, DELETE, UPDATE, DesiredDeployment, Plan, desired_fields, plan_changes
 from .prefect_deploy import inferred_version, prefect_deploy_all
-from .project import CONFIG_FILE, DeploymentFile, Project, Target
+from .project import CONFIG_FILE, DeploymentFile, Project
 from .render import (
     BRANCH_TAG_PREFIX,
     COMMIT_TAG_PREFIX,
+    DOCKER_POOL_TYPES,
     ENV_TAG_PREFIX,
     GIT_CLONE_STEP,
     MANAGED_TAG,
     PROJECT_TAG_PREFIX,
     SHORT_SHA_LENGTH,
-    Overrides,
+    Rendered,
     ownership_tags,
-    render_branch_deployments,
-    rendered_header,
 )
 from .templating import block_references, is_template
 from .validate import Problem, schema_errors, validate_file, validate_project
 
-DOCKER_POOL_TYPES = {"docker"}
 REGISTRY_CREDENTIALS_VARIABLE = "registry_credentials"  # the Docker worker's job variable
 _BLOCK_CLASSES = {"github-credentials": "GitHubCredentials"}  # as problems name a block type
 
@@ -66,52 +62,6 @@ class Refused(FlowopsError):
     pass
 
 
-@dataclass(frozen=True)
-class Rendered:
-    target: Target
-    sha: str
-    content: dict[str, Any]
-
-    @property
-    def label(self) -> str:
-        """How problems name the rendered file."""
-        return f"{self.target.file.path} (rendered for {self.target.branch!r})"
-
-    def as_yaml(self) -> str:
-        return rendered_header(self.target, self.sha) + yaml.safe_dump(self.content, sort_keys=False)
-
-
-def render(
-    project: Project, branch: str, sha: str, overrides: Overrides, pool_type_for_overrides: str | None = None
-) -> Rendered:
-    """The file `branch` deploys at `sha`; Docker pools get the flows' image unless an image is given."""
-    target = project.target(branch)
-    docker_pools = {name for name, pool in project.config.work_pools.items() if pool.type in DOCKER_POOL_TYPES}
-    if overrides.work_pool and pool_type_for_overrides in DOCKER_POOL_TYPES:
-        docker_pools.add(overrides.work_pool)
-    docker_pools = frozenset(docker_pools)
-    pools = {overrides.work_pool or (d.get("work_pool") or {}).get("name") for d in target.file.deployments()}
-    if overrides.image is None and project.config.image and pools & docker_pools:
-        overrides = replace(overrides, default_image=str(default_image_ref(project)), docker_pools=docker_pools)
-    return Rendered(target, sha, render_branch_deployments(target, sha, overrides))
-
-
-def default_image_ref(project: Project) -> ImageRef:
-    """flowops.yaml's image name (or $FLOWOPS_IMAGE_NAME, as CI sets it), tagged with the content hash (which
-    covers $FLOWOPS_BASE_IMAGE when set)."""
-    if project.config.image is None:
-        raise ImageError("flowops.yaml declares no image")
-    tag = image_tag(project.root, project.config.image.dockerfile, base_image_override())
-    return ImageRef(image_name(project), tag)
-
-
-def image_name(project: Project) -> str:
-    """The flows' image without its tag: $FLOWOPS_IMAGE_NAME, else flowops.yaml's."""
-    if project.config.image is None:
-        raise ImageError("flowops.yaml declares no image")
-    return (os.environ.get("FLOWOPS_IMAGE_NAME") or project.config.image.name).lower()
-
-
 def check_rendered(project: Project, rendered: Rendered) -> list[Problem]:
     """The committed file's checks (and names unique across files), then the same checks on the rendered file."""
     problems = validate_project(project, rendered.target.branch)
@@ -131,9 +81,7 @@ class ServerFacts:
     pools_to_log_in: list[str] = field(default_factory=list)
 
 
-def check_against_server(
-    project: Project, rendered: Rendered, pool_type_for_overrides: str | None
-) -> tuple[list[Problem], ServerFacts]:
+def check_against_server(project: Project, rendered: Rendered) -> tuple[list[Problem], ServerFacts]:
     """What only the server can tell: each pool's type is known, Docker pools get an image, job variables fit
     the pool's schema, the credentials blocks exist."""
     problems = []
@@ -150,7 +98,7 @@ def check_against_server(
         if pool not in pools:
             pools[pool] = prefect_api.read_work_pool(pool)
         existing = pools[pool]
-        pool_type = project.pool_type(pool) or (existing.type if existing else None) or pool_type_for_overrides
+        pool_type = rendered.pool_type(project, pool) or (existing.type if existing else None)
         pool_types[pool] = pool_type
         if pool_type is None:
             problem(
@@ -247,21 +195,19 @@ def desired_deployments(project: Project, rendered: Rendered) -> list[DesiredDep
     return desired
 
 
-def plan(
-    project: Project, rendered: Rendered, pool_type_for_overrides: str | None = None, rollback: bool = False
-) -> Plan:
+def plan(project: Project, rendered: Rendered, rollback: bool = False) -> Plan:
     """Compare the rendered file with the server. Raises ValidationFailed when the file could not be deployed,
     Refused when it would deploy an older commit than the one deployed (unless `rollback`)."""
-    return _plan_and_live(project, rendered, pool_type_for_overrides, rollback)[0]
+    return _plan_and_live(project, rendered, rollback)[0]
 
 
-def _plan_and_live(project: Project, rendered: Rendered, pool_type_for_overrides: str | None, rollback: bool):
+def _plan_and_live(project: Project, rendered: Rendered, rollback: bool):
     """The plan, what the server told, the deployments wanted, and the live ones the plan was made from: deploy's
     undo snapshot and prune list."""
     problems = check_rendered(project, rendered)
     if problems:
         raise ValidationFailed(problems)
-    problems, facts = check_against_server(project, rendered, pool_type_for_overrides)
+    problems, facts = check_against_server(project, rendered)
     if problems:
         raise ValidationFailed(problems)
     desired = desired_deployments(project, rendered)
@@ -339,7 +285,6 @@ class DeployResult:
 def deploy(
     project: Project,
     rendered: Rendered,
-    pool_type_for_overrides: str | None = None,
     force: bool = False,
     on_plan: Callable[[Plan], None] | None = None,
     rollback: bool = False,
@@ -349,18 +294,16 @@ def deploy(
     target = rendered.target
     purpose = f"{'rollback' if rollback else 'deploy'} {target.branch} @ {rendered.sha[:8]}"
     with environment_lock(target.project, target.environment, purpose):
-        return _deploy(project, rendered, pool_type_for_overrides, force, on_plan, rollback)
+        return _deploy(project, rendered, force, on_plan, rollback)
 
 
-def _deploy(project, rendered, pool_type_for_overrides, force, on_plan, rollback) -> DeployResult:
-    the_plan, facts, desired, before, live_of_branch = _plan_and_live(
-        project, rendered, pool_type_for_overrides, rollback
-    )
+def _deploy(project, rendered, force, on_plan, rollback) -> DeployResult:
+    the_plan, facts, desired, before, live_of_branch = _plan_and_live(project, rendered, rollback)
     if on_plan:
         on_plan(the_plan)
     result = DeployResult(the_plan)
     for pool in dict.fromkeys(deployment["work_pool"]["name"] for deployment in rendered.content["deployments"]):
-        pool_type = project.pool_type(pool) or pool_type_for_overrides  # each pool once, however many use it
+        pool_type = rendered.pool_type(project, pool)  # each pool once, however many deployments use it
         if pool_type and prefect_api.ensure_work_pool(pool, pool_type):
             result.pools_created.append(pool)
     for pool in facts.pools_to_log_in:  # before the deployments: their first runs may need to pull
@@ -382,7 +325,7 @@ def _deploy(project, rendered, pool_type_for_overrides, force, on_plan, rollback
             subset = {**rendered.content, "deployments": kept}
             with tempfile.TemporaryDirectory(prefix="flowops-") as folder:
                 prefect_file = Path(folder) / "prefect.yaml"
-                prefect_file.write_text(Rendered(rendered.target, rendered.sha, subset).as_yaml())
+                prefect_file.write_text(replace(rendered, content=subset).as_yaml())
                 outcome = prefect_deploy_all(prefect_file, project.root)
             result.prefect_output = outcome.output
         failure = None if outcome is None or outcome.succeeded else f"prefect deploy exited with {outcome.exit_code}"
@@ -469,3 +412,44 @@ def collect_garbage(
         if not dry_run:
             prefect_api.delete_deployments(orphans)
     return orphans
+
+
+def bootstrap(
+    project: Project,
+    pools: dict[str, str] | None,
+    defaults: dict[str, Any],
+    github_block: str,
+    environ: Mapping[str, str],
+) -> list[str]:
+    """Create the work pools (`pools`, else every pool flowops.yaml declares; `defaults` for a new pool's job
+    variables) and save the blocks the deployments need from the environment: each Secret block flowops.yaml's
+    `secrets` names, the GitHubCredentials block workers clone with ($FLOWOPS_GIT_TOKEN) and the registry login
+    Docker workers pull with ($REGISTRY_USERNAME / $REGISTRY_PASSWORD). One line per pool and block, saying what
+    was done; never a value."""
+    lines = []
+    for name, pool_type in (pools or {n: p.type for n, p in project.config.work_pools.items()}).items():
+        created = prefect_api.ensure_work_pool(name, pool_type, defaults)
+        lines.append(f"work pool {name!r} ({pool_type}): {'created' if created else 'exists'}")
+    saves = [(variable, block, prefect_api.save_secret_block) for block, variable in project.config.secrets.items()]
+    # never GITHUB_TOKEN: in a shell that is often a person's own token, which must not go into a shared block
+    saves.append(("FLOWOPS_GIT_TOKEN", github_block, prefect_api.save_github_credentials_block))
+    for variable, block, save in saves:
+        value = environ.get(variable)
+        if value:
+            lines.append(f"block {block!r}: {'created' if save(block, value) else 'updated'} from ${variable}")
+        else:
+            lines.append(f"block {block!r}: skipped (${variable} is not set)")
+    block = project.config.image.registry_credentials if project.config.image else None
+    if block:  # a private image: Docker workers log in to its registry with this block
+        username, password = environ.get("REGISTRY_USERNAME"), environ.get("REGISTRY_PASSWORD")
+        if username and password:
+            registry = ImageRef(image_name(project), "").login_registry
+            created = prefect_api.save_registry_credentials_block(block, username, password, registry)
+            done = "created" if created else "updated"
+            lines.append(
+                f"block {block!r}: {done} for registry {registry} from $REGISTRY_USERNAME and $REGISTRY_PASSWORD"
+            )
+        else:
+            unset = " and ".join(f"${v}" for v in ("REGISTRY_USERNAME", "REGISTRY_PASSWORD") if not environ.get(v))
+            lines.append(f"block {block!r}: skipped ({unset} not set)")
+    return lines

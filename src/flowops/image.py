@@ -19,9 +19,13 @@ import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import httpx
+
+if TYPE_CHECKING:
+    from .project import Project
 
 from .errors import FlowopsError
 
@@ -210,3 +214,19 @@ def ensure_image(
     except (BuildError, PushError, DockerException) as error:
         raise ImageError(f"building or pushing {ref} failed: {' '.join(str(error).split())}") from None
     return EnsureResult(ref, built=True)
+
+
+def default_image_ref(project: Project) -> ImageRef:
+    """flowops.yaml's image name (or $FLOWOPS_IMAGE_NAME, as CI sets it), tagged with the content hash (which
+    covers $FLOWOPS_BASE_IMAGE when set)."""
+    if project.config.image is None:
+        raise ImageError("flowops.yaml declares no image")
+    tag = image_tag(project.root, project.config.image.dockerfile, base_image_override())
+    return ImageRef(image_name(project), tag)
+
+
+def image_name(project: Project) -> str:
+    """The flows' image without its tag: $FLOWOPS_IMAGE_NAME, else flowops.yaml's."""
+    if project.config.image is None:
+        raise ImageError("flowops.yaml declares no image")
+    return (os.environ.get("FLOWOPS_IMAGE_NAME") or project.config.image.name).lower()

@@ -8,6 +8,7 @@ branch_deployments_from: staging      # every other branch deploys this file, as
 work_pools:
   ecommerce-production: {type: docker}
   ecommerce-staging: {type: process}
+secrets: {acme-db: ACME_DATABASE_URL}  # Secret blocks bootstrap saves from the environment
 image:                                # the flows' image, for Docker pools; tagged by content hash
   name: ghcr.io/acme/flows
   registry_credentials: acme-registry # a private image: Docker workers pull it with this DockerRegistryCredentials block
@@ -17,16 +18,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import FlowopsError
 
 CONFIG_FILE = "flowops.yaml"
 PROJECT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$"
 BLOCK_NAME_PATTERN = r"^[a-z0-9-]+$"  # what Prefect accepts as a block document's name
+
+
+# What the flows load by name, and where bootstrap reads its value: never a credential of Prefect or of GitHub
+# Actions themselves (a branch's flowops.yaml must not copy those into a block).
+def _not_a_ci_credential(variable: str) -> str:
+    if variable.startswith(("PREFECT_", "GITHUB_", "ACTIONS_", "RUNNER_")):
+        raise ValueError(f"{variable} is Prefect's or GitHub Actions' own: it never goes into a block")
+    return variable
+
+
+BlockName = Annotated[str, Field(pattern=BLOCK_NAME_PATTERN)]
+SecretVariable = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$"), AfterValidator(_not_a_ci_credential)]
 
 
 class ProjectError(FlowopsError):
@@ -66,6 +79,8 @@ class FlowopsConfig(BaseModel):
     branch_deployments_from: str
     work_pools: dict[str, WorkPool] = {}
     image: Image | None = None
+    # The Secret blocks `flowops bootstrap` saves, each from an environment variable: block name -> variable.
+    secrets: dict[BlockName, SecretVariable] = {}
 
     @model_validator(mode="after")
     def _branch_deployments_come_from_an_environment(self) -> FlowopsConfig:

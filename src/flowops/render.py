@@ -20,11 +20,14 @@ branch (and only those).
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+import yaml
+
 from .branches import branch_slug
-from .project import Target
+from .image import default_image_ref
+from .project import Project, Target
 
 MANAGED_TAG = "flowops"
 PROJECT_TAG_PREFIX = "project:"
@@ -34,6 +37,7 @@ ENV_TAG_PREFIX = "env:"
 RESERVED_TAG_PREFIXES = (PROJECT_TAG_PREFIX, BRANCH_TAG_PREFIX, COMMIT_TAG_PREFIX, ENV_TAG_PREFIX)
 GIT_CLONE_STEP = "prefect.deployments.steps.git_clone"
 SHORT_SHA_LENGTH = 8
+DOCKER_POOL_TYPES = {"docker"}
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,7 @@ class Overrides:
     image: str | None = None  # on every deployment
     default_image: str | None = None  # on deployments of `docker_pools` that name no image themselves
     docker_pools: frozenset[str] = frozenset()
+    work_pool_type: str | None = None  # the type of `work_pool` when flowops.yaml does not declare it
 
 
 def render_branch_deployments(target: Target, sha: str, overrides: Overrides = Overrides()) -> dict[str, Any]:
@@ -113,3 +118,41 @@ def rendered_header(target: Target, sha: str) -> str:
         f"# Rendered by flowops from {target.file.path} for branch {target.branch!r} at commit {sha}.\n"
         "# Do not edit: change the committed file and render again.\n"
     )
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """The prefect.yaml a branch deploys at a commit, and the overrides it was rendered with."""
+
+    target: Target
+    sha: str
+    content: dict[str, Any]
+    overrides: Overrides = Overrides()
+
+    def pool_type(self, project: Project, pool: str) -> str | None:
+        """The type flowops.yaml declares for `pool`, or `--work-pool-type` for the `--work-pool` override."""
+        return declared_pool_type(project, self.overrides, pool)
+
+    @property
+    def label(self) -> str:
+        """How problems name the rendered file."""
+        return f"{self.target.file.path} (rendered for {self.target.branch!r})"
+
+    def as_yaml(self) -> str:
+        return rendered_header(self.target, self.sha) + yaml.safe_dump(self.content, sort_keys=False)
+
+
+def render(project: Project, branch: str, sha: str, overrides: Overrides = Overrides()) -> Rendered:
+    """The file `branch` deploys at `sha`; Docker pools get the flows' image unless an image is given."""
+    target = project.target(branch)
+    pools = {overrides.work_pool or (d.get("work_pool") or {}).get("name") for d in target.file.deployments()}
+    docker_pools = frozenset(p for p in pools if declared_pool_type(project, overrides, p) in DOCKER_POOL_TYPES)
+    if overrides.image is None and project.config.image and docker_pools:
+        overrides = replace(overrides, default_image=str(default_image_ref(project)), docker_pools=docker_pools)
+    return Rendered(target, sha, render_branch_deployments(target, sha, overrides), overrides)
+
+
+def declared_pool_type(project: Project, overrides: Overrides, pool: str | None) -> str | None:
+    """A pool's type as the files and the command line say it (the server may know more)."""
+    declared = project.pool_type(pool) if pool else None
+    return declared or (overrides.work_pool_type if pool and pool == overrides.work_pool else None)

@@ -331,8 +331,12 @@ def test_canaries_in_the_environment_secret_blocks_a_database_url_a_source_url_a
 
     pool, branch = f"e2e-{tag}", "feature/canary"
     database_block, git_block = f"db-{tag}", f"git-{tag}"
-    flowops("bootstrap", "--work-pool", pool, "--type", "process", "--secret-block", database_block,
-            "--github-block", git_block)  # fmt: skip
+    edit_yaml(
+        repo.path / "deployments" / "flowops.yaml",
+        lambda c: c.update(secrets={database_block: "ECOMMERCE_DATABASE_URL"}),
+    )
+    repo.commit("this test's own database block")
+    flowops("bootstrap", "--work-pool", pool, "--type", "process", "--github-block", git_block)
     git(repo.path, "push", "--quiet", str(repo.origin), f"HEAD:refs/heads/{branch}")
     flowops("deploy", "--branch", branch, "--repository", repo.origin_url, "--work-pool", pool)
     deployment = f"ecommerce-events/staging-{branch_slug(branch)}"

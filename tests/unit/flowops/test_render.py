@@ -8,9 +8,8 @@ import pytest
 import yaml
 
 from flowops.branches import branch_slug
-from flowops.gitops import render
 from flowops.project import load_project
-from flowops.render import GIT_CLONE_STEP, Overrides
+from flowops.render import GIT_CLONE_STEP, Overrides, render
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 

@@ -212,6 +212,13 @@ def test_validating_one_branch_checks_only_the_file_it_deploys(sample_project):
             ),
             "image.registry_credentials: String should match pattern",
         ),
+        (
+            (
+                "project: acme/hello\nenvironments: {a: {branch: main, file: x}}\nbranch_deployments_from: a\n"
+                "secrets: {leak: PREFECT_API_KEY}\n"
+            ),
+            "secrets.leak: Value error, PREFECT_API_KEY is Prefect's or GitHub Actions' own",
+        ),
     ],
 )
 def test_a_broken_flowops_yaml_is_one_clear_error(sample_project, config, expected):
