@@ -233,3 +233,4 @@ class GitHubAPI:
 
     def close(self) -> None:
         self.server.shutdown()
+        self.server.server_close()  # its listening socket too

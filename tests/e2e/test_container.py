@@ -56,6 +56,7 @@ def http_files(tmp_path):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield folder, f"http://127.0.0.1:{server.server_port}"
     server.shutdown()
+    server.server_close()  # its listening socket too
 
 
 @pytest.fixture

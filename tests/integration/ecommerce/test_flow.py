@@ -186,6 +186,7 @@ def test_a_transient_download_failure_is_retried_and_loads_the_file_once(
         state = ingest_events(sources=[url], table=table_name, database_secret_block=database_block, return_state=True)
     finally:
         server.shutdown()
+        server.server_close()  # its listening socket too
         server.server_close()
     assert state.is_completed()
     with psycopg.connect(postgres_url) as conn:
@@ -233,6 +234,7 @@ def test_secrets_in_a_source_url_and_a_malformed_database_url_never_leave_the_fl
         )
     finally:
         server.shutdown()
+        server.server_close()  # its listening socket too
     assert loaded.is_completed()
     assert broken.is_failed()
 

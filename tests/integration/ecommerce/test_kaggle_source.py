@@ -82,6 +82,7 @@ def fake_kaggle(sample_month, tmp_path, monkeypatch):
         monkeypatch.delenv(name, raising=False)
     yield requests
     server.shutdown()
+    server.server_close()  # its listening socket too
     server.server_close()
 
 

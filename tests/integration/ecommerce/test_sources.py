@@ -43,6 +43,7 @@ def http_server(sample_month, monkeypatch):
     monkeypatch.setenv("ECOMMERCE_ALLOWED_URLS", base)  # plain http is read only where the operator allows it
     yield base, downloads, handler
     server.shutdown()
+    server.server_close()  # its listening socket too
 
 
 def test_an_http_file_is_downloaded_once_and_verified(http_server, sample_month, tmp_path):
@@ -176,4 +177,5 @@ def test_a_redirect_is_followed_only_to_a_source_the_flow_would_read_itself(samp
         assert not [path for path in (tmp_path / "escape").rglob("*") if path.is_file()]
     finally:
         server.shutdown()
+        server.server_close()  # its listening socket too
         server.server_close()

@@ -47,6 +47,7 @@ def test_a_failure_names_the_repository_without_its_credentials_and_sends_no_tok
             remote_branches(tmp_path, url, token="ghp_canarytoken")
     finally:
         server.shutdown()
+        server.server_close()  # its listening socket too
     assert str(raised.value).startswith(f"cannot list the branches of http://***@127.0.0.1:{server.server_port}/")
     assert "hunter2-canary" not in str(raised.value)
     assert seen  # git did ask the server

@@ -114,6 +114,7 @@ def registry():
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"localhost:{server.server_port}"
     server.shutdown()
+    server.server_close()  # its listening socket too
 
 
 def test_the_registry_check_follows_the_token_challenge_and_tells_present_from_missing(registry):
@@ -150,6 +151,7 @@ def test_a_registry_that_wants_basic_auth_gets_it_and_a_missing_or_wrong_login_i
             registry_has(ImageRef(f"{registry}/acme/flows", "flows-present"), "bot", "wrong")
     finally:
         server.shutdown()
+        server.server_close()  # its listening socket too
 
 
 @pytest.mark.parametrize(
