@@ -368,8 +368,7 @@ def _bootstrap(project, pools: dict[str, str] | None, defaults: dict[str, Any], 
 
 
 def _image_ref(args, project):
-    from .gitops import default_image_ref
-    from .image import ImageRef
+    from .image import ImageRef, default_image_ref
 
     ref = default_image_ref(project)
     return ImageRef(args.name.lower(), ref.tag) if args.name else ref
