@@ -311,11 +311,12 @@ def _deploy(project, rendered, force, on_plan, rollback) -> DeployResult:
 
     if the_plan.needs_deploy or force:
         names = [change.full_name for change in the_plan.changes if change.action != DELETE]
-        # A deployment that only moves to this commit is three fields through the API; `prefect deploy` (which
-        # rewrites every field and schedule) runs only for what is new or defined differently, or everything
-        # when forced.
+        # A deployment that only moves to this commit gets its pin, tags, version and description through the
+        # API; `prefect deploy` (which rewrites every field and schedule) runs only for what is new or defined
+        # differently, or for everything when forced.
         pins = set() if force else {change.full_name for change in the_plan.pins_only()}
-        redefined = {c.full_name for c in the_plan.changes if force or (c.action in (CREATE, UPDATE) and c.full_name not in pins)}  # fmt: skip
+        changed = {change.full_name for change in the_plan.changes if change.action in (CREATE, UPDATE)}
+        redefined = set(names) if force else changed - pins
         by_name = {d.full_name: d for d in desired}
         outcome = None
         if redefined:  # the rendered file, less the deployments that need not be redefined (desired is in its order)
