@@ -64,8 +64,8 @@ class Image(BaseModel):
 
     name: str  # registry/repository; the tag is a content hash (flowops image tag)
     dockerfile: str = "Dockerfile"
-    # The DockerRegistryCredentials block workers pull a private image with: bootstrap saves it, deploy points
-    # every deployment of a Docker pool at it (a reference the worker resolves at run time).
+    # The DockerRegistryCredentials block workers pull a private image with: bootstrap saves it, deploy makes a
+    # reference to it the `registry_credentials` default of each Docker pool (resolved as each run starts).
     registry_credentials: str | None = Field(default=None, pattern=BLOCK_NAME_PATTERN)
 
 
