@@ -74,7 +74,6 @@ def check_rendered(project: Project, rendered: Rendered) -> list[Problem]:
 class ServerFacts:
     """What deploy learns from the server before it changes anything."""
 
-    pool_types: dict[str, str | None]  # each work pool the file names: its type, None when unknown
     # The Docker pools whose `registry_credentials` default must become this reference to the block flowops.yaml
     # names (image.registry_credentials): the job variable their workers log in to the image's registry with.
     registry_reference: dict[str, Any] | None = None
@@ -132,7 +131,7 @@ def check_against_server(project: Project, rendered: Rendered) -> tuple[list[Pro
     block = project.config.image.registry_credentials if project.config.image else None
     docker_pools = sorted(pool for pool, pool_type in pool_types.items() if pool_type in DOCKER_POOL_TYPES)
     if not (block and docker_pools):
-        return problems, ServerFacts(pool_types)
+        return problems, ServerFacts()
     block_id = prefect_api.block_document_id(prefect_api.REGISTRY_CREDENTIALS_BLOCK_TYPE, block)
     if block_id is None:
         problems.append(
@@ -144,11 +143,11 @@ def check_against_server(project: Project, rendered: Rendered) -> tuple[list[Pro
                 " the image with it); run `flowops bootstrap` with REGISTRY_USERNAME and REGISTRY_PASSWORD set",
             )
         )
-        return problems, ServerFacts(pool_types)
+        return problems, ServerFacts()
     reference = registry_reference(block_id)
     to_log_in = []
     for pool in docker_pools:
-        current = pools[pool].registry_credentials_default if pools[pool] else None
+        current = pools[pool].default_of(REGISTRY_CREDENTIALS_VARIABLE) if pools[pool] else None
         if current == reference:
             continue
         other = _referenced_block_name(current)
@@ -163,7 +162,7 @@ def check_against_server(project: Project, rendered: Rendered) -> tuple[list[Pro
                 )
             )
         to_log_in.append(pool)
-    return problems, ServerFacts(pool_types, reference, to_log_in)
+    return problems, ServerFacts(reference, to_log_in)
 
 
 def registry_reference(block_id) -> dict[str, Any]:

@@ -208,9 +208,9 @@ class WorkPoolInfo:
     type: str
     job_variables_schema: dict[str, Any]  # what the server checks a deployment's job variables against
 
-    @property
-    def registry_credentials_default(self) -> Any:
-        return self.job_variables_schema.get("properties", {}).get("registry_credentials", {}).get("default")
+    def default_of(self, variable: str) -> Any:
+        """The pool's default for the job variable `variable` (None when it has none)."""
+        return self.job_variables_schema.get("properties", {}).get(variable, {}).get("default")
 
 
 def read_work_pool(name: str) -> WorkPoolInfo | None:
