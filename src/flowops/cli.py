@@ -242,9 +242,11 @@ def cmd_plan(args) -> int:
 
 def _plan(project, rendered, rollback: bool = False, as_json: bool = False) -> int:
     from .gitops import plan
+    from .prefect_api import connect
     from .report import append_step_summary, plan_markdown, plan_text
 
-    the_plan = plan(project, rendered, rollback)
+    with connect() as server:
+        the_plan = plan(server, project, rendered, rollback)
     print(json.dumps(the_plan.as_dict(), indent=2) if as_json else plan_text(the_plan))
     append_step_summary(plan_markdown(the_plan, f"flowops plan: {the_plan.branch}"))
     return 0
@@ -260,6 +262,7 @@ def cmd_deploy(args) -> int:
 def _deploy(project, rendered, force=False, verbose=False, comment=None, rollback=False) -> int:
     """Deploy and report: terminal, step summary and, given a PullRequestComment, the plan then the result on it."""
     from .gitops import DeployFailed, ValidationFailed, deploy
+    from .prefect_api import connect
     from .report import append_step_summary, failure_markdown, plan_markdown, plan_text
 
     where = f"{rendered.target.branch} @ {rendered.sha[:8]}"
@@ -268,7 +271,8 @@ def _deploy(project, rendered, force=False, verbose=False, comment=None, rollbac
         _comment(comment, plan_markdown(the_plan, f"flowops plan: {where}") + "Deploying...\n")
 
     try:
-        result = deploy(project, rendered, force, show_plan if comment else None, rollback)
+        with connect() as server:
+            result = deploy(server, project, rendered, force, show_plan if comment else None, rollback)
     except ValidationFailed as failure:
         problems = [str(problem) for problem in failure.problems]
         _comment(comment, failure_markdown(f"flowops deploy refused: {where}", problems, "Nothing was changed."))
@@ -310,8 +314,10 @@ def cmd_teardown(args) -> int:
 
 def _teardown(project, branch: str, force: bool = False, as_json: bool = False) -> int:
     from .gitops import teardown
+    from .prefect_api import connect
 
-    deleted = teardown(project, _checked_branch(branch), force=force)
+    with connect() as server:
+        deleted = teardown(server, project, _checked_branch(branch), force=force)
     names = sorted(d.full_name for d in deleted)
     if as_json:
         print(json.dumps({"branch": branch, "deleted": names}, indent=2))
@@ -330,10 +336,12 @@ def cmd_gc(args) -> int:
 def _gc(project, repository: str | None, dry_run: bool, as_json: bool) -> int:
     from .gitops import collect_garbage
     from .gitrepo import default_repository, without_userinfo
+    from .prefect_api import connect
 
     repository = repository or default_repository(project.root) or "origin"
     # a private repository's branches: the token workers clone with (in Actions, the job's own token will do)
-    orphans = collect_garbage(project, repository, dry_run, os.environ.get("FLOWOPS_GIT_TOKEN") or None)
+    with connect() as server:
+        orphans = collect_garbage(server, project, repository, dry_run, os.environ.get("FLOWOPS_GIT_TOKEN") or None)
     names = sorted(deployment.full_name for deployment in orphans)
     shown = without_userinfo(repository)
     if as_json:
@@ -360,10 +368,11 @@ def cmd_bootstrap(args) -> int:
 
 def _bootstrap(project, pools: dict[str, str] | None, defaults: dict[str, Any], github_block: str) -> int:
     from .gitops import bootstrap
+    from .prefect_api import connect
 
-    require_api_url()
-    for line in bootstrap(project, pools, defaults, github_block, os.environ):
-        print(line)
+    with connect() as server:
+        for line in bootstrap(server, project, pools, defaults, github_block, os.environ):
+            print(line)
     return 0
 
 
@@ -400,8 +409,8 @@ def cmd_image(args) -> int:
 def _registry_login(project, ref) -> tuple[str | None, str | None]:
     """$REGISTRY_USERNAME / $REGISTRY_PASSWORD; without them, the block workers pull with (flowops.yaml
     image.registry_credentials), when a Prefect server is configured: one source of credentials serves both."""
-    from . import prefect_api
     from .image import ImageError
+    from .prefect_api import connect
 
     username, password = os.environ.get("REGISTRY_USERNAME"), os.environ.get("REGISTRY_PASSWORD")
     block = project.config.image.registry_credentials
@@ -411,7 +420,8 @@ def _registry_login(project, ref) -> tuple[str | None, str | None]:
 
     if not PREFECT_API_URL.value():
         return None, None
-    login = prefect_api.read_registry_credentials(block)
+    with connect() as server:
+        login = server.read_registry_credentials(block)
     if login is None:
         return None, None
     if login.registry_url.removeprefix("https://").rstrip("/") != ref.login_registry:
@@ -443,7 +453,7 @@ def cmd_run(args) -> int:
 
 
 def _run(deployment: str, parameters: dict[str, Any], wait: bool, timeout: float | None) -> int:
-    from . import prefect_api
+    from .prefect_api import connect
     from .validate import run_parameter_problems
 
     if deployment.count("/") != 1:
@@ -454,12 +464,12 @@ def _run(deployment: str, parameters: dict[str, Any], wait: bool, timeout: float
             f"parameter {problems[0]}: Prefect stores run parameters in plain text; give the flow its credentials"
             " through a Secret block or the worker's environment (nothing was started)"
         )
-    require_api_url()
 
     def show(run_name: str, state: str) -> None:
         print(f"{run_name}: {state}", flush=True)
 
-    result = prefect_api.run_deployment(deployment, parameters, wait, timeout, on_state=show)
+    with connect() as server:
+        result = server.run_deployment(deployment, parameters, wait, timeout, on_state=show)
     print(f"flow run {result.flow_run_name} ({result.flow_run_id}): {result.state_name}")
     if not wait:
         return 0

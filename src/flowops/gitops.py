@@ -1,9 +1,9 @@
 """The GitOps operations behind the CLI: render, plan, deploy (validate, render, deploy, prune), teardown, gc.
 
-Each returns data for the CLI to print; server calls go through prefect_api, `prefect deploy` through
-prefect_deploy. A deploy is all or nothing: nothing on the server changes unless every check passes, and a
-`prefect deploy` that fails half-way is undone (deployments it created are deleted, the ones it updated are
-restored from the snapshot taken just before).
+Each takes the server to act on (server.ServerAPI) and returns data for the CLI to print; `prefect
+deploy` runs through prefect_deploy. A deploy is all or nothing: nothing on the server changes unless every check
+passes, and a `prefect deploy` that fails half-way is undone (deployments it created are deleted, the ones it
+updated are restored from the snapshot taken just before).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from . import prefect_api
 from .branches import branch_slug
 from .entrypoints import inspect_entrypoint
 from .errors import FlowopsError
@@ -24,11 +23,10 @@ from .image import ImageRef, image_name
 from .lock import environment_lock
 from .plan import CREATE, DELETE, UPDATE, DesiredDeployment, Plan, desired_fields, plan_changes
 from .prefect_deploy import inferred_version, prefect_deploy_all
-from .project import CONFIG_FILE, DeploymentFile, Project
+from .project import DeploymentFile, Project
 from .render import (
     BRANCH_TAG_PREFIX,
     COMMIT_TAG_PREFIX,
-    DOCKER_POOL_TYPES,
     ENV_TAG_PREFIX,
     GIT_CLONE_STEP,
     MANAGED_TAG,
@@ -37,11 +35,9 @@ from .render import (
     Rendered,
     ownership_tags,
 )
-from .templating import block_references, is_template
-from .validate import Problem, schema_errors, validate_file, validate_project
-
-REGISTRY_CREDENTIALS_VARIABLE = "registry_credentials"  # the Docker worker's job variable
-_BLOCK_CLASSES = {"github-credentials": "GitHubCredentials"}  # as problems name a block type
+from .server import LiveDeployment, PrefectAPIError, ServerAPI
+from .server_checks import REGISTRY_CREDENTIALS_VARIABLE, ServerFacts, check_against_server, owned_elsewhere
+from .validate import Problem, validate_file, validate_project
 
 
 class ValidationFailed(FlowopsError):
@@ -70,114 +66,6 @@ def check_rendered(project: Project, rendered: Rendered) -> list[Problem]:
     return problems
 
 
-@dataclass(frozen=True)
-class ServerFacts:
-    """What deploy learns from the server before it changes anything."""
-
-    # The Docker pools whose `registry_credentials` default must become this reference to the block flowops.yaml
-    # names (image.registry_credentials): the job variable their workers log in to the image's registry with.
-    registry_reference: dict[str, Any] | None = None
-    pools_to_log_in: list[str] = field(default_factory=list)
-
-
-def check_against_server(project: Project, rendered: Rendered) -> tuple[list[Problem], ServerFacts]:
-    """What only the server can tell: each pool's type is known, Docker pools get an image, job variables fit
-    the pool's schema, the credentials blocks exist."""
-    problems = []
-    pools: dict[str, prefect_api.WorkPoolInfo | None] = {}
-    pool_types: dict[str, str | None] = {}
-    github_blocks: dict[str, bool] = {}
-    for deployment in rendered.content["deployments"]:
-
-        def problem(field: str, message: str, name=deployment["name"]) -> None:
-            problems.append(Problem(rendered.label, name, field, message))
-
-        pool = deployment["work_pool"]["name"]
-        job_variables = deployment["work_pool"].get("job_variables") or {}
-        if pool not in pools:
-            pools[pool] = prefect_api.read_work_pool(pool)
-        existing = pools[pool]
-        pool_type = rendered.pool_type(project, pool) or (existing.type if existing else None)
-        pool_types[pool] = pool_type
-        if pool_type is None:
-            problem(
-                "work_pool.name",
-                f"work pool {pool!r} does not exist and flowops.yaml does not declare its type;"
-                f" run `flowops bootstrap --work-pool {pool} --type TYPE`",
-            )
-            continue
-        if pool_type in DOCKER_POOL_TYPES and not job_variables.get("image"):
-            problem(
-                "work_pool.job_variables.image", f"{pool!r} is a {pool_type} pool: pass --image with the flows' image"
-            )
-        checked = {key: value for key, value in job_variables.items() if not is_template(value)}
-        if checked:
-            # The server checks job variables only as it creates each deployment, that is half-way through
-            # `prefect deploy --all`: check them all first.
-            schema = existing.job_variables_schema if existing else prefect_api.default_job_variables_schema(pool_type)
-            for path, message in schema_errors(checked, schema):
-                problem(f"work_pool.job_variables.{path}", f"{message} (work pool {pool!r})")
-        for step in deployment.get("pull") or rendered.content.get("pull") or []:
-            credentials = (step.get(GIT_CLONE_STEP) or {}).get("credentials")
-            for block_type, block in block_references(credentials):
-                if block not in github_blocks:  # asked once per block, not once per deployment
-                    github_blocks[block] = prefect_api.block_exists(block_type, block)
-                if not github_blocks[block]:
-                    problem(
-                        "pull.git_clone.credentials",
-                        f"{_BLOCK_CLASSES.get(block_type, block_type)} block {block!r} does not exist; run `flowops"
-                        " bootstrap` with FLOWOPS_GIT_TOKEN set (or pass --repository for a public or local clone)",
-                    )
-    block = project.config.image.registry_credentials if project.config.image else None
-    docker_pools = sorted(pool for pool, pool_type in pool_types.items() if pool_type in DOCKER_POOL_TYPES)
-    if not (block and docker_pools):
-        return problems, ServerFacts()
-    block_id = prefect_api.block_document_id(prefect_api.REGISTRY_CREDENTIALS_BLOCK_TYPE, block)
-    if block_id is None:
-        problems.append(
-            Problem(
-                str((project.deployments_dir / CONFIG_FILE).relative_to(project.root)),
-                None,
-                "image.registry_credentials",
-                f"DockerRegistryCredentials block {block!r} does not exist (work pool {docker_pools[0]!r} would pull"
-                " the image with it); run `flowops bootstrap` with REGISTRY_USERNAME and REGISTRY_PASSWORD set",
-            )
-        )
-        return problems, ServerFacts()
-    reference = registry_reference(block_id)
-    to_log_in = []
-    for pool in docker_pools:
-        current = pools[pool].default_of(REGISTRY_CREDENTIALS_VARIABLE) if pools[pool] else None
-        if current == reference:
-            continue
-        other = _referenced_block_name(current)
-        if other:
-            problems.append(
-                Problem(
-                    rendered.label,
-                    None,
-                    "work_pool.name",
-                    f"work pool {pool!r} logs in to registries with block {other!r}, not {block!r}"
-                    " (flowops.yaml image.registry_credentials): give this project a Docker pool of its own",
-                )
-            )
-        to_log_in.append(pool)
-    return problems, ServerFacts(reference, to_log_in)
-
-
-def registry_reference(block_id) -> dict[str, Any]:
-    """A job variable's value that names a block by id: the server and the workers resolve it when a run
-    starts. It can only be a work pool's default: the server refuses it in a deployment's job variables, and
-    `prefect deploy` resolves any block reference there, storing the password on the deployment."""
-    return {"$ref": {"block_document_id": str(block_id)}}
-
-
-def _referenced_block_name(default: Any) -> str | None:
-    """The name of the block a pool's default refers to, when that block still exists."""
-    block_id = default.get("$ref", {}).get("block_document_id") if isinstance(default, dict) else None
-    return prefect_api.block_document_name(block_id) if block_id else None
-
-
 def desired_deployments(project: Project, rendered: Rendered) -> list[DesiredDeployment]:
     from prefect.utilities.templating import apply_values
 
@@ -194,28 +82,37 @@ def desired_deployments(project: Project, rendered: Rendered) -> list[DesiredDep
     return desired
 
 
-def plan(project: Project, rendered: Rendered, rollback: bool = False) -> Plan:
+def plan(server: ServerAPI, project: Project, rendered: Rendered, rollback: bool = False) -> Plan:
     """Compare the rendered file with the server. Raises ValidationFailed when the file could not be deployed,
     Refused when it would deploy an older commit than the one deployed (unless `rollback`)."""
-    return _plan_and_live(project, rendered, rollback)[0]
+    return _plan_and_live(server, project, rendered, rollback).plan
 
 
-def _plan_and_live(project: Project, rendered: Rendered, rollback: bool):
-    """The plan, what the server told, the deployments wanted, and the live ones the plan was made from: deploy's
-    undo snapshot and prune list."""
+@dataclass(frozen=True)
+class _Planned:
+    """A plan and what it was made from: deploy's undo snapshot (`live_by_name`) and prune list."""
+
+    plan: Plan
+    facts: ServerFacts
+    desired: list[DesiredDeployment]
+    live_by_name: dict[str, LiveDeployment]
+    live_of_branch: list[LiveDeployment]
+
+
+def _plan_and_live(server: ServerAPI, project: Project, rendered: Rendered, rollback: bool) -> _Planned:
     problems = check_rendered(project, rendered)
     if problems:
         raise ValidationFailed(problems)
-    problems, facts = check_against_server(project, rendered)
+    problems, facts = check_against_server(server, project, rendered)
     if problems:
         raise ValidationFailed(problems)
     desired = desired_deployments(project, rendered)
-    live_by_name = prefect_api.read_deployments_by_name([d.full_name for d in desired])
-    problems = _owned_elsewhere(rendered, live_by_name)
+    live_by_name = server.read_deployments_by_name([d.full_name for d in desired])
+    problems = owned_elsewhere(rendered, live_by_name)
     if problems:
         raise ValidationFailed(problems)
-    _refuse_going_back(project, rendered, live_by_name.values(), rollback)
-    live_of_branch = prefect_api.read_tagged_deployments(ownership_tags(project.config.project, rendered.target.branch))
+    _refuse_going_back(project, rendered, list(live_by_name.values()), rollback)
+    live_of_branch = server.read_tagged_deployments(ownership_tags(project.config.project, rendered.target.branch))
     slug = branch_slug(rendered.target.branch)
     the_plan = plan_changes(rendered.target.branch, slug, desired, live_by_name, live_of_branch)
     block = project.config.image.registry_credentials if project.config.image else None
@@ -223,29 +120,10 @@ def _plan_and_live(project: Project, rendered: Rendered, rollback: bool):
         f"work pool {pool!r}: its workers log in to the registry with block {block!r} (registry_credentials default)"
         for pool in facts.pools_to_log_in
     ]
-    return replace(the_plan, pool_changes=logging_in), facts, desired, live_by_name, live_of_branch
+    return _Planned(replace(the_plan, pool_changes=logging_in), facts, desired, live_by_name, live_of_branch)
 
 
-def _owned_elsewhere(rendered: Rendered, live_by_name: dict[str, prefect_api.LiveDeployment]) -> list[Problem]:
-    """A deployment of the same name that another project made is never overwritten (one made by hand, or by
-    flowops before deployments carried their project, is adopted)."""
-    ours = PROJECT_TAG_PREFIX + rendered.target.project
-    problems = []
-    for name, live in sorted(live_by_name.items()):
-        owners = [tag for tag in live.tags if tag.startswith(PROJECT_TAG_PREFIX)]
-        if owners and ours not in owners:
-            problems.append(
-                Problem(
-                    rendered.label,
-                    live.name,
-                    "name",
-                    f"{name} already exists on the server and belongs to {owners[0]}, not {ours}: rename it",
-                )
-            )
-    return problems
-
-
-def deployed_commit(live: prefect_api.LiveDeployment) -> str | None:
+def deployed_commit(live: LiveDeployment) -> str | None:
     """The commit a live deployment is pinned to (None when it tracks a branch)."""
     for step in live.fields.get("pull_steps") or []:
         clone = step.get(GIT_CLONE_STEP) if isinstance(step, dict) else None
@@ -254,12 +132,14 @@ def deployed_commit(live: prefect_api.LiveDeployment) -> str | None:
     return None
 
 
-def _refuse_going_back(project: Project, rendered: Rendered, live, rollback: bool) -> None:
+def _refuse_going_back(project: Project, rendered: Rendered, live: list[LiveDeployment], rollback: bool) -> None:
     """Deploying a commit older than the deployed one is a rollback, and only happens when asked for: a late
     CI job of an earlier push must not undo a later one."""
     if rollback:
         return
-    first_runner = {}  # each deployed commit is checked once, however many deployments run it
+    first_runner: dict[
+        str | None, LiveDeployment
+    ] = {}  # each deployed commit is checked once, however many deployments run it
     for deployment in live:
         first_runner.setdefault(deployed_commit(deployment), deployment)
     for deployed, deployment in first_runner.items():
@@ -282,6 +162,7 @@ class DeployResult:
 
 
 def deploy(
+    server: ServerAPI,
     project: Project,
     rendered: Rendered,
     force: bool = False,
@@ -292,21 +173,28 @@ def deploy(
     environment's lock. `on_plan` sees the plan before anything changes (to show it on the pull request)."""
     target = rendered.target
     purpose = f"{'rollback' if rollback else 'deploy'} {target.branch} @ {rendered.sha[:8]}"
-    with environment_lock(target.project, target.environment, purpose):
-        return _deploy(project, rendered, force, on_plan, rollback)
+    with environment_lock(server, target.project, target.environment, purpose):
+        return _deploy(server, project, rendered, force, on_plan, rollback)
 
 
-def _deploy(project, rendered, force, on_plan, rollback) -> DeployResult:
-    the_plan, facts, desired, before, live_of_branch = _plan_and_live(project, rendered, rollback)
+def _deploy(
+    server: ServerAPI,
+    project: Project,
+    rendered: Rendered,
+    force: bool,
+    on_plan: Callable[[Plan], None] | None,
+    rollback: bool,
+) -> DeployResult:
+    planned = _plan_and_live(server, project, rendered, rollback)
+    the_plan, before = planned.plan, planned.live_by_name
     if on_plan:
         on_plan(the_plan)
     result = DeployResult(the_plan)
-    for pool in dict.fromkeys(deployment["work_pool"]["name"] for deployment in rendered.content["deployments"]):
-        pool_type = rendered.pool_type(project, pool)  # each pool once, however many deployments use it
-        if pool_type and prefect_api.ensure_work_pool(pool, pool_type):
+    for pool, pool_type in planned.facts.pools_to_create.items():
+        if server.ensure_work_pool(pool, pool_type):
             result.pools_created.append(pool)
-    for pool in facts.pools_to_log_in:  # before the deployments: their first runs may need to pull
-        prefect_api.set_pool_default(pool, REGISTRY_CREDENTIALS_VARIABLE, facts.registry_reference)
+    for pool in planned.facts.pools_to_log_in:  # before the deployments: their first runs may need to pull
+        server.set_pool_default(pool, REGISTRY_CREDENTIALS_VARIABLE, planned.facts.registry_reference)
 
     if the_plan.needs_deploy or force:
         names = [change.full_name for change in the_plan.changes if change.action != DELETE]
@@ -316,11 +204,13 @@ def _deploy(project, rendered, force, on_plan, rollback) -> DeployResult:
         pins = set() if force else {change.full_name for change in the_plan.pins_only()}
         changed = {change.full_name for change in the_plan.changes if change.action in (CREATE, UPDATE)}
         redefined = set(names) if force else changed - pins
-        by_name = {d.full_name: d for d in desired}
+        by_name = {d.full_name: d for d in planned.desired}
         outcome = None
         if redefined:  # the rendered file, less the deployments that need not be redefined (desired is in its order)
             kept = [
-                raw for d, raw in zip(desired, rendered.content["deployments"], strict=True) if d.full_name in redefined
+                raw
+                for d, raw in zip(planned.desired, rendered.content["deployments"], strict=True)
+                if d.full_name in redefined
             ]
             subset = {**rendered.content, "deployments": kept}
             with tempfile.TemporaryDirectory(prefix="flowops-") as folder:
@@ -331,13 +221,13 @@ def _deploy(project, rendered, force, on_plan, rollback) -> DeployResult:
         failure = None if outcome is None or outcome.succeeded else f"prefect deploy exited with {outcome.exit_code}"
         if failure is None and pins:
             try:
-                prefect_api.move_to_commit({before[name].id: _pin_fields(by_name[name]) for name in sorted(pins)})
-            except prefect_api.PrefectAPIError as error:
+                server.move_to_commit({before[name].id: _pin_fields(by_name[name]) for name in sorted(pins)})
+            except PrefectAPIError as error:
                 failure = str(error)
         if failure:
             try:
-                _undo(names, before, rendered)
-            except prefect_api.PrefectAPIError as error:
+                _undo(server, names, before, rendered)
+            except PrefectAPIError as error:
                 raise DeployFailed(f"{failure}, and undoing it failed: {error}", result.prefect_output) from None
             raise DeployFailed(f"{failure}; the server was put back as it was", result.prefect_output)
         result.deployed = True
@@ -345,7 +235,7 @@ def _deploy(project, rendered, force, on_plan, rollback) -> DeployResult:
 
     stale = {change.full_name for change in the_plan.of(DELETE)}
     if stale:
-        prefect_api.delete_deployments([d for d in live_of_branch if d.full_name in stale])
+        server.delete_deployments([d for d in planned.live_of_branch if d.full_name in stale])
     return result
 
 
@@ -361,38 +251,38 @@ def _pin_fields(desired: DesiredDeployment) -> dict[str, Any]:
     return moved
 
 
-def _undo(names: list[str], before: dict[str, prefect_api.LiveDeployment], rendered: Rendered) -> None:
+def _undo(server: ServerAPI, names: list[str], before: dict[str, LiveDeployment], rendered: Rendered) -> None:
     """Put back only what this deploy wrote: the deployments it was to create or update (`names`) that now
     carry its commit tag and differ from the snapshot. Anything else is left as it is."""
     ours = COMMIT_TAG_PREFIX + rendered.sha[:SHORT_SHA_LENGTH]
-    after = prefect_api.read_deployments_by_name(names)
+    after = server.read_deployments_by_name(names)
     written = {name: live for name, live in after.items() if ours in live.tags}
-    prefect_api.delete_deployments([live for name, live in written.items() if name not in before])
+    server.delete_deployments([live for name, live in written.items() if name not in before])
     for name, live in written.items():
         snapshot = before.get(name)
         if snapshot and (live.fields, live.schedules) != (snapshot.fields, snapshot.schedules):
-            prefect_api.restore_deployment(snapshot)
+            server.restore_deployment(snapshot)
 
 
-def teardown(project: Project, branch: str, force: bool = False) -> list[prefect_api.LiveDeployment]:
+def teardown(server: ServerAPI, project: Project, branch: str, force: bool = False) -> list[LiveDeployment]:
     """Delete every deployment of this project's `branch` (tagged flowops, project:<id> and branch:<slug>)
     and nothing else."""
     if branch in project.protected_branches() and not force:
         raise Refused(f"{branch!r} is a protected branch (it deploys an environment); pass --force to tear it down")
-    with environment_lock(project.config.project, project.target(branch).environment, f"teardown {branch}"):
-        live = prefect_api.read_tagged_deployments(ownership_tags(project.config.project, branch))
-        prefect_api.delete_deployments(live)
+    with environment_lock(server, project.config.project, project.target(branch).environment, f"teardown {branch}"):
+        live = server.read_tagged_deployments(ownership_tags(project.config.project, branch))
+        server.delete_deployments(live)
     return live
 
 
 def collect_garbage(
-    project: Project, repository: str, dry_run: bool = False, token: str | None = None
-) -> list[prefect_api.LiveDeployment]:
+    server: ServerAPI, project: Project, repository: str, dry_run: bool = False, token: str | None = None
+) -> list[LiveDeployment]:
     """Delete this project's branch deployments whose branch `repository` no longer has (a missed delete event, a
     failed teardown); with `dry_run`, only say which. Protected branches' deployments are never touched, and a
     listing that lacks a protected branch (a wrong URL, an empty mirror) deletes nothing."""
     environment = project.config.branch_deployments_from
-    with environment_lock(project.config.project, environment, f"gc of {environment}"):
+    with environment_lock(server, project.config.project, environment, f"gc of {environment}"):
         # Listed under the lock: any deploy that finished before it pushed its branch before this listing.
         branches = remote_branches(project.root, repository, token)
         missing = sorted(project.protected_branches() - branches)
@@ -405,16 +295,17 @@ def collect_garbage(
         owned = [MANAGED_TAG, PROJECT_TAG_PREFIX + project.config.project, ENV_TAG_PREFIX + environment]
         orphans = [
             deployment
-            for deployment in prefect_api.read_tagged_deployments(owned)
+            for deployment in server.read_tagged_deployments(owned)
             if not any(tag in kept for tag in deployment.tags)
             and any(tag.startswith(BRANCH_TAG_PREFIX) for tag in deployment.tags)
         ]
         if not dry_run:
-            prefect_api.delete_deployments(orphans)
+            server.delete_deployments(orphans)
     return orphans
 
 
 def bootstrap(
+    server: ServerAPI,
     project: Project,
     pools: dict[str, str] | None,
     defaults: dict[str, Any],
@@ -428,11 +319,11 @@ def bootstrap(
     was done; never a value."""
     lines = []
     for name, pool_type in (pools or {n: p.type for n, p in project.config.work_pools.items()}).items():
-        created = prefect_api.ensure_work_pool(name, pool_type, defaults)
+        created = server.ensure_work_pool(name, pool_type, defaults)
         lines.append(f"work pool {name!r} ({pool_type}): {'created' if created else 'exists'}")
-    saves = [(variable, block, prefect_api.save_secret_block) for block, variable in project.config.secrets.items()]
+    saves = [(variable, block, server.save_secret_block) for block, variable in project.config.secrets.items()]
     # never GITHUB_TOKEN: in a shell that is often a person's own token, which must not go into a shared block
-    saves.append(("FLOWOPS_GIT_TOKEN", github_block, prefect_api.save_github_credentials_block))
+    saves.append(("FLOWOPS_GIT_TOKEN", github_block, server.save_github_credentials_block))
     for variable, block, save in saves:
         value = environ.get(variable)
         if value:
@@ -444,7 +335,7 @@ def bootstrap(
         username, password = environ.get("REGISTRY_USERNAME"), environ.get("REGISTRY_PASSWORD")
         if username and password:
             registry = ImageRef(image_name(project), "").login_registry
-            created = prefect_api.save_registry_credentials_block(block, username, password, registry)
+            created = server.save_registry_credentials_block(block, username, password, registry)
             done = "created" if created else "updated"
             lines.append(
                 f"block {block!r}: {done} for registry {registry} from $REGISTRY_USERNAME and $REGISTRY_PASSWORD"

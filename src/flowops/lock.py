@@ -20,9 +20,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
-from . import prefect_api
 from .branches import branch_slug
 from .errors import FlowopsError
+from .server import Lease, PrefectAPIError, ServerAPI
 
 DEFAULT_LEASE_SECONDS = 120.0  # a killed holder blocks the environment this long at most
 DEFAULT_WAIT_SECONDS = 900.0  # a deploy waits this long for another to finish
@@ -59,31 +59,31 @@ def _seconds(variable: str, default: float) -> float:
 
 @contextlib.contextmanager
 def environment_lock(
-    project: str, environment: str, purpose: str, on_wait: Callable[[str], None] | None = None
-) -> Iterator[prefect_api.Lease]:
+    server: ServerAPI, project: str, environment: str, purpose: str, on_wait: Callable[[str], None] | None = None
+) -> Iterator[Lease]:
     """Hold the environment's lock for the `with` block. Waits for the holder ($FLOWOPS_LOCK_WAIT seconds,
     saying who it is), takes over a lease that expired ($FLOWOPS_LOCK_LEASE seconds after its last renewal)."""
     name = lock_name(project, environment)
     lease_seconds = _seconds("FLOWOPS_LOCK_LEASE", DEFAULT_LEASE_SECONDS)
     deadline = time.monotonic() + _seconds("FLOWOPS_LOCK_WAIT", DEFAULT_WAIT_SECONDS)
-    lease = _acquire(name, holder_description(purpose), lease_seconds, deadline, on_wait or _to_stderr)
+    lease = _acquire(server, name, holder_description(purpose), lease_seconds, deadline, on_wait or _to_stderr)
     stop = threading.Event()
-    renewer = threading.Thread(target=_keep_renewing, args=(lease, stop), daemon=True, name=f"renew {name}")
+    renewer = threading.Thread(target=_keep_renewing, args=(server, lease, stop), daemon=True, name=f"renew {name}")
     renewer.start()
     try:
         yield lease
     finally:
         stop.set()
         renewer.join()
-        _release(lease, on_wait or _to_stderr)
+        _release(server, lease, on_wait or _to_stderr)
 
 
-def _release(lease: prefect_api.Lease, say: Callable[[str], None]) -> None:
+def _release(server: ServerAPI, lease: Lease, say: Callable[[str], None]) -> None:
     """Delete the lease. Failing to only delays the next caller until it expires: say so, and let the work's own
     outcome (success, or its error) stand."""
     try:
-        prefect_api.drop_lease(lease)
-    except prefect_api.PrefectAPIError as error:
+        server.drop_lease(lease)
+    except PrefectAPIError as error:
         say(f"warning: {error}; the lock is free again when its lease expires ({lease.seconds:.0f} s)")
 
 
@@ -92,19 +92,24 @@ def _to_stderr(line: str) -> None:
 
 
 def _acquire(
-    name: str, holder: str, lease_seconds: float, deadline: float, on_wait: Callable[[str], None]
-) -> prefect_api.Lease:
+    server: ServerAPI,
+    name: str,
+    holder: str,
+    lease_seconds: float,
+    deadline: float,
+    on_wait: Callable[[str], None],
+) -> Lease:
     told = None
     while True:
-        lease = prefect_api.take_lease(name, holder, lease_seconds)
+        lease = server.take_lease(name, holder, lease_seconds)
         if lease is not None:
             return lease
-        current = prefect_api.read_lease(name)
+        current = server.read_lease(name)
         if current is None:
             continue  # released between our two calls: try again at once
         if time.time() > current.renewed + current.seconds:
             on_wait(f"lock {name}: the lease of {current.holder} expired; taking it over")
-            prefect_api.drop_lease(current)
+            server.drop_lease(current)
             continue
         if time.monotonic() > deadline:
             raise LockBusy(
@@ -117,12 +122,12 @@ def _acquire(
         time.sleep(POLL_SECONDS)
 
 
-def _keep_renewing(lease: prefect_api.Lease, stop: threading.Event) -> None:
+def _keep_renewing(server: ServerAPI, lease: Lease, stop: threading.Event) -> None:
     while not stop.wait(lease.seconds / 3):
         try:
-            if not prefect_api.renew_lease(lease):
+            if not server.renew_lease(lease):
                 # Taken over after it expired (this process stalled longer than the lease): nothing to renew.
                 _to_stderr(f"warning: lost the lock {lease.name}: its lease expired and another caller took it")
                 return
-        except prefect_api.PrefectAPIError:
+        except PrefectAPIError:
             continue  # the server may be back before the lease runs out

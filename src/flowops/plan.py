@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .entrypoints import FlowEntrypoint
-from .prefect_api import LiveDeployment
+from .server import LiveDeployment
 
 CREATE, UPDATE, UNCHANGED, DELETE = "create", "update", "unchanged", "delete"
 DEFAULT_WORK_QUEUE = "default"

@@ -1,17 +1,31 @@
 """The only module that talks to the Prefect API (PREFECT_API_URL / PREFECT_API_KEY, as Prefect reads them).
 
-Everything here is a small synchronous call; Prefect is imported lazily so `flowops --help` stays fast.
+A command opens one client (`with connect() as server:`) and passes it to the operations; every call here is
+small and synchronous. Prefect is imported lazily so `flowops --help` stays fast.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from .errors import FlowopsError
+from .server import (
+    REGISTRY_CREDENTIALS_BLOCK_TYPE,
+    Lease,
+    LiveDeployment,
+    PrefectAPIError,
+    RegistryLogin,
+    RunResult,
+    WorkPoolInfo,
+)
+
+if TYPE_CHECKING:
+    from prefect.client.orchestration import SyncPrefectClient
+    from prefect.client.schemas.objects import Variable, WorkPool
+    from prefect.client.schemas.responses import DeploymentResponse
 
 PAGE_SIZE = 200
 MOVE_CONCURRENCY = 8  # deployment writes in flight at once (measured: 8 beat 4 and 16 on 2 cores)
@@ -22,27 +36,6 @@ STORED_FIELDS = (
     "description", "parameters", "tags", "work_pool_name", "work_queue_name", "job_variables", "pull_steps",
     "entrypoint", "paused", "concurrency_limit", "enforce_parameter_schema", "parameter_openapi_schema", "version",
 )  # fmt: skip
-
-
-class PrefectAPIError(FlowopsError):
-    """The Prefect API could not be reached or refused a call; the message says which and why."""
-
-
-@dataclass(frozen=True)
-class LiveDeployment:
-    id: UUID
-    flow_name: str
-    name: str
-    fields: dict[str, Any]
-    schedules: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def full_name(self) -> str:
-        return f"{self.flow_name}/{self.name}"
-
-    @property
-    def tags(self) -> list[str]:
-        return self.fields.get("tags") or []
 
 
 def server_is_healthy(api_url: str) -> bool:
@@ -65,216 +58,356 @@ def require_api_url() -> str:
         raise PrefectAPIError(
             "PREFECT_API_URL is not set (or empty): set it to the Prefect server to act on; nothing was done"
         )
-    return url
+    return str(url)
 
 
-def _client():
+@contextlib.contextmanager
+def connect() -> Iterator[PrefectAPI]:
+    """The configured server, through one client for the whole command."""
     from prefect.client.orchestration import get_client
 
-    require_api_url()
-    return get_client(sync_client=True)
+    api_url = require_api_url()
+    with get_client(sync_client=True) as client:  # no request yet: each call below says what failed
+        yield PrefectAPI(client, api_url)
 
 
-def _calling(what: str):
+@contextlib.contextmanager
+def _calling(what: str) -> Iterator[None]:
     """Turn connection and HTTP errors into one line saying what flowops was doing."""
     import httpx
 
-    @contextlib.contextmanager
-    def guard():
-        try:
-            yield
-        except httpx.HTTPStatusError as error:
-            raise PrefectAPIError(f"{what}: {error.response.status_code} {error.response.text[:300]}") from None
-        except (httpx.TransportError, RuntimeError) as error:
-            from prefect.settings import PREFECT_API_URL
+    try:
+        yield
+    except httpx.HTTPStatusError as error:
+        raise PrefectAPIError(f"{what}: {error.response.status_code} {error.response.text[:300]}") from None
+    except (httpx.TransportError, RuntimeError) as error:
+        from prefect.settings import PREFECT_API_URL
 
-            raise PrefectAPIError(
-                f"{what}: cannot reach the Prefect API at {PREFECT_API_URL.value()!r}: {error}"
-            ) from None
-
-    return guard()
+        raise PrefectAPIError(f"{what}: cannot reach the Prefect API at {PREFECT_API_URL.value()!r}: {error}") from None
 
 
-def _live(client, deployment, flow_names: dict[UUID, str]) -> LiveDeployment:
-    if deployment.flow_id not in flow_names:
-        flow_names[deployment.flow_id] = client.read_flow(deployment.flow_id).name
-    data = deployment.model_dump(mode="json")
-    schedules = [{"schedule": s["schedule"], "active": s["active"]} for s in data.get("schedules") or []]
-    return LiveDeployment(
-        id=deployment.id,
-        flow_name=flow_names[deployment.flow_id],
-        name=deployment.name,
-        fields={name: data.get(name) for name in STORED_FIELDS},
-        schedules=schedules,
-    )
+class PrefectAPI:
+    """A Prefect server through one synchronous client (httpx's client may be shared between threads: the lock's
+    renewals use it too). Implements server.ServerAPI."""
 
+    def __init__(self, client: SyncPrefectClient, api_url: str):
+        self._client = client
+        self.api_url = api_url
+        self._flow_names: dict[UUID, str] = {}  # a flow's name, read once per command
 
-def read_tagged_deployments(tags: list[str]) -> list[LiveDeployment]:
-    """Every deployment carrying all of `tags` (flowops marks a branch's deployments with `branch:<slug>`)."""
-    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterTags
+    def _live(self, deployment: DeploymentResponse) -> LiveDeployment:
+        if deployment.flow_id not in self._flow_names:
+            self._flow_names[deployment.flow_id] = self._client.read_flow(deployment.flow_id).name
+        data = deployment.model_dump(mode="json")
+        schedules = [{"schedule": s["schedule"], "active": s["active"]} for s in data.get("schedules") or []]
+        return LiveDeployment(
+            id=deployment.id,
+            flow_name=self._flow_names[deployment.flow_id],
+            name=deployment.name,
+            fields={name: data.get(name) for name in STORED_FIELDS},
+            schedules=schedules,
+        )
 
-    deployment_filter = DeploymentFilter(tags=DeploymentFilterTags(all_=tags))
-    found: list[LiveDeployment] = []
-    flow_names: dict[UUID, str] = {}
-    with _calling(f"reading deployments tagged {', '.join(tags)}"), _client() as client:
-        offset = 0
-        while True:
-            page = client.read_deployments(deployment_filter=deployment_filter, limit=PAGE_SIZE, offset=offset)
-            found += [_live(client, deployment, flow_names) for deployment in page]
-            if len(page) < PAGE_SIZE:
-                return found
-            offset += PAGE_SIZE
+    def read_tagged_deployments(self, tags: list[str]) -> list[LiveDeployment]:
+        """Every deployment carrying all of `tags` (flowops marks a branch's deployments with `branch:<slug>`)."""
+        from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterTags
 
+        deployment_filter = DeploymentFilter(tags=DeploymentFilterTags(all_=tags))
+        found: list[LiveDeployment] = []
+        with _calling(f"reading deployments tagged {', '.join(tags)}"):
+            offset = 0
+            while True:
+                page = self._client.read_deployments(
+                    deployment_filter=deployment_filter, limit=PAGE_SIZE, offset=offset
+                )
+                found += [self._live(deployment) for deployment in page]
+                if len(page) < PAGE_SIZE:
+                    return found
+                offset += PAGE_SIZE
 
-def read_deployments_by_name(full_names: list[str]) -> dict[str, LiveDeployment]:
-    """The deployments named `flow/name` that exist, whoever made them: one query (a page per 200), however many
-    names, so that a plan costs the same for 1 deployment or 100."""
-    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName, FlowFilter, FlowFilterName
+    def read_deployments_by_name(self, full_names: list[str]) -> dict[str, LiveDeployment]:
+        """The deployments named `flow/name` that exist, whoever made them: one query (a page per 200), however
+        many names, so that a plan costs the same for 1 deployment or 100."""
+        from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName, FlowFilter, FlowFilterName
 
-    wanted = set(full_names)
-    if not wanted:
-        return {}
-    flows = sorted({name.split("/", 1)[0] for name in wanted})
-    names = sorted({name.split("/", 1)[1] for name in wanted})
-    flow_filter = FlowFilter(name=FlowFilterName(any_=flows))
-    deployment_filter = DeploymentFilter(name=DeploymentFilterName(any_=names))
-    found: dict[str, LiveDeployment] = {}
-    flow_names: dict[UUID, str] = {}
-    with _calling("reading deployments"), _client() as client:
-        offset = 0
-        while True:
-            page = client.read_deployments(
-                flow_filter=flow_filter, deployment_filter=deployment_filter, limit=PAGE_SIZE, offset=offset
-            )
-            for deployment in page:
-                live = _live(client, deployment, flow_names)
-                if live.full_name in wanted:  # the filters match flows and names apart: keep the exact pairs
-                    found[live.full_name] = live
-            if len(page) < PAGE_SIZE:
-                return found
-            offset += PAGE_SIZE
+        wanted = set(full_names)
+        if not wanted:
+            return {}
+        flows = sorted({name.split("/", 1)[0] for name in wanted})
+        names = sorted({name.split("/", 1)[1] for name in wanted})
+        flow_filter = FlowFilter(name=FlowFilterName(any_=flows))
+        deployment_filter = DeploymentFilter(name=DeploymentFilterName(any_=names))
+        found: dict[str, LiveDeployment] = {}
+        with _calling("reading deployments"):
+            offset = 0
+            while True:
+                page = self._client.read_deployments(
+                    flow_filter=flow_filter, deployment_filter=deployment_filter, limit=PAGE_SIZE, offset=offset
+                )
+                for deployment in page:
+                    live = self._live(deployment)
+                    if live.full_name in wanted:  # the filters match flows and names apart: keep the exact pairs
+                        found[live.full_name] = live
+                if len(page) < PAGE_SIZE:
+                    return found
+                offset += PAGE_SIZE
 
+    def delete_deployments(self, deployments: list[LiveDeployment]) -> None:
+        from prefect.exceptions import ObjectNotFound
 
-def delete_deployments(deployments: list[LiveDeployment]) -> None:
-    from prefect.exceptions import ObjectNotFound
+        with _calling("deleting deployments"):
+            for deployment in deployments:
+                with contextlib.suppress(ObjectNotFound):  # already gone: what we wanted
+                    self._client.delete_deployment(deployment.id)
 
-    with _calling("deleting deployments"), _client() as client:
-        for deployment in deployments:
-            with contextlib.suppress(ObjectNotFound):  # already gone: what we wanted
-                client.delete_deployment(deployment.id)
+    def restore_deployment(self, snapshot: LiveDeployment) -> None:
+        """Put a deployment back exactly as `snapshot` recorded it (used to undo a deploy that failed half-way)."""
+        from prefect.client.schemas.actions import DeploymentScheduleCreate, DeploymentUpdate
 
+        with _calling(f"restoring {snapshot.full_name}"):
+            self._client.update_deployment(snapshot.id, DeploymentUpdate(**snapshot.fields))
+            for schedule in self._client.read_deployment_schedules(snapshot.id):
+                self._client.delete_deployment_schedule(snapshot.id, schedule.id)
+            if snapshot.schedules:
+                self._client.create_deployment_schedules(
+                    snapshot.id, [DeploymentScheduleCreate.model_validate(s) for s in snapshot.schedules]
+                )
 
-def restore_deployment(snapshot: LiveDeployment) -> None:
-    """Put a deployment back exactly as `snapshot` recorded it (used to undo a deploy that failed half-way)."""
-    from prefect.client.schemas.actions import DeploymentScheduleCreate, DeploymentUpdate
+    def move_to_commit(self, updates: dict[UUID, dict[str, Any]]) -> None:
+        """Write these fields (tags, pull_steps, version, description) of these deployments, and nothing else: no
+        schedule is recreated, so their upcoming scheduled runs stay as they are. A few at a time, through an
+        async client of its own: each write costs the server ~90 ms (SQLite, 2 cores), and it serves several at
+        once."""
+        import asyncio
 
-    with _calling(f"restoring {snapshot.full_name}"), _client() as client:
-        client.update_deployment(snapshot.id, DeploymentUpdate(**snapshot.fields))
-        for schedule in client.read_deployment_schedules(snapshot.id):
-            client.delete_deployment_schedule(snapshot.id, schedule.id)
-        if snapshot.schedules:
-            client.create_deployment_schedules(
-                snapshot.id, [DeploymentScheduleCreate.model_validate(s) for s in snapshot.schedules]
-            )
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.actions import DeploymentUpdate
+        from prefect.utilities.asyncutils import run_coro_as_sync
 
+        async def write_all() -> None:
+            slots = asyncio.Semaphore(MOVE_CONCURRENCY)
+            async with get_client() as client:
 
-def move_to_commit(updates: dict[UUID, dict[str, Any]]) -> None:
-    """Write these fields (tags, pull_steps, version, description) of these deployments, and nothing else: no
-    schedule is recreated, so their upcoming scheduled runs stay as they are. A few at a time: each write costs
-    the server ~90 ms (SQLite, 2 cores), and it serves several at once."""
-    import asyncio
+                async def write(deployment_id: UUID, fields: dict[str, Any]) -> None:
+                    async with slots:
+                        await client.update_deployment(deployment_id, DeploymentUpdate(**fields))
 
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.actions import DeploymentUpdate
-    from prefect.utilities.asyncutils import run_coro_as_sync
+                await asyncio.gather(*(write(deployment_id, fields) for deployment_id, fields in updates.items()))
 
-    async def write_all() -> None:
-        slots = asyncio.Semaphore(MOVE_CONCURRENCY)
-        async with get_client() as client:
+        with _calling("moving deployments to the commit"):
+            run_coro_as_sync(write_all())
 
-            async def write(deployment_id: UUID, fields: dict[str, Any]) -> None:
-                async with slots:
-                    await client.update_deployment(deployment_id, DeploymentUpdate(**fields))
+    def _read_work_pool(self, name: str) -> WorkPool | None:
+        from prefect.exceptions import ObjectNotFound
 
-            await asyncio.gather(*(write(deployment_id, fields) for deployment_id, fields in updates.items()))
+        with _calling(f"reading work pool {name!r}"):
+            try:
+                return self._client.read_work_pool(name)
+            except ObjectNotFound:
+                return None
 
-    require_api_url()
-    with _calling("moving deployments to the commit"):
-        run_coro_as_sync(write_all())
-
-
-@dataclass(frozen=True)
-class WorkPoolInfo:
-    type: str
-    job_variables_schema: dict[str, Any]  # what the server checks a deployment's job variables against
-
-    def default_of(self, variable: str) -> Any:
-        """The pool's default for the job variable `variable` (None when it has none)."""
-        return self.job_variables_schema.get("properties", {}).get(variable, {}).get("default")
-
-
-def read_work_pool(name: str) -> WorkPoolInfo | None:
-    """The work pool `name` on the server, or None when it does not exist."""
-    pool = _read_work_pool(name)
-    if pool is None:
-        return None
-    return WorkPoolInfo(pool.type, (pool.base_job_template or {}).get("variables") or {})
-
-
-def set_pool_default(name: str, variable: str, value: Any) -> None:
-    """Make `value` the default of the pool's job variable `variable`: what every run in the pool gets unless its
-    deployment sets it. A block reference there is resolved by the server and the worker as a run starts."""
-    from prefect.client.schemas.actions import WorkPoolUpdate
-
-    pool = _read_work_pool(name)
-    if pool is None:
-        raise PrefectAPIError(f"work pool {name!r} does not exist")
-    template = pool.base_job_template or {}
-    properties = template.get("variables", {}).get("properties", {})
-    if variable not in properties:
-        raise PrefectAPIError(f"work pool {name!r} ({pool.type}) has no job variable {variable!r}")
-    properties[variable]["default"] = value
-    with _calling(f"setting {variable} on work pool {name!r}"), _client() as client:
-        client.update_work_pool(name, WorkPoolUpdate(base_job_template=template))
-
-
-def default_job_variables_schema(pool_type: str) -> dict[str, Any]:
-    """The job-variables schema of a new pool of `pool_type` (the one deploy will create)."""
-    return _default_base_job_template(pool_type).get("variables") or {}
-
-
-def _read_work_pool(name: str):
-    from prefect.exceptions import ObjectNotFound
-
-    with _calling(f"reading work pool {name!r}"), _client() as client:
-        try:
-            return client.read_work_pool(name)
-        except ObjectNotFound:
+    def read_work_pool(self, name: str) -> WorkPoolInfo | None:
+        """The work pool `name` on the server, or None when it does not exist."""
+        pool = self._read_work_pool(name)
+        if pool is None:
             return None
+        return WorkPoolInfo(pool.type, (pool.base_job_template or {}).get("variables") or {})
 
+    def default_job_variables_schema(self, pool_type: str) -> dict[str, Any]:
+        """The job-variables schema of a new pool of `pool_type` (the one deploy will create)."""
+        variables: dict[str, Any] = _default_base_job_template(pool_type).get("variables") or {}
+        return variables
 
-def ensure_work_pool(name: str, pool_type: str, defaults: dict[str, Any] | None = None) -> bool:
-    """Create the work pool if it is missing, with `defaults` for its job variables (e.g. network_mode=host);
-    True when it was created. An existing pool is left as it is."""
-    from prefect.client.schemas.actions import WorkPoolCreate
-    from prefect.exceptions import ObjectAlreadyExists
+    def set_pool_default(self, name: str, variable: str, value: Any) -> None:
+        """Make `value` the default of the pool's job variable `variable`: what every run in the pool gets unless
+        its deployment sets it. A block reference there is resolved by the server and the worker as a run
+        starts."""
+        from prefect.client.schemas.actions import WorkPoolUpdate
 
-    if _read_work_pool(name) is not None:
-        return False
-    template = _default_base_job_template(pool_type)
-    properties = template.get("variables", {}).get("properties", {})
-    for key, value in (defaults or {}).items():
-        if key not in properties:
-            raise PrefectAPIError(
-                f"{pool_type} work pools have no job variable {key!r} (they have: {', '.join(properties)})"
-            )
-        properties[key]["default"] = value
-    with _calling(f"creating work pool {name!r} of type {pool_type!r}"), _client() as client:
-        try:
-            client.create_work_pool(WorkPoolCreate(name=name, type=pool_type, base_job_template=template))
-        except ObjectAlreadyExists:  # created meanwhile by someone else
+        pool = self._read_work_pool(name)
+        if pool is None:
+            raise PrefectAPIError(f"work pool {name!r} does not exist")
+        template = pool.base_job_template or {}
+        properties = template.get("variables", {}).get("properties", {})
+        if variable not in properties:
+            raise PrefectAPIError(f"work pool {name!r} ({pool.type}) has no job variable {variable!r}")
+        properties[variable]["default"] = value
+        with _calling(f"setting {variable} on work pool {name!r}"):
+            self._client.update_work_pool(name, WorkPoolUpdate(base_job_template=template))
+
+    def ensure_work_pool(self, name: str, pool_type: str, defaults: dict[str, Any] | None = None) -> bool:
+        """Create the work pool if it is missing, with `defaults` for its job variables (e.g. network_mode=host);
+        True when it was created. An existing pool is left as it is."""
+        from prefect.client.schemas.actions import WorkPoolCreate
+        from prefect.exceptions import ObjectAlreadyExists
+
+        if self._read_work_pool(name) is not None:
             return False
-    return True
+        template = _default_base_job_template(pool_type)
+        properties = template.get("variables", {}).get("properties", {})
+        for key, value in (defaults or {}).items():
+            if key not in properties:
+                raise PrefectAPIError(
+                    f"{pool_type} work pools have no job variable {key!r} (they have: {', '.join(properties)})"
+                )
+            properties[key]["default"] = value
+        with _calling(f"creating work pool {name!r} of type {pool_type!r}"):
+            try:
+                self._client.create_work_pool(WorkPoolCreate(name=name, type=pool_type, base_job_template=template))
+            except ObjectAlreadyExists:  # created meanwhile by someone else
+                return False
+        return True
+
+    def block_document_name(self, block_id: str) -> str | None:
+        """The name of the block with id `block_id`, or None when there is none."""
+        from prefect.exceptions import ObjectNotFound
+
+        with _calling(f"reading block {block_id}"):
+            try:
+                return self._client.read_block_document(UUID(str(block_id)), include_secrets=False).name
+            except (ObjectNotFound, ValueError):
+                return None
+
+    def block_document_id(self, block_type: str, name: str) -> UUID | None:
+        """The id of the block `block_type/name`, or None when there is none (its data is not read)."""
+        from prefect.exceptions import ObjectNotFound
+
+        with _calling(f"reading block {block_type}/{name}"):
+            try:
+                document = self._client.read_block_document_by_name(
+                    name, block_type_slug=block_type, include_secrets=False
+                )
+            except ObjectNotFound:
+                return None
+        return document.id
+
+    # Blocks are saved through the block classes (they know their schemas), which open clients of their own.
+    def save_secret_block(self, name: str, value: str) -> bool:
+        """Create or update the Secret block `name`; True when it was created."""
+        from prefect.blocks.system import Secret
+        from pydantic import SecretStr
+
+        existed = self.block_document_id("secret", name) is not None
+        with _calling(f"saving Secret block {name!r}"):
+            Secret(value=SecretStr(value)).save(name, overwrite=True)
+        return not existed
+
+    def save_github_credentials_block(self, name: str, token: str) -> bool:
+        """Create or update the prefect-github GitHubCredentials block `name`; True when it was created."""
+        from prefect_github import GitHubCredentials
+
+        existed = self.block_document_id("github-credentials", name) is not None
+        with _calling(f"saving GitHubCredentials block {name!r}"):
+            GitHubCredentials(token=token).save(name, overwrite=True)
+        return not existed
+
+    def save_registry_credentials_block(self, name: str, username: str, password: str, registry_url: str) -> bool:
+        """Create or update the prefect-docker DockerRegistryCredentials block `name`; True when it was created."""
+        from prefect_docker import DockerRegistryCredentials
+
+        existed = self.block_document_id(REGISTRY_CREDENTIALS_BLOCK_TYPE, name) is not None
+        credentials = DockerRegistryCredentials(username=username, password=password, registry_url=registry_url)
+        with _calling(f"saving DockerRegistryCredentials block {name!r}"):
+            credentials.save(name, overwrite=True)
+        return not existed
+
+    def read_registry_credentials(self, name: str) -> RegistryLogin | None:
+        """The login the DockerRegistryCredentials block `name` holds, or None when there is no such block."""
+        from prefect.exceptions import ObjectNotFound
+
+        with _calling(f"reading DockerRegistryCredentials block {name!r}"):
+            try:
+                document = self._client.read_block_document_by_name(
+                    name, block_type_slug=REGISTRY_CREDENTIALS_BLOCK_TYPE
+                )
+            except ObjectNotFound:
+                return None
+        data = document.data
+        password = data.get("password")
+        password = password.get_secret_value() if hasattr(password, "get_secret_value") else str(password or "")
+        return RegistryLogin(str(data.get("username") or ""), password, str(data.get("registry_url") or ""))
+
+    def run_deployment(
+        self,
+        full_name: str,
+        parameters: dict[str, Any],
+        wait: bool,
+        timeout: float | None,
+        on_state: Callable[[str, str], None] | None = None,
+    ) -> RunResult:
+        """Create a flow run of `flow/name`; with `wait`, follow it until it ends (or `timeout` seconds pass)."""
+        from prefect.exceptions import ObjectNotFound
+
+        with _calling(f"running {full_name}"):
+            try:
+                deployment = self._client.read_deployment_by_name(full_name)
+            except ObjectNotFound:
+                raise PrefectAPIError(f"no deployment {full_name!r} (names are flow/deployment)") from None
+            flow_run = self._client.create_flow_run_from_deployment(deployment.id, parameters=parameters)
+            last_state = None
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while True:
+                state = flow_run.state
+                if on_state and state is not None and state.name != last_state:
+                    on_state(flow_run.name, state.name)
+                    last_state = state.name
+                if not wait or (state is not None and state.is_final()):
+                    break
+                if deadline is not None and time.monotonic() > deadline:
+                    break
+                time.sleep(TERMINAL_POLL_SECONDS)
+                flow_run = self._client.read_flow_run(flow_run.id)
+        return RunResult(
+            flow_run.id,
+            flow_run.name,
+            state.type.value if state else "UNKNOWN",
+            state.name if state else "Unknown",
+            state.message if state else None,
+        )
+
+    def take_lease(self, name: str, holder: str, seconds: float) -> Lease | None:
+        """Create the Variable `name` if nobody has; the server's unique names make this atomic. None when
+        taken."""
+        from prefect.client.schemas.actions import VariableCreate
+        from prefect.exceptions import ObjectAlreadyExists
+
+        value = {"holder": holder, "seconds": seconds}
+        with _calling(f"taking the lock {name!r}"):
+            try:
+                variable = self._client.create_variable(VariableCreate(name=name, value=value, tags=["flowops-lock"]))
+            except ObjectAlreadyExists:
+                return None
+        return _lease(variable)
+
+    def read_lease(self, name: str) -> Lease | None:
+        with _calling(f"reading the lock {name!r}"):
+            variable = self._client.read_variable_by_name(name)
+        return _lease(variable) if variable else None
+
+    def renew_lease(self, lease: Lease) -> bool:
+        """Write the lease again, so the server's `updated` moves on; False when it is no longer ours."""
+        import httpx
+
+        value = {"holder": lease.holder, "seconds": lease.seconds}
+        with _calling(f"renewing the lock {lease.name!r}"):
+            try:
+                self._client.request("PATCH", "/variables/{id}", path_params={"id": lease.id}, json={"value": value})
+            except httpx.HTTPStatusError as error:
+                if error.response.status_code == 404:
+                    return False
+                raise
+        return True
+
+    def drop_lease(self, lease: Lease) -> None:
+        """Delete this very lease (by id: never one someone else took after it expired)."""
+        import httpx
+
+        with _calling(f"releasing the lock {lease.name!r}"):
+            try:
+                self._client.request("DELETE", "/variables/{id}", path_params={"id": lease.id})
+            except httpx.HTTPStatusError as error:
+                if error.response.status_code != 404:
+                    raise
 
 
 def _default_base_job_template(pool_type: str) -> dict[str, Any]:
@@ -288,150 +421,10 @@ def _default_base_job_template(pool_type: str) -> dict[str, Any]:
         raise PrefectAPIError(
             f"unknown work pool type {pool_type!r}: no installed worker provides it (docker needs prefect-docker)"
         )
-    return template
+    return dict(template)
 
 
-def block_exists(block_type: str, name: str) -> bool:
-    return block_document_id(block_type, name) is not None
-
-
-def block_document_name(block_id: str) -> str | None:
-    """The name of the block with id `block_id`, or None when there is none."""
-    from prefect.exceptions import ObjectNotFound
-
-    with _calling(f"reading block {block_id}"), _client() as client:
-        try:
-            return client.read_block_document(UUID(str(block_id)), include_secrets=False).name
-        except (ObjectNotFound, ValueError):
-            return None
-
-
-def block_document_id(block_type: str, name: str) -> UUID | None:
-    """The id of the block `block_type/name`, or None when there is none (its data is not read)."""
-    from prefect.exceptions import ObjectNotFound
-
-    with _calling(f"reading block {block_type}/{name}"), _client() as client:
-        try:
-            return client.read_block_document_by_name(name, block_type_slug=block_type, include_secrets=False).id
-        except ObjectNotFound:
-            return None
-
-
-def save_secret_block(name: str, value: str) -> bool:
-    """Create or update the Secret block `name`; True when it was created."""
-    from prefect.blocks.system import Secret
-
-    existed = block_exists("secret", name)
-    with _calling(f"saving Secret block {name!r}"):
-        Secret(value=value).save(name, overwrite=True)
-    return not existed
-
-
-def save_github_credentials_block(name: str, token: str) -> bool:
-    """Create or update the prefect-github GitHubCredentials block `name`; True when it was created."""
-    from prefect_github import GitHubCredentials
-
-    existed = block_exists("github-credentials", name)
-    with _calling(f"saving GitHubCredentials block {name!r}"):
-        GitHubCredentials(token=token).save(name, overwrite=True)
-    return not existed
-
-
-REGISTRY_CREDENTIALS_BLOCK_TYPE = "docker-registry-credentials"
-
-
-def save_registry_credentials_block(name: str, username: str, password: str, registry_url: str) -> bool:
-    """Create or update the prefect-docker DockerRegistryCredentials block `name`; True when it was created."""
-    from prefect_docker import DockerRegistryCredentials
-
-    existed = block_exists(REGISTRY_CREDENTIALS_BLOCK_TYPE, name)
-    credentials = DockerRegistryCredentials(username=username, password=password, registry_url=registry_url)
-    with _calling(f"saving DockerRegistryCredentials block {name!r}"):
-        credentials.save(name, overwrite=True)
-    return not existed
-
-
-@dataclass(frozen=True)
-class RegistryLogin:
-    username: str
-    password: str = field(repr=False)
-    registry_url: str
-
-
-def read_registry_credentials(name: str) -> RegistryLogin | None:
-    """The login the DockerRegistryCredentials block `name` holds, or None when there is no such block."""
-    from prefect.exceptions import ObjectNotFound
-
-    with _calling(f"reading DockerRegistryCredentials block {name!r}"), _client() as client:
-        try:
-            document = client.read_block_document_by_name(name, block_type_slug=REGISTRY_CREDENTIALS_BLOCK_TYPE)
-        except ObjectNotFound:
-            return None
-    data = document.data
-    password = data.get("password")
-    password = password.get_secret_value() if hasattr(password, "get_secret_value") else str(password or "")
-    return RegistryLogin(str(data.get("username") or ""), password, str(data.get("registry_url") or ""))
-
-
-@dataclass(frozen=True)
-class RunResult:
-    flow_run_id: UUID
-    flow_run_name: str
-    state_type: str
-    state_name: str
-    message: str | None
-
-    @property
-    def completed(self) -> bool:
-        return self.state_type == "COMPLETED"
-
-
-def run_deployment(
-    full_name: str, parameters: dict[str, Any], wait: bool, timeout: float | None, on_state=None
-) -> RunResult:
-    """Create a flow run of `flow/name`; with `wait`, follow it until it ends (or `timeout` seconds pass)."""
-    from prefect.exceptions import ObjectNotFound
-
-    with _calling(f"running {full_name}"), _client() as client:
-        try:
-            deployment = client.read_deployment_by_name(full_name)
-        except ObjectNotFound:
-            raise PrefectAPIError(f"no deployment {full_name!r} (names are flow/deployment)") from None
-        flow_run = client.create_flow_run_from_deployment(deployment.id, parameters=parameters)
-        last_state = None
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            state = flow_run.state
-            if on_state and state is not None and state.name != last_state:
-                on_state(flow_run.name, state.name)
-                last_state = state.name
-            if not wait or (state is not None and state.is_final()):
-                break
-            if deadline is not None and time.monotonic() > deadline:
-                break
-            time.sleep(TERMINAL_POLL_SECONDS)
-            flow_run = client.read_flow_run(flow_run.id)
-        return RunResult(
-            flow_run.id,
-            flow_run.name,
-            state.type.value if state else "UNKNOWN",
-            state.name if state else "Unknown",
-            state.message if state else None,
-        )
-
-
-@dataclass(frozen=True)
-class Lease:
-    """A lock held on the server: a Variable that exists while someone holds it (see lock.py)."""
-
-    id: UUID
-    name: str
-    holder: str
-    seconds: float  # how long it lasts after it was taken or last renewed
-    renewed: float  # when the server last wrote it (epoch seconds, the server's clock)
-
-
-def _lease(variable) -> Lease:
+def _lease(variable: Variable) -> Lease:
     value = variable.value if isinstance(variable.value, dict) else {}
     return Lease(
         variable.id,
@@ -440,49 +433,3 @@ def _lease(variable) -> Lease:
         float(value.get("seconds", 0)),
         variable.updated.timestamp() if variable.updated else 0.0,
     )
-
-
-def take_lease(name: str, holder: str, seconds: float) -> Lease | None:
-    """Create the Variable `name` if nobody has; the server's unique names make this atomic. None when taken."""
-    from prefect.client.schemas.actions import VariableCreate
-    from prefect.exceptions import ObjectAlreadyExists
-
-    value = {"holder": holder, "seconds": seconds}
-    with _calling(f"taking the lock {name!r}"), _client() as client:
-        try:
-            return _lease(client.create_variable(VariableCreate(name=name, value=value, tags=["flowops-lock"])))
-        except ObjectAlreadyExists:
-            return None
-
-
-def read_lease(name: str) -> Lease | None:
-    with _calling(f"reading the lock {name!r}"), _client() as client:
-        variable = client.read_variable_by_name(name)
-    return _lease(variable) if variable else None
-
-
-def renew_lease(lease: Lease) -> bool:
-    """Write the lease again, so the server's `updated` moves on; False when it is no longer ours."""
-    import httpx
-
-    value = {"holder": lease.holder, "seconds": lease.seconds}
-    with _calling(f"renewing the lock {lease.name!r}"), _client() as client:
-        try:
-            client.request("PATCH", "/variables/{id}", path_params={"id": lease.id}, json={"value": value})
-        except httpx.HTTPStatusError as error:
-            if error.response.status_code == 404:
-                return False
-            raise
-    return True
-
-
-def drop_lease(lease: Lease) -> None:
-    """Delete this very lease (by id: never one someone else took after it expired)."""
-    import httpx
-
-    with _calling(f"releasing the lock {lease.name!r}"), _client() as client:
-        try:
-            client.request("DELETE", "/variables/{id}", path_params={"id": lease.id})
-        except httpx.HTTPStatusError as error:
-            if error.response.status_code != 404:
-                raise

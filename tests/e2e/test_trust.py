@@ -231,7 +231,8 @@ def test_deploys_killed_at_random_points_leave_no_orphans_and_the_next_deploy_re
 
 
 def test_a_lock_that_cannot_be_released_is_only_a_warning_and_stays_until_its_lease_expires(prefect_server):
-    """The server is unreachable as a deploy ends: the deploy's own outcome stands, and the lock frees itself."""
+    """The server is unreachable as a deploy ends: the deploy's own outcome stands, and the lock frees itself
+    (tests/unit/flowops/test_operations.py checks the same with a fake; this one, the real client's error)."""
     import contextlib
     import uuid
 
@@ -243,18 +244,21 @@ def test_a_lock_that_cannot_be_released_is_only_a_warning_and_stays_until_its_le
 
     said: list[str] = []
     held = contextlib.ExitStack()
-    with temporary_settings({PREFECT_API_URL: prefect_server.api_url}):
+    dead_url = f"http://127.0.0.1:{free_port()}/api"
+    with temporary_settings({PREFECT_API_URL: prefect_server.api_url}), prefect_api.connect() as server:
         lease = held.enter_context(
-            environment_lock(f"acme/lock-{uuid.uuid4().hex[:6]}", "staging", "a deploy", on_wait=said.append)
+            environment_lock(server, f"acme/lock-{uuid.uuid4().hex[:6]}", "staging", "a deploy", on_wait=said.append)
         )
-    with temporary_settings({PREFECT_API_URL: f"http://127.0.0.1:{free_port()}/api"}):
-        held.close()  # no exception: the release failing is not the deploy failing
-    assert len(said) == 1
-    assert said[0].startswith(f"warning: releasing the lock {lease.name!r}: cannot reach the Prefect API")
-    assert said[0].endswith("; the lock is free again when its lease expires (120 s)")
-    with temporary_settings({PREFECT_API_URL: prefect_server.api_url}):
-        assert prefect_api.read_lease(lease.name).id == lease.id
-        prefect_api.drop_lease(lease)
+        with temporary_settings({PREFECT_API_URL: dead_url}), prefect_api.connect() as unreachable:
+            server.drop_lease = unreachable.drop_lease  # the server goes away before the release
+            held.close()  # no exception: the release failing is not the deploy failing
+        assert len(said) == 1
+        assert said[0].startswith(f"warning: releasing the lock {lease.name!r}: cannot reach the Prefect API")
+        assert said[0].endswith("; the lock is free again when its lease expires (120 s)")
+        assert server.read_lease(lease.name).id == lease.id
+        del server.drop_lease
+        server.drop_lease(lease)
+        assert server.read_lease(lease.name) is None
 
 
 def test_gc_deletes_only_this_projects_deployments_of_branches_gone_from_origin(hello_repo, tmp_path):

@@ -6,7 +6,7 @@ import uuid
 
 from flowops.entrypoints import FlowEntrypoint
 from flowops.plan import CREATE, DELETE, UNCHANGED, UPDATE, DesiredDeployment, desired_fields, plan_changes
-from flowops.prefect_api import LiveDeployment
+from flowops.server import LiveDeployment
 
 SCHEMA = {"title": "Parameters", "type": "object", "properties": {"name": {"type": "string"}}, "definitions": {}}
 PULL = [{"prefect.deployments.steps.git_clone": {"repository": "file:///o.git", "branch": "main"}}]

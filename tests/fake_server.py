@@ -1,0 +1,155 @@
+"""An in-memory Prefect server for the operations' unit tests: flowops.server.ServerAPI over dicts.
+
+It keeps the real interface and the real failure type (PrefectAPIError), so gitops, server_checks and lock run
+unchanged against it in milliseconds. The end-to-end tests run the same operations against real servers.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+from uuid import UUID
+
+from flowops.server import Lease, LiveDeployment, PrefectAPIError, RegistryLogin, RunResult, WorkPoolInfo
+
+
+@dataclass
+class FakeServer:
+    deployments: dict[UUID, LiveDeployment] = field(default_factory=dict)
+    pools: dict[str, WorkPoolInfo] = field(default_factory=dict)
+    blocks: dict[tuple[str, str], UUID] = field(default_factory=dict)  # (block type, name) -> id
+    leases: dict[str, Lease] = field(default_factory=dict)
+    failing: set[str] = field(default_factory=set)  # calls that fail as an unreachable server would
+    calls: Counter[str] = field(default_factory=Counter)
+
+    def _call(self, name: str) -> None:
+        self.calls[name] += 1
+        if name in self.failing:
+            raise PrefectAPIError(f"{name}: cannot reach the Prefect API at 'http://fake/api': refused")
+
+    def add_deployment(self, flow_name: str, name: str, **fields: Any) -> LiveDeployment:
+        live = LiveDeployment(uuid.uuid4(), flow_name, name, fields)
+        self.deployments[live.id] = live
+        return live
+
+    def by_name(self) -> dict[str, LiveDeployment]:
+        return {live.full_name: live for live in self.deployments.values()}
+
+    def add_block(self, block_type: str, name: str) -> UUID:
+        self.blocks[(block_type, name)] = uuid.uuid4()
+        return self.blocks[(block_type, name)]
+
+    def read_tagged_deployments(self, tags: list[str]) -> list[LiveDeployment]:
+        self._call("read_tagged_deployments")
+        return [live for live in self.deployments.values() if set(tags) <= set(live.tags)]
+
+    def read_deployments_by_name(self, full_names: list[str]) -> dict[str, LiveDeployment]:
+        self._call("read_deployments_by_name")
+        return {name: live for name, live in self.by_name().items() if name in full_names}
+
+    def delete_deployments(self, deployments: list[LiveDeployment]) -> None:
+        self._call("delete_deployments")
+        for live in deployments:
+            self.deployments.pop(live.id, None)
+
+    def restore_deployment(self, snapshot: LiveDeployment) -> None:
+        self._call("restore_deployment")
+        self.deployments[snapshot.id] = snapshot
+
+    def move_to_commit(self, updates: dict[UUID, dict[str, Any]]) -> None:
+        self._call("move_to_commit")
+        for deployment_id, fields in updates.items():
+            live = self.deployments[deployment_id]
+            self.deployments[deployment_id] = replace(live, fields={**live.fields, **fields})
+
+    def read_work_pool(self, name: str) -> WorkPoolInfo | None:
+        self._call("read_work_pool")
+        return self.pools.get(name)
+
+    def default_job_variables_schema(self, pool_type: str) -> dict[str, Any]:
+        from flowops.prefect_api import _default_base_job_template  # Prefect's own templates: no server needed
+
+        variables: dict[str, Any] = _default_base_job_template(pool_type)["variables"]
+        return variables
+
+    def ensure_work_pool(self, name: str, pool_type: str, defaults: dict[str, Any] | None = None) -> bool:
+        self._call("ensure_work_pool")
+        if name in self.pools:
+            return False
+        schema = self.default_job_variables_schema(pool_type)
+        for key, value in (defaults or {}).items():
+            schema["properties"][key]["default"] = value
+        self.pools[name] = WorkPoolInfo(pool_type, schema)
+        return True
+
+    def set_pool_default(self, name: str, variable: str, value: Any) -> None:
+        self._call("set_pool_default")
+        self.pools[name].job_variables_schema["properties"][variable]["default"] = value
+
+    def block_document_id(self, block_type: str, name: str) -> UUID | None:
+        self._call("block_document_id")
+        return self.blocks.get((block_type, name))
+
+    def block_document_name(self, block_id: str) -> str | None:
+        self._call("block_document_name")
+        return next((name for (_, name), found in self.blocks.items() if str(found) == str(block_id)), None)
+
+    def _save(self, block_type: str, name: str) -> bool:
+        created = (block_type, name) not in self.blocks
+        if created:
+            self.add_block(block_type, name)
+        return created
+
+    def save_secret_block(self, name: str, value: str) -> bool:
+        self._call("save_secret_block")
+        return self._save("secret", name)
+
+    def save_github_credentials_block(self, name: str, token: str) -> bool:
+        self._call("save_github_credentials_block")
+        return self._save("github-credentials", name)
+
+    def save_registry_credentials_block(self, name: str, username: str, password: str, registry_url: str) -> bool:
+        self._call("save_registry_credentials_block")
+        return self._save("docker-registry-credentials", name)
+
+    def read_registry_credentials(self, name: str) -> RegistryLogin | None:
+        raise NotImplementedError("the image tests use a real server")
+
+    def run_deployment(
+        self,
+        full_name: str,
+        parameters: dict[str, Any],
+        wait: bool,
+        timeout: float | None,
+        on_state: Callable[[str, str], None] | None = None,
+    ) -> RunResult:
+        raise NotImplementedError("runs need a real server and worker")
+
+    def take_lease(self, name: str, holder: str, seconds: float) -> Lease | None:
+        self._call("take_lease")
+        if name in self.leases:
+            return None
+        self.leases[name] = Lease(uuid.uuid4(), name, holder, seconds, time.time())
+        return self.leases[name]
+
+    def read_lease(self, name: str) -> Lease | None:
+        self._call("read_lease")
+        return self.leases.get(name)
+
+    def renew_lease(self, lease: Lease) -> bool:
+        self._call("renew_lease")
+        current = self.leases.get(lease.name)
+        if current is None or current.id != lease.id:
+            return False
+        self.leases[lease.name] = replace(current, renewed=time.time())
+        return True
+
+    def drop_lease(self, lease: Lease) -> None:
+        self._call("drop_lease")
+        current = self.leases.get(lease.name)
+        if current is not None and current.id == lease.id:
+            del self.leases[lease.name]
