@@ -24,10 +24,10 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
+from typing import Any, BinaryIO, ClassVar, Protocol
 from urllib.parse import urlsplit
 
 import pyarrow as pa
@@ -36,7 +36,18 @@ import pyarrow.csv as pv
 from . import pgbinary
 from .parse import ParsedBlock, Reject, parse_block, read_blocks, sha256_of
 from .redact import redact
-from .schema import LOADED_COLUMNS
+from .schema import (
+    BIGINT,
+    FILE_ID,
+    LOADED,
+    PRICE,
+    PRICE_MAX_FRACTION_DIGITS,
+    PRICE_PRECISION,
+    TABLE_COLUMNS,
+    TEXT,
+    TIMESTAMP,
+    table_columns_sql,
+)
 
 DEFAULT_BLOCK_SIZE = 8 << 20
 _TABLE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,40}")
@@ -135,7 +146,7 @@ def sqlite_path(database_url: str) -> Path:
     return Path(database_url.removeprefix("sqlite:///"))
 
 
-def _target(database_url: str, table: str) -> PostgresTarget | SqliteTarget:
+def _target(database_url: str, table: str) -> Target:
     if not _TABLE_NAME.fullmatch(table):
         raise ValueError(f"table: {table!r} must be lower-case letters, digits and _, at most 41 characters")
     if database_url.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
@@ -205,46 +216,103 @@ def _in_background(blocks: Iterator[ParsedBlock], make: Callable[[ParsedBlock], 
                 worker.join(0.05)
 
 
-def _ddl(table: str, id_type: str, time_type: str, price_type: str) -> list[str]:
-    return [
-        f"""create table if not exists {table} (
-            event_time {time_type} not null,
-            event_type text not null,
-            product_id bigint not null,
-            category_id bigint not null,
-            brand text,
-            price {price_type} not null,
-            user_id bigint not null,
-            user_session text,
-            file_id bigint not null
-        )""",
-        f"""create table if not exists {table}_rejects (
-            file_id bigint not null,
-            source text not null,
-            line_number bigint not null,
-            reason text not null,
-            raw_line text not null
-        )""",
-        f"""create table if not exists {table}_files (
-            id {id_type},
-            name text not null unique,
-            source text,
-            sha256 text,
-            size_bytes bigint,
-            rows_loaded bigint,
-            rows_rejected bigint,
-            loaded_at {time_type}
-        )""",
-    ]
+class Target(Protocol):
+    """Where files load (PostgreSQL or SQLite): one file per transaction, recorded in the ledger table."""
+
+    def transaction(self, lock_name: str) -> AbstractContextManager[Target]: ...
+
+    def create_tables(self) -> None: ...
+
+    def ledger_entry(self, name: str) -> LedgerEntry | None: ...
+
+    def new_ledger_entry(self, name: str) -> int: ...
+
+    def forget_file(self, file_id: int) -> None: ...
+
+    def write_rows(self, file_id: int, source: str, blocks: Iterator[ParsedBlock]) -> tuple[int, int]: ...
+
+    def finish_ledger_entry(
+        self, file_id: int, source: str, sha256: str, size: int, loaded: int, rejected: int
+    ) -> None: ...
 
 
-class PostgresTarget:
+class _SqlTables:
+    """The tables and the ledger SQL both targets share; each says its parameter marker and its types."""
+
+    PARAMETER: ClassVar[str] = "?"
+    TYPES: ClassVar[dict[str, str]] = {}  # schema kind -> SQL type
+    ID_TYPE: ClassVar[str] = ""
+    NOW: ClassVar[str] = ""
+
+    def __init__(self, table: str) -> None:
+        self.table = table
+        self.conn: Any = None  # the open transaction's connection
+
+    def _sql(self, statement: str) -> str:
+        return statement.replace("?", self.PARAMETER)
+
+    def create_tables(self) -> None:
+        time_type = self.TYPES[TIMESTAMP]
+        for statement in (
+            f"create table if not exists {self.table} ({table_columns_sql(self.TYPES)})",
+            f"""create table if not exists {self.table}_rejects (
+                file_id bigint not null,
+                source text not null,
+                line_number bigint not null,
+                reason text not null,
+                raw_line text not null
+            )""",
+            f"""create table if not exists {self.table}_files (
+                id {self.ID_TYPE},
+                name text not null unique,
+                source text,
+                sha256 text,
+                size_bytes bigint,
+                rows_loaded bigint,
+                rows_rejected bigint,
+                loaded_at {time_type}
+            )""",
+        ):
+            self.conn.execute(statement)
+
+    def ledger_entry(self, name: str) -> LedgerEntry | None:
+        row = self.conn.execute(
+            self._sql(f"select id, sha256, rows_loaded, rows_rejected from {self.table}_files where name = ?"), [name]
+        ).fetchone()
+        return LedgerEntry(*row) if row else None
+
+    def forget_file(self, file_id: int) -> None:
+        self.conn.execute(self._sql(f"delete from {self.table} where file_id = ?"), [file_id])
+        self.conn.execute(self._sql(f"delete from {self.table}_rejects where file_id = ?"), [file_id])
+
+    def finish_ledger_entry(
+        self, file_id: int, source: str, sha256: str, size: int, loaded: int, rejected: int
+    ) -> None:
+        self.conn.execute(
+            self._sql(
+                f"update {self.table}_files set source = ?, sha256 = ?, size_bytes = ?, rows_loaded = ?,"
+                f" rows_rejected = ?, loaded_at = {self.NOW} where id = ?"
+            ),
+            [source, sha256, size, loaded, rejected, file_id],
+        )
+
+
+class PostgresTarget(_SqlTables):
     """Rows go through COPY while a background thread parses the next blocks."""
 
+    PARAMETER = "%s"
+    TYPES: ClassVar[dict[str, str]] = {
+        TIMESTAMP: "timestamptz",
+        TEXT: "text",
+        BIGINT: "bigint",
+        PRICE: f"numeric({PRICE_PRECISION}, {PRICE_MAX_FRACTION_DIGITS})",
+    }
+    ID_TYPE = "bigint generated by default as identity primary key"
+    NOW = "now()"
+
     def __init__(self, database_url: str, table: str) -> None:
+        super().__init__(table)
         self.url = database_url
-        self.table = table
-        self.conn = None
 
     @contextmanager
     def transaction(self, lock_name: str) -> Iterator[PostgresTarget]:
@@ -255,24 +323,9 @@ class PostgresTarget:
             self.conn.execute("select pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"{self.table}:{lock_name}"])
             yield self
 
-    def create_tables(self) -> None:
-        id_type = "bigint generated by default as identity primary key"
-        for statement in _ddl(self.table, id_type, "timestamptz", "numeric(10, 2)"):
-            self.conn.execute(statement)
-
-    def ledger_entry(self, name: str) -> LedgerEntry | None:
-        row = self.conn.execute(
-            f"select id, sha256, rows_loaded, rows_rejected from {self.table}_files where name = %s", [name]
-        ).fetchone()
-        return LedgerEntry(*row) if row else None
-
     def new_ledger_entry(self, name: str) -> int:
         insert = f"insert into {self.table}_files (name) values (%s) returning id"
-        return self.conn.execute(insert, [name]).fetchone()[0]
-
-    def forget_file(self, file_id: int) -> None:
-        self.conn.execute(f"delete from {self.table} where file_id = %s", [file_id])
-        self.conn.execute(f"delete from {self.table}_rejects where file_id = %s", [file_id])
+        return int(self.conn.execute(insert, [name]).fetchone()[0])
 
     def write_rows(self, file_id: int, source: str, blocks: Iterator[ParsedBlock]) -> tuple[int, int]:
         loaded = 0
@@ -290,13 +343,6 @@ class PostgresTarget:
                 for data in rejects.as_csv(file_id, source):
                     copy.write(data)
         return loaded, rejects.count
-
-    def finish_ledger_entry(self, file_id: int, source: str, sha256: str, size: int, loaded: int, rejected: int):
-        self.conn.execute(
-            f"update {self.table}_files set source = %s, sha256 = %s, size_bytes = %s, rows_loaded = %s,"
-            " rows_rejected = %s, loaded_at = now() where id = %s",
-            [source, sha256, size, loaded, rejected, file_id],
-        )
 
 
 class _RejectSpool:
@@ -325,13 +371,17 @@ class _RejectSpool:
             yield line_prefix + line
 
 
-class SqliteTarget:
+class SqliteTarget(_SqlTables):
     """The embedded fallback: the same tables and guarantees, for demos and laptops."""
 
+    # ISO 8601 text is SQLite's timestamp; prices stay exact as text.
+    TYPES: ClassVar[dict[str, str]] = {TIMESTAMP: "text", TEXT: "text", BIGINT: "bigint", PRICE: "text"}
+    ID_TYPE = "integer primary key"
+    NOW = "datetime('now')"
+
     def __init__(self, path: Path, table: str) -> None:
+        super().__init__(table)
         self.path = path
-        self.table = table
-        self.conn = None
 
     @contextmanager
     def transaction(self, lock_name: str) -> Iterator[SqliteTarget]:
@@ -347,34 +397,22 @@ class SqliteTarget:
         finally:
             self.conn.close()
 
-    def create_tables(self) -> None:
-        for statement in _ddl(self.table, "integer primary key", "text", "text"):
-            self.conn.execute(statement)
-
-    def ledger_entry(self, name: str) -> LedgerEntry | None:
-        row = self.conn.execute(
-            f"select id, sha256, rows_loaded, rows_rejected from {self.table}_files where name = ?", [name]
-        ).fetchone()
-        return LedgerEntry(*row) if row else None
-
     def new_ledger_entry(self, name: str) -> int:
-        return self.conn.execute(f"insert into {self.table}_files (name) values (?)", [name]).lastrowid
-
-    def forget_file(self, file_id: int) -> None:
-        self.conn.execute(f"delete from {self.table} where file_id = ?", [file_id])
-        self.conn.execute(f"delete from {self.table}_rejects where file_id = ?", [file_id])
+        return int(self.conn.execute(f"insert into {self.table}_files (name) values (?)", [name]).lastrowid)
 
     def write_rows(self, file_id: int, source: str, blocks: Iterator[ParsedBlock]) -> tuple[int, int]:
         loaded = rejected = 0
-        columns = [*LOADED_COLUMNS, "file_id"]
+        columns = [column.name for column in TABLE_COLUMNS]
         insert_row = f"insert into {self.table} ({', '.join(columns)}) values ({', '.join('?' * len(columns))})"
         for parsed in blocks:
             values = parsed.rows.to_pydict()
-            # ISO 8601 text is SQLite's timestamp; prices stay exact as text.
-            values["event_time"] = [time.isoformat(sep=" ") for time in values["event_time"]]
-            values["price"] = [str(price) for price in values["price"]]
-            values["file_id"] = [file_id] * parsed.rows.num_rows
-            self.conn.executemany(insert_row, zip(*(values[name] for name in columns), strict=False))
+            for column in LOADED:
+                if column.kind == TIMESTAMP:
+                    values[column.name] = [time.isoformat(sep=" ") for time in values[column.name]]
+                elif column.kind == PRICE:
+                    values[column.name] = [str(price) for price in values[column.name]]
+            values[FILE_ID.name] = [file_id] * parsed.rows.num_rows
+            self.conn.executemany(insert_row, zip(*(values[name] for name in columns), strict=True))
             self.conn.executemany(
                 f"insert into {self.table}_rejects values (?, ?, ?, ?, ?)",
                 [(file_id, source, r.line_number, r.reason, r.raw_line) for r in parsed.rejects],
@@ -382,10 +420,3 @@ class SqliteTarget:
             loaded += parsed.rows.num_rows
             rejected += len(parsed.rejects)
         return loaded, rejected
-
-    def finish_ledger_entry(self, file_id: int, source: str, sha256: str, size: int, loaded: int, rejected: int):
-        self.conn.execute(
-            f"update {self.table}_files set source = ?, sha256 = ?, size_bytes = ?, rows_loaded = ?,"
-            " rows_rejected = ?, loaded_at = datetime('now') where id = ?",
-            [source, sha256, size, loaded, rejected, file_id],
-        )

@@ -22,31 +22,27 @@ import pyarrow.compute as pc
 import pyarrow.csv as pv
 
 from .schema import (
+    BIGINT,
     DROPPED_COLUMNS,
     EVENT_TIME_FORMAT,
     EVENT_TYPES,
     HEADER,
     INTEGER_COLUMNS,
+    LOADED,
     LOADED_COLUMNS,
     NULLABLE_COLUMNS,
+    PRICE,
     PRICE_MAX_FRACTION_DIGITS,
     PRICE_MAX_INTEGER_DIGITS,
+    PRICE_PRECISION,
     SOURCE_COLUMNS,
+    TEXT,
+    TIMESTAMP,
 )
 
-PRICE_TYPE = pa.decimal128(PRICE_MAX_INTEGER_DIGITS + PRICE_MAX_FRACTION_DIGITS, PRICE_MAX_FRACTION_DIGITS)
-LOADED_SCHEMA = pa.schema(
-    [
-        ("event_time", pa.timestamp("s", tz="UTC")),
-        ("event_type", pa.string()),
-        ("product_id", pa.int64()),
-        ("category_id", pa.int64()),
-        ("brand", pa.string()),
-        ("price", PRICE_TYPE),
-        ("user_id", pa.int64()),
-        ("user_session", pa.string()),
-    ]
-)
+PRICE_TYPE = pa.decimal128(PRICE_PRECISION, PRICE_MAX_FRACTION_DIGITS)
+ARROW_TYPES = {TIMESTAMP: pa.timestamp("s", tz="UTC"), TEXT: pa.string(), BIGINT: pa.int64(), PRICE: PRICE_TYPE}
+LOADED_SCHEMA = pa.schema([(column.name, ARROW_TYPES[column.kind]) for column in LOADED])
 REQUIRED_COLUMNS = [name for name in LOADED_COLUMNS if name not in NULLABLE_COLUMNS]
 _INT64_RANGE = range(-(2**63), 2**63)
 _INTEGER = re.compile(r"-?[0-9]+")

@@ -3,7 +3,8 @@
 Binary COPY saves the server the text parsing that bounds `COPY ... (format csv)`: on two cores
 the server's backend is the bottleneck, so less work there is a faster load. Each row is a field
 count, then per field a big-endian int32 length (-1 for NULL) and the value. The fixed-width
-fields come first (the COPY's column list is in that order), then the three text fields.
+fields come first (the COPY's column list is in that order), then the text fields; both lists derive from
+schema.TABLE_COLUMNS.
 """
 
 from __future__ import annotations
@@ -12,41 +13,27 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .schema import BIGINT, FILE_ID, PRICE, TABLE_COLUMNS, TEXT, TIMESTAMP
+
 SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
 TRAILER = b"\xff\xff"
+_FIXED_COLUMNS = [column for column in TABLE_COLUMNS if column.kind != TEXT]
+_TEXT_COLUMNS = [column for column in TABLE_COLUMNS if column.kind == TEXT]
 # Column order of the binary rows; the COPY statement lists the columns in this order.
-COLUMNS = (
-    "event_time",
-    "product_id",
-    "category_id",
-    "price",
-    "user_id",
-    "file_id",
-    "event_type",
-    "brand",
-    "user_session",
-)
+COLUMNS = tuple(column.name for column in _FIXED_COLUMNS + _TEXT_COLUMNS)
 _POSTGRES_EPOCH_SECONDS = 946_684_800  # 2000-01-01 UTC, where timestamptz counts from
 _NUMERIC_SIZE = 14  # ndigits, weight, sign, dscale (int16 each) + three base-10000 digits
+_NUMERIC_PARTS = [("ndigits", ">i2"), ("weight", ">i2"), ("sign", ">u2"), ("dscale", ">i2"), ("digits", ">i2", (3,))]
+_VALUE_PARTS = {TIMESTAMP: [("", ">i8")], BIGINT: [("", ">i8")], PRICE: [(f"_{p[0]}", *p[1:]) for p in _NUMERIC_PARTS]}
+_SIZES = {TIMESTAMP: 8, BIGINT: 8, PRICE: _NUMERIC_SIZE}
+# One fixed-width record per row: the field count, then each fixed column's length and value.
 _FIXED = np.dtype(
-    [
-        ("field_count", ">i2"),
-        ("time_size", ">i4"),
-        ("time", ">i8"),
-        ("product_size", ">i4"),
-        ("product", ">i8"),
-        ("category_size", ">i4"),
-        ("category", ">i8"),
-        ("price_size", ">i4"),
-        ("price_ndigits", ">i2"),
-        ("price_weight", ">i2"),
-        ("price_sign", ">u2"),
-        ("price_dscale", ">i2"),
-        ("price_digits", ">i2", (3,)),
-        ("user_size", ">i4"),
-        ("user", ">i8"),
-        ("file_size", ">i4"),
-        ("file", ">i8"),
+    [("field_count", ">i2")]
+    + [
+        part
+        for column in _FIXED_COLUMNS
+        for part in [(f"{column.name}_size", ">i4")]
+        + [(column.name + suffix, *layout) for suffix, *layout in _VALUE_PARTS[column.kind]]
     ]
 )
 _NULL_LENGTH = -1
@@ -59,22 +46,24 @@ def encode_rows(rows: pa.Table, file_id: int) -> bytes:
         return b""
     fixed = np.empty(count, dtype=_FIXED)
     fixed["field_count"] = len(COLUMNS)
-    fixed["time_size"] = fixed["product_size"] = fixed["category_size"] = fixed["user_size"] = 8
-    fixed["file_size"] = 8
-    seconds = rows["event_time"].cast(pa.int64()).to_numpy()
-    fixed["time"] = (seconds - _POSTGRES_EPOCH_SECONDS) * 1_000_000
-    fixed["product"] = rows["product_id"].to_numpy()
-    fixed["category"] = rows["category_id"].to_numpy()
-    fixed["user"] = rows["user_id"].to_numpy()
-    fixed["file"] = file_id
-    _encode_prices(fixed, rows["price"])
+    for column in _FIXED_COLUMNS:
+        fixed[f"{column.name}_size"] = _SIZES[column.kind]
+        if column is FILE_ID:
+            fixed[column.name] = file_id
+        elif column.kind == TIMESTAMP:
+            seconds = rows[column.name].cast(pa.int64()).to_numpy()
+            fixed[column.name] = (seconds - _POSTGRES_EPOCH_SECONDS) * 1_000_000
+        elif column.kind == PRICE:
+            _encode_prices(fixed, column.name, rows[column.name])
+        else:
+            fixed[column.name] = rows[column.name].to_numpy()
 
     fixed_column = pa.FixedSizeBinaryArray.from_buffers(
         pa.binary(_FIXED.itemsize), count, [None, pa.py_buffer(fixed.tobytes())]
     ).cast(pa.binary())
     parts = [fixed_column]
-    for name in ("event_type", "brand", "user_session"):
-        parts += _text_field(rows[name].combine_chunks())
+    for column in _TEXT_COLUMNS:
+        parts += _text_field(rows[column.name].combine_chunks())
     joined = pc.binary_join_element_wise(*parts, b"")
     if isinstance(joined, pa.ChunkedArray):
         joined = joined.combine_chunks()
@@ -82,17 +71,16 @@ def encode_rows(rows: pa.Table, file_id: int) -> bytes:
     return joined.buffers()[2].to_pybytes()[offsets[0] : offsets[-1]]
 
 
-def _encode_prices(fixed: np.ndarray, price: pa.ChunkedArray) -> None:
+def _encode_prices(fixed: np.ndarray, name: str, price: pa.ChunkedArray) -> None:
     """numeric(10,2) as weight-1 base-10000 digits: [integer // 10^4, integer % 10^4, cents * 100]."""
     cents = pc.multiply(price.cast(pa.decimal128(12, 2)), 100).cast(pa.int64()).to_numpy()
     magnitude = np.abs(cents)
     whole = magnitude // 100
-    fixed["price_size"] = _NUMERIC_SIZE
-    fixed["price_ndigits"] = 3
-    fixed["price_weight"] = 1
-    fixed["price_sign"] = np.where(cents < 0, 0x4000, 0x0000)
-    fixed["price_dscale"] = 2
-    fixed["price_digits"] = np.stack([whole // 10_000, whole % 10_000, (magnitude % 100) * 100], axis=1)
+    fixed[f"{name}_ndigits"] = 3
+    fixed[f"{name}_weight"] = 1
+    fixed[f"{name}_sign"] = np.where(cents < 0, 0x4000, 0x0000)
+    fixed[f"{name}_dscale"] = 2
+    fixed[f"{name}_digits"] = np.stack([whole // 10_000, whole % 10_000, (magnitude % 100) * 100], axis=1)
 
 
 def _text_field(column: pa.Array) -> list[pa.Array]:
