@@ -36,7 +36,7 @@ containers:  ## start the local container stack (podman Docker API, registry, ba
 	bash scripts/container-stack.sh up
 	@echo 'now: eval "$$(bash scripts/container-stack.sh env)" && make test'
 
-lint: setup  ## every pre-commit hook on every file: ruff, uv.lock, shellcheck, hadolint, actionlint, zizmor
+lint: setup  ## every pre-commit hook on every file: ruff, mypy --strict, uv.lock, shellcheck, hadolint, actionlint, zizmor
 	$(UV) run pre-commit run --all-files --show-diff-on-failure
 
 bench: setup  ## ingest benchmark: psql \copy vs the ingest command vs pandas.to_sql (needs PostgreSQL)

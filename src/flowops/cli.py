@@ -21,11 +21,18 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .errors import FlowopsError, UsageError
 from .prefect_api import require_api_url  # light: Prefect itself is imported only when it is called
+
+if TYPE_CHECKING:
+    from .image import ImageRef
+    from .plan import Plan
+    from .project import Project
+    from .pull_request_comment import PullRequestComment
+    from .render import Overrides, Rendered
 
 DEFAULT_GITHUB_BLOCK = "flowops-github"
 
@@ -151,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         return error.exit_code
 
 
-def _project(args):
+def _project(args: argparse.Namespace) -> Project:
     from .project import load_project
 
     return load_project(Path(args.project))
@@ -167,7 +174,7 @@ def _checked_branch(branch: str) -> str:
     return branch
 
 
-def _rendered(args, project, deploying: bool = True):
+def _rendered(args: argparse.Namespace, project: Project, deploying: bool = True) -> Rendered:
     """The file `--branch` deploys, with the command line's overrides (see `_render`)."""
     from .render import Overrides
 
@@ -175,7 +182,7 @@ def _rendered(args, project, deploying: bool = True):
     return _render(project, args.branch, args.sha, overrides, deploying)
 
 
-def _render(project, branch: str, sha: str | None, overrides, deploying: bool = True):
+def _render(project: Project, branch: str, sha: str | None, overrides: Overrides, deploying: bool = True) -> Rendered:
     """The file the branch deploys. When `deploying` (plan and deploy), the files read must be exactly the
     commit's: the tree is clean and `sha`, if given, is the checked-out commit."""
     from dataclasses import replace
@@ -201,7 +208,7 @@ def _render(project, branch: str, sha: str | None, overrides, deploying: bool = 
     return render(project, branch, sha, replace(overrides, repository=repository))
 
 
-def cmd_validate(args) -> int:
+def cmd_validate(args: argparse.Namespace) -> int:
     from .validate import validate_project
 
     project = _project(args)
@@ -218,7 +225,7 @@ def cmd_validate(args) -> int:
     return 1 if problems else 0
 
 
-def cmd_render(args) -> int:
+def cmd_render(args: argparse.Namespace) -> int:
     from .gitops import ValidationFailed, check_rendered
 
     project = _project(args)
@@ -234,13 +241,13 @@ def cmd_render(args) -> int:
     return 0
 
 
-def cmd_plan(args) -> int:
+def cmd_plan(args: argparse.Namespace) -> int:
     require_api_url()
     project = _project(args)
     return _plan(project, _rendered(args, project), args.rollback, args.json)
 
 
-def _plan(project, rendered, rollback: bool = False, as_json: bool = False) -> int:
+def _plan(project: Project, rendered: Rendered, rollback: bool = False, as_json: bool = False) -> int:
     from .gitops import plan
     from .prefect_api import connect
     from .report import append_step_summary, plan_markdown, plan_text
@@ -252,14 +259,21 @@ def _plan(project, rendered, rollback: bool = False, as_json: bool = False) -> i
     return 0
 
 
-def cmd_deploy(args) -> int:
+def cmd_deploy(args: argparse.Namespace) -> int:
     require_api_url()
     project = _project(args)
     rendered = _rendered(args, project)
     return _deploy(project, rendered, args.force, args.verbose, rollback=args.rollback)
 
 
-def _deploy(project, rendered, force=False, verbose=False, comment=None, rollback=False) -> int:
+def _deploy(
+    project: Project,
+    rendered: Rendered,
+    force: bool = False,
+    verbose: bool = False,
+    comment: PullRequestComment | None = None,
+    rollback: bool = False,
+) -> int:
     """Deploy and report: terminal, step summary and, given a PullRequestComment, the plan then the result on it."""
     from .gitops import DeployFailed, ValidationFailed, deploy
     from .prefect_api import connect
@@ -267,7 +281,7 @@ def _deploy(project, rendered, force=False, verbose=False, comment=None, rollbac
 
     where = f"{rendered.target.branch} @ {rendered.sha[:8]}"
 
-    def show_plan(the_plan) -> None:
+    def show_plan(the_plan: Plan) -> None:
         _comment(comment, plan_markdown(the_plan, f"flowops plan: {where}") + "Deploying...\n")
 
     try:
@@ -295,7 +309,7 @@ def _deploy(project, rendered, force=False, verbose=False, comment=None, rollbac
     return 0
 
 
-def _comment(comment, markdown: str) -> None:
+def _comment(comment: PullRequestComment | None, markdown: str) -> None:
     """Show `markdown` on the pull request. A comment that cannot be written warns: the deploy is what matters."""
     from .pull_request_comment import CommentError
 
@@ -307,12 +321,12 @@ def _comment(comment, markdown: str) -> None:
         print(f"warning: {error}", file=sys.stderr)
 
 
-def cmd_teardown(args) -> int:
+def cmd_teardown(args: argparse.Namespace) -> int:
     require_api_url()
     return _teardown(_project(args), args.branch, args.force, args.json)
 
 
-def _teardown(project, branch: str, force: bool = False, as_json: bool = False) -> int:
+def _teardown(project: Project, branch: str, force: bool = False, as_json: bool = False) -> int:
     from .gitops import teardown
     from .prefect_api import connect
 
@@ -328,12 +342,12 @@ def _teardown(project, branch: str, force: bool = False, as_json: bool = False) 
     return 0
 
 
-def cmd_gc(args) -> int:
+def cmd_gc(args: argparse.Namespace) -> int:
     require_api_url()
     return _gc(_project(args), args.repository, args.dry_run, args.json)
 
 
-def _gc(project, repository: str | None, dry_run: bool, as_json: bool) -> int:
+def _gc(project: Project, repository: str | None, dry_run: bool, as_json: bool) -> int:
     from .gitops import collect_garbage
     from .gitrepo import default_repository, without_userinfo
     from .prefect_api import connect
@@ -354,7 +368,7 @@ def _gc(project, repository: str | None, dry_run: bool, as_json: bool) -> int:
     return 0
 
 
-def cmd_bootstrap(args) -> int:
+def cmd_bootstrap(args: argparse.Namespace) -> int:
     project = _project(args)
     if bool(args.work_pool) != bool(args.pool_type):
         raise UsageError("--work-pool and --type go together")
@@ -366,7 +380,7 @@ def cmd_bootstrap(args) -> int:
     )
 
 
-def _bootstrap(project, pools: dict[str, str] | None, defaults: dict[str, Any], github_block: str) -> int:
+def _bootstrap(project: Project, pools: dict[str, str] | None, defaults: dict[str, Any], github_block: str) -> int:
     from .gitops import bootstrap
     from .prefect_api import connect
 
@@ -376,17 +390,19 @@ def _bootstrap(project, pools: dict[str, str] | None, defaults: dict[str, Any], 
     return 0
 
 
-def _image_ref(args, project):
+def _image_ref(args: argparse.Namespace, project: Project) -> ImageRef:
     from .image import ImageRef, default_image_ref
 
     ref = default_image_ref(project)
     return ImageRef(args.name.lower(), ref.tag) if args.name else ref
 
 
-def cmd_image(args) -> int:
-    from .image import base_image_override, ensure_image
+def cmd_image(args: argparse.Namespace) -> int:
+    from .image import ImageError, base_image_override, ensure_image
 
     project = _project(args)
+    if project.config.image is None:
+        raise ImageError("flowops.yaml declares no image")
     ref = _image_ref(args, project)
     if args.image_command == "tag":
         if args.json:
@@ -406,14 +422,14 @@ def cmd_image(args) -> int:
     return 0
 
 
-def _registry_login(project, ref) -> tuple[str | None, str | None]:
+def _registry_login(project: Project, ref: ImageRef) -> tuple[str | None, str | None]:
     """$REGISTRY_USERNAME / $REGISTRY_PASSWORD; without them, the block workers pull with (flowops.yaml
     image.registry_credentials), when a Prefect server is configured: one source of credentials serves both."""
     from .image import ImageError
     from .prefect_api import connect
 
     username, password = os.environ.get("REGISTRY_USERNAME"), os.environ.get("REGISTRY_PASSWORD")
-    block = project.config.image.registry_credentials
+    block = project.config.image.registry_credentials if project.config.image else None
     if username or password or not block:
         return username, password
     from prefect.settings import PREFECT_API_URL
@@ -448,7 +464,7 @@ def parse_pairs(pairs: list[str], option: str, json_values: bool = True) -> dict
     return parsed
 
 
-def cmd_run(args) -> int:
+def cmd_run(args: argparse.Namespace) -> int:
     return _run(args.deployment, parse_pairs(args.param, "--param"), args.wait, args.timeout)
 
 
@@ -478,9 +494,9 @@ def _run(deployment: str, parameters: dict[str, Any], wait: bool, timeout: float
     return 0 if result.completed else 1
 
 
-def cmd_github_event(args) -> int:
+def cmd_github_event(args: argparse.Namespace) -> int:
     """Do what the GitHub Actions event in GITHUB_EVENT_NAME / GITHUB_EVENT_PATH calls for (see github.py)."""
-    from .github import BOOTSTRAP, DEPLOY, GC, PLAN, ROLLBACK, RUN, SKIP, TEARDOWN, decide, read_event
+    from .github import BOOTSTRAP, DEPLOY, GC, PLAN, ROLLBACK, RUN, SKIP, TEARDOWN, EventError, decide, read_event
 
     project = _project(args)
     event, payload = read_event()
@@ -499,25 +515,32 @@ def cmd_github_event(args) -> int:
     from .render import Overrides
 
     overrides = Overrides(args.repository, args.work_pool)
+
+    def given(value: str | None, what: str) -> str:
+        if not value:  # decide() always sets what its operation needs: this guards a change to it
+            raise EventError(f"{event}: {decision.operation} without a {what}")
+        return value
+
     if decision.operation == PLAN:
-        return _plan(project, _render(project, decision.branch, decision.sha, overrides))
+        return _plan(project, _render(project, given(decision.branch, "branch"), decision.sha, overrides))
     if decision.operation == DEPLOY:
         from .pull_request_comment import PullRequestComment
 
-        rendered = _render(project, decision.branch, decision.sha, overrides)
+        rendered = _render(project, given(decision.branch, "branch"), decision.sha, overrides)
         comment = PullRequestComment.from_environment(decision.pull_request) if decision.pull_request else None
         return _deploy(project, rendered, comment=comment)
     if decision.operation == ROLLBACK:
         from .gitrepo import require_commit_of_branch
 
-        require_commit_of_branch(project.root, decision.sha, decision.branch)
-        return _deploy(project, _render(project, decision.branch, decision.sha, overrides), rollback=True)
+        branch, sha = given(decision.branch, "branch"), given(decision.sha, "commit")
+        require_commit_of_branch(project.root, sha, branch)
+        return _deploy(project, _render(project, branch, sha, overrides), rollback=True)
     if decision.operation == TEARDOWN:
-        return _teardown(project, decision.branch)
+        return _teardown(project, given(decision.branch, "branch"))
     if decision.operation == GC:
         return _gc(project, args.repository, dry_run=False, as_json=False)
     if decision.operation == RUN:
-        return _run(decision.deployment, decision.parameters, decision.wait, None)
+        return _run(given(decision.deployment, "deployment"), decision.parameters, decision.wait, None)
     if decision.operation == BOOTSTRAP:
         return _bootstrap(project, None, {}, DEFAULT_GITHUB_BLOCK)
     return 0

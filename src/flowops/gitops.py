@@ -13,7 +13,7 @@ import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from .branches import branch_slug
 from .entrypoints import inspect_entrypoint
@@ -72,7 +72,8 @@ def desired_deployments(project: Project, rendered: Rendered) -> list[DesiredDep
     desired = []
     versions: dict[str | None, str | None] = {}  # inferred once per version_type, not once per deployment
     for deployment in rendered.content["deployments"]:
-        spec = apply_values(deployment, dict(os.environ), remove_notset=False)
+        # a dict in, a dict out (NotSet is only ever returned for a NotSet value)
+        spec = cast(dict[str, Any], apply_values(deployment, dict(os.environ), remove_notset=False))
         pull = deployment.get("pull", rendered.content.get("pull")) or []
         version_type = spec.get("version_type")
         if version_type not in versions:
@@ -321,7 +322,9 @@ def bootstrap(
     for name, pool_type in (pools or {n: p.type for n, p in project.config.work_pools.items()}).items():
         created = server.ensure_work_pool(name, pool_type, defaults)
         lines.append(f"work pool {name!r} ({pool_type}): {'created' if created else 'exists'}")
-    saves = [(variable, block, server.save_secret_block) for block, variable in project.config.secrets.items()]
+    saves: list[tuple[str, str, Callable[[str, str], bool]]] = [
+        (variable, block, server.save_secret_block) for block, variable in project.config.secrets.items()
+    ]
     # never GITHUB_TOKEN: in a shell that is often a person's own token, which must not go into a shared block
     saves.append(("FLOWOPS_GIT_TOKEN", github_block, server.save_github_credentials_block))
     for variable, block, save in saves:
@@ -330,17 +333,18 @@ def bootstrap(
             lines.append(f"block {block!r}: {'created' if save(block, value) else 'updated'} from ${variable}")
         else:
             lines.append(f"block {block!r}: skipped (${variable} is not set)")
-    block = project.config.image.registry_credentials if project.config.image else None
-    if block:  # a private image: Docker workers log in to its registry with this block
+    registry_block = project.config.image.registry_credentials if project.config.image else None
+    if registry_block:  # a private image: Docker workers log in to its registry with this block
         username, password = environ.get("REGISTRY_USERNAME"), environ.get("REGISTRY_PASSWORD")
         if username and password:
             registry = ImageRef(image_name(project), "").login_registry
-            created = server.save_registry_credentials_block(block, username, password, registry)
+            created = server.save_registry_credentials_block(registry_block, username, password, registry)
             done = "created" if created else "updated"
             lines.append(
-                f"block {block!r}: {done} for registry {registry} from $REGISTRY_USERNAME and $REGISTRY_PASSWORD"
+                f"block {registry_block!r}: {done} for registry {registry} from $REGISTRY_USERNAME and"
+                " $REGISTRY_PASSWORD"
             )
         else:
             unset = " and ".join(f"${v}" for v in ("REGISTRY_USERNAME", "REGISTRY_PASSWORD") if not environ.get(v))
-            lines.append(f"block {block!r}: skipped ({unset} not set)")
+            lines.append(f"block {registry_block!r}: skipped ({unset} not set)")
     return lines

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 from .errors import FlowopsError
 
+Login = tuple[str, str]  # registry username and password
+
 TAG_PREFIX = "flows-"
 TAG_HASH_LENGTH = 12
 MANIFEST_TYPES = (
@@ -130,7 +132,7 @@ def registry_has(ref: ImageRef, username: str | None = None, password: str | Non
     raise ImageError(f"registry {ref.registry} answered {response.status_code} for {ref}")
 
 
-def _authorization(client: httpx.Client, challenge: str, auth, registry: str) -> str:
+def _authorization(client: httpx.Client, challenge: str, auth: Login | None, registry: str) -> str:
     """The Authorization header a 401's `WWW-Authenticate` challenge asks for."""
     if challenge.lower().startswith("basic "):
         if not auth:
@@ -154,10 +156,10 @@ def _may_receive_credentials(realm: str, registry: str) -> bool:
     def site(host: str) -> str:
         return ".".join(host.lower().split(".")[-2:])
 
-    return parts.scheme == "https" and bool(parts.hostname) and site(parts.hostname) == site(registry_host)
+    return parts.scheme == "https" and parts.hostname is not None and site(parts.hostname) == site(registry_host)
 
 
-def _bearer_token(client: httpx.Client, challenge: str, auth, registry: str) -> str:
+def _bearer_token(client: httpx.Client, challenge: str, auth: Login | None, registry: str) -> str:
     """The token a `WWW-Authenticate: Bearer realm=...,service=...,scope=...` challenge asks for."""
     if not challenge.lower().startswith("bearer "):
         raise ImageError(f"registry wants an authentication it does not say how to get: {challenge!r}")

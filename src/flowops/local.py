@@ -27,7 +27,8 @@ STOP_TIMEOUT = 15
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+        port: int = probe.getsockname()[1]
+        return port
 
 
 def prefect_executable() -> str:
@@ -49,7 +50,7 @@ def base_environment(home: Path, api_url: str | None = None) -> dict[str, str]:
     return environment
 
 
-def _stop(process: subprocess.Popen) -> None:
+def _stop(process: subprocess.Popen[bytes]) -> None:
     """SIGTERM the process group, wait, then SIGKILL it (a worker often ignores the first SIGTERM)."""
     if process.poll() is not None:
         return
@@ -72,7 +73,7 @@ class PrefectServer:
         self.api_url = f"http://127.0.0.1:{self.port}/api"
         self.database_url = database_url
         self.log_path = self.home / "server.log"
-        self.process: subprocess.Popen | None = None
+        self.process: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> Self:
         self.home.mkdir(parents=True, exist_ok=True)
@@ -81,27 +82,28 @@ class PrefectServer:
             environment["PREFECT_API_DATABASE_CONNECTION_URL"] = self.database_url
         command = [prefect_executable(), "server", "start", "--host", "127.0.0.1", "--port", str(self.port)]
         with self.log_path.open("w") as log:
-            self.process = subprocess.Popen(
+            process = subprocess.Popen(
                 command, env=environment, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
+        self.process = process
         try:
-            self._wait_until_healthy()
+            self._wait_until_healthy(process)
         except BaseException:
-            _stop(self.process)
+            _stop(process)
             raise
         return self
 
-    def _wait_until_healthy(self) -> None:
+    def _wait_until_healthy(self, process: subprocess.Popen[bytes]) -> None:
         deadline = time.monotonic() + SERVER_START_TIMEOUT
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"prefect server exited with {self.process.returncode}: see {self.log_path}")
+            if process.poll() is not None:
+                raise RuntimeError(f"prefect server exited with {process.returncode}: see {self.log_path}")
             if server_is_healthy(self.api_url):
                 return
             time.sleep(0.5)
         raise RuntimeError(f"prefect server not healthy after {SERVER_START_TIMEOUT} s: see {self.log_path}")
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         if self.process:
             _stop(self.process)
 
@@ -114,7 +116,7 @@ class Worker:
         self.name = name or f"{pool}-worker"
         self.env = env or {}
         self.log_path = self.home / f"{self.name}.log"
-        self.process: subprocess.Popen | None = None
+        self.process: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> Self:
         self.home.mkdir(parents=True, exist_ok=True)
@@ -129,7 +131,7 @@ class Worker:
     def log(self) -> str:
         return self.log_path.read_text() if self.log_path.exists() else ""
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         if self.process:
             _stop(self.process)
 

@@ -7,6 +7,7 @@ delete   ecommerce-events/backfill    (no longer in deployments/main/prefect.yam
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,12 +100,13 @@ def desired_fields(desired: DesiredDeployment) -> dict[str, Any]:
     return fields
 
 
-def live_fields(live: LiveDeployment, keys) -> dict[str, Any]:
+def live_fields(live: LiveDeployment, keys: Iterable[str]) -> dict[str, Any]:
     fields = {key: live.fields.get(key) for key in keys if key != "schedules"}
     if "tags" in fields:
         fields["tags"] = sorted(set(fields["tags"] or []))
-    if fields.get("parameter_openapi_schema"):
-        fields["parameter_openapi_schema"] = _without_empty_definitions(fields["parameter_openapi_schema"])
+    schema = fields.get("parameter_openapi_schema")
+    if schema:
+        fields["parameter_openapi_schema"] = _without_empty_definitions(schema)
     fields["schedules"] = _schedules([{**entry["schedule"], "active": entry["active"]} for entry in live.schedules])
     return fields
 
@@ -114,13 +116,13 @@ def _without_empty_definitions(schema: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in schema.items() if not (key == "definitions" and not value)}
 
 
-def _schedules(schedules: list[dict[str, Any]]) -> list[tuple]:
+def _schedules(schedules: list[dict[str, Any]]) -> list[tuple[str | None, Any, str, bool]]:
     normalized = []
     for schedule in schedules:
         kind = next((k for k in ("cron", "interval", "rrule") if k in schedule), None)
-        value = schedule.get(kind)
-        if kind == "interval":
-            value = float(value) if not isinstance(value, str) else value
+        value = schedule.get(kind) if kind else None
+        if kind == "interval" and isinstance(value, int | float):
+            value = float(value)
         normalized.append((kind, value, schedule.get("timezone") or "UTC", bool(schedule.get("active", True))))
     return sorted(normalized, key=repr)
 

@@ -314,6 +314,7 @@ class PrefectAPI:
     def read_registry_credentials(self, name: str) -> RegistryLogin | None:
         """The login the DockerRegistryCredentials block `name` holds, or None when there is no such block."""
         from prefect.exceptions import ObjectNotFound
+        from pydantic import SecretStr
 
         with _calling(f"reading DockerRegistryCredentials block {name!r}"):
             try:
@@ -323,8 +324,8 @@ class PrefectAPI:
             except ObjectNotFound:
                 return None
         data = document.data
-        password = data.get("password")
-        password = password.get_secret_value() if hasattr(password, "get_secret_value") else str(password or "")
+        secret = data.get("password")
+        password = secret.get_secret_value() if isinstance(secret, SecretStr) else str(secret or "")
         return RegistryLogin(str(data.get("username") or ""), password, str(data.get("registry_url") or ""))
 
     def run_deployment(
@@ -344,12 +345,12 @@ class PrefectAPI:
             except ObjectNotFound:
                 raise PrefectAPIError(f"no deployment {full_name!r} (names are flow/deployment)") from None
             flow_run = self._client.create_flow_run_from_deployment(deployment.id, parameters=parameters)
-            last_state = None
+            last_state: str | None = None
             deadline = None if timeout is None else time.monotonic() + timeout
             while True:
                 state = flow_run.state
                 if on_state and state is not None and state.name != last_state:
-                    on_state(flow_run.name, state.name)
+                    on_state(flow_run.name, str(state.name))
                     last_state = state.name
                 if not wait or (state is not None and state.is_final()):
                     break
@@ -361,7 +362,7 @@ class PrefectAPI:
             flow_run.id,
             flow_run.name,
             state.type.value if state else "UNKNOWN",
-            state.name if state else "Unknown",
+            str(state.name) if state else "Unknown",
             state.message if state else None,
         )
 

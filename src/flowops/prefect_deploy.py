@@ -66,4 +66,5 @@ def inferred_version(project_root: Path, version_type: str | None = None) -> str
         info = run_coro_as_sync(get_inferred_version_info(version_type))
     finally:
         os.chdir(saved_cwd)
-    return info.version if info else None
+    version = getattr(info, "version", None)  # a VersionInfo, or None when nothing was found
+    return str(version) if version else None

@@ -171,7 +171,7 @@ def load_deployment_file(root: Path, path: Path) -> DeploymentFile:
     return DeploymentFile(relative, content)
 
 
-def _read_yaml(path: Path, relative, when_missing: str):
+def _read_yaml(path: Path, relative: Path | str, when_missing: str) -> Any:
     try:
         return yaml.safe_load(path.read_text())
     except FileNotFoundError:

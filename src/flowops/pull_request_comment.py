@@ -78,7 +78,7 @@ class PullRequestComment:
             comments = response.json()
             for comment in comments:
                 if (comment.get("body") or "").startswith(MARKER) and (comment.get("user") or {}).get("type") == "Bot":
-                    return comment["id"]
+                    return int(comment["id"])
             if len(comments) < PAGE_SIZE:
                 return None
             page += 1

@@ -146,7 +146,7 @@ def render(project: Project, branch: str, sha: str, overrides: Overrides = Overr
     """The file `branch` deploys at `sha`; Docker pools get the flows' image unless an image is given."""
     target = project.target(branch)
     pools = {overrides.work_pool or (d.get("work_pool") or {}).get("name") for d in target.file.deployments()}
-    docker_pools = frozenset(p for p in pools if declared_pool_type(project, overrides, p) in DOCKER_POOL_TYPES)
+    docker_pools = frozenset(p for p in pools if p and declared_pool_type(project, overrides, p) in DOCKER_POOL_TYPES)
     if overrides.image is None and project.config.image and docker_pools:
         overrides = replace(overrides, default_image=str(default_image_ref(project)), docker_pools=docker_pools)
     return Rendered(target, sha, render_branch_deployments(target, sha, overrides), overrides)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 
-def _placeholders(value: Any):
+def _placeholders(value: Any) -> set[Any]:
     from prefect.utilities.templating import find_placeholders
 
     return find_placeholders(value) if isinstance(value, str) else set()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -337,7 +338,7 @@ def _is_reference(key: str, value: str) -> bool:
     return is_template(value) or bool(re.search(r"(_|^)(block|name)$", key, re.IGNORECASE))
 
 
-def _leaves(value: Any, path: str = ""):
+def _leaves(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
     if isinstance(value, dict):
         for key, item in value.items():
             yield from _leaves(item, f"{path}.{key}" if path else str(key))
