@@ -5,7 +5,7 @@ UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 DEMO_ROWS ?= 100000
 DEPLOYMENTS ?= 1
 
-.PHONY: help setup demo ingest-demo test test-unit workflows containers lint bench bench-deploy
+.PHONY: help setup demo ingest-demo test test-unit workflows containers stack stack-down lint bench bench-deploy
 
 help:  ## list the tasks
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -35,6 +35,12 @@ workflows: setup  ## run .github/workflows under nektos/act against a local Pref
 containers:  ## start the local container stack (podman Docker API, registry, base image) for the container tests
 	bash scripts/container-stack.sh up
 	@echo 'now: eval "$$(bash scripts/container-stack.sh env)" && make test'
+
+stack: setup  ## compose.yaml up for real (local images and git origin here), production deployed: UI on 127.0.0.1:4200
+	bash scripts/stack.sh up
+
+stack-down:  ## remove every container of `make stack`
+	bash scripts/stack.sh down
 
 lint: setup  ## every pre-commit hook on every file: ruff, mypy --strict, uv.lock, shellcheck, hadolint, actionlint, zizmor
 	$(UV) run pre-commit run --all-files --show-diff-on-failure

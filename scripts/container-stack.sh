@@ -45,7 +45,7 @@ wait_for() {  # wait_for DESCRIPTION COMMAND...: up to 30 s
 
 install_packages() {
   local missing=()
-  for tool in podman docker-registry debootstrap runc htpasswd openssl; do
+  for tool in podman docker-registry debootstrap runc htpasswd openssl /usr/lib/podman/netavark /usr/lib/podman/aardvark-dns; do
     command -v "$tool" >/dev/null || missing+=("$tool")
   done
   [ ${#missing[@]} -eq 0 ] && return 0
@@ -53,7 +53,8 @@ install_packages() {
   apt-get update -qq
   # runc, not crun: crun refuses hybrid cgroup v1/v2 hosts ("cgroups in hybrid mode not supported").
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    podman buildah docker-registry debootstrap runc uidmap slirp4netns fuse-overlayfs apache2-utils openssl >/dev/null
+    podman buildah docker-registry debootstrap runc uidmap slirp4netns fuse-overlayfs apache2-utils openssl \
+    netavark aardvark-dns >/dev/null
 }
 
 write_config() {
@@ -75,6 +76,8 @@ events_logger = "file"
 events_logfile_path = "$STACK_DIR/tmp/events.log"
 tmp_dir = "$STACK_DIR/tmp"
 [network]
+# netavark with aardvark-dns: containers of one compose project find each other by service name (CNI has no DNS)
+network_backend = "netavark"
 network_config_dir = "$STACK_DIR/netconf"
 CONF
   cat >"$STACK_DIR/registries.conf" <<CONF

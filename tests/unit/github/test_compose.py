@@ -14,14 +14,15 @@ SERVICES = COMPOSE["services"]
 
 
 def test_it_has_postgres_a_prefect_server_on_it_and_a_worker_on_the_flows_image():
-    assert set(SERVICES) == {"postgres", "prefect-server", "worker"}
+    always = {name for name, service in SERVICES.items() if not service.get("profiles")}
+    assert always == {"postgres", "prefect-server", "worker"}
     assert SERVICES["prefect-server"]["environment"]["PREFECT_API_DATABASE_CONNECTION_URL"].startswith(
         "postgresql+asyncpg://prefect:"
     )
     assert SERVICES["prefect-server"]["environment"]["PREFECT_API_DATABASE_CONNECTION_URL"].endswith(
         "@postgres:5432/prefect"
     )
-    assert SERVICES["worker"]["build"] == {"context": ".", "dockerfile": "Dockerfile"}
+    assert SERVICES["worker"]["build"]["dockerfile"] == "Dockerfile"
     assert SERVICES["worker"]["environment"]["PREFECT_API_URL"] == "http://prefect-server:4200/api"
 
 
@@ -51,3 +52,18 @@ def test_the_server_is_only_published_on_loopback():
 def test_the_flows_database_is_created_beside_prefects():
     assert "create database ecommerce;" in (ROOT / "compose" / "initdb" / "ecommerce.sql").read_text()
     assert SERVICES["worker"]["environment"]["ECOMMERCE_DATABASE_URL"].endswith("@postgres:5432/ecommerce")
+
+
+def test_the_images_are_the_official_ones_unless_a_variable_names_others():
+    assert SERVICES["postgres"]["image"] == "${POSTGRES_IMAGE:-postgres:15}"
+    assert SERVICES["prefect-server"]["image"] == "${PREFECT_IMAGE:-prefecthq/prefect:3.9.1-python3.11}"
+    assert (
+        SERVICES["worker"]["build"]["args"]["BASE_IMAGE"] == "${FLOWS_BASE_IMAGE:-prefecthq/prefect:3.9.1-python3.11}"
+    )
+
+
+def test_the_local_profile_serves_git_and_the_sample_months_only_when_asked_for():
+    assert {name for name, service in SERVICES.items() if "local" in service.get("profiles", [])} == {
+        "git-origin",
+        "samples",
+    }

