@@ -172,6 +172,20 @@ start_api_socket() {
   wait_for "the podman API socket" curl -sf --unix-socket "$STACK_DIR/podman.sock" http://podman/_ping
 }
 
+start_health_checks() {
+  # podman runs each container's health check from a systemd timer; without systemd (as here) nothing would,
+  # and every `depends_on: condition: service_healthy` would wait forever. This loop is that timer.
+  if running health-checks; then return 0; fi
+  # shellcheck disable=SC2016 # expanded by the loop, not here
+  nohup bash -c 'while true; do
+      for id in $(podman ps -q --filter health=starting --filter health=healthy --filter health=unhealthy); do
+        podman healthcheck run "$id" >/dev/null 2>&1 || true
+      done
+      sleep 2
+    done' >"$STACK_DIR/health-checks.log" 2>&1 &
+  echo $! >"$STACK_DIR/health-checks.pid"
+}
+
 up() {
   install_packages
   write_config
@@ -183,12 +197,13 @@ up() {
   # Published, so that `FROM $BASE_IMAGE` works with pull=True (prefect-docker's default).
   podman push --quiet "$BASE_IMAGE" "$BASE_IMAGE" >/dev/null 2>&1
   start_api_socket
+  if [ "$(ps -p 1 -o comm=)" != systemd ]; then start_health_checks; fi
   echo "container-stack: up (DOCKER_HOST=$DOCKER_HOST, registry $REGISTRY, private registry $AUTH_REGISTRY," \
     "base image $BASE_IMAGE)"
 }
 
 down() {
-  for service in podman-service registry auth-registry; do
+  for service in podman-service registry auth-registry health-checks; do
     if running "$service"; then kill "$(cat "$STACK_DIR/$service.pid")"; fi
     rm -f "$STACK_DIR/$service.pid"
   done

