@@ -1,6 +1,8 @@
 """Where event files come from: the Kaggle dataset, an https or object-store URL, or an allowed local path.
 
-A bare file name such as `2019-Oct.csv` is that file of the Kaggle dataset; URLs are read through fsspec.
+A bare file name such as `2019-Oct.csv` is that file of the Kaggle dataset, or, where the operator set
+$ECOMMERCE_MIRROR_URL (an internal mirror of the dataset), that file under the mirror; URLs are read through
+fsspec.
 Sources are run parameters, which anyone who may start a run chooses, so only these kinds are read
 (`check_source`, before any read): Kaggle file names, https URLs, object-store URLs whose fsspec backend
 is installed (`s3://` with s3fs, ...), local paths under $ECOMMERCE_DATA_DIR, and URLs under the prefixes
@@ -34,6 +36,7 @@ _KAGGLE_ENVIRONMENT_LOCK = threading.Lock()
 KAGGLE_SECRET_BLOCK = "kaggle-credentials"  # noqa: S105 - a block name, not a secret
 DATA_DIR_VARIABLE = "ECOMMERCE_DATA_DIR"
 ALLOWED_URLS_VARIABLE = "ECOMMERCE_ALLOWED_URLS"
+MIRROR_VARIABLE = "ECOMMERCE_MIRROR_URL"  # the worker's setting, never a run parameter
 # Object stores are read only through their own fsspec backend, installed on purpose (s3fs, gcsfs, adlfs, ...).
 OBJECT_STORES = ("s3", "s3a", "gs", "gcs", "az", "abfs", "oci", "oss")
 ALLOWED_KINDS = (
@@ -165,6 +168,9 @@ def fetch(
 
 def _fetch(source: str, cache_dir: Path, kaggle_credentials: dict | None) -> Path:
     if is_kaggle_file(source):
+        mirror = os.environ.get(MIRROR_VARIABLE, "").strip()
+        if mirror:  # the operator's copy of the dataset: downloaded and cached like any URL
+            return _fetch_url(f"{mirror.rstrip('/')}/{source}", cache_dir)
         return _fetch_kaggle(source, cache_dir, kaggle_credentials)
     path = local_path(source)
     if path is not None:

@@ -58,6 +58,20 @@ def test_an_http_file_is_downloaded_once_and_verified(http_server, sample_month,
     assert len(downloads) == requests_for_first
 
 
+def test_a_dataset_file_name_is_read_from_the_operators_mirror_instead_of_kaggle(
+    http_server, sample_month, tmp_path, monkeypatch
+):
+    base, downloads, _ = http_server
+    monkeypatch.delenv("ECOMMERCE_ALLOWED_URLS")  # the mirror is the operator's: no allow-list needed
+    monkeypatch.setenv("ECOMMERCE_MIRROR_URL", f"{base}/")
+    fetched = fetch(sample_month.name, cache_dir=tmp_path)  # no Kaggle credentials anywhere
+    assert fetched.read_bytes() == sample_month.read_bytes()
+    assert downloads
+    assert set(downloads) == {f"/{sample_month.name}"}
+    with pytest.raises(SourceError, match=f"{base}/2020-Feb.csv: download failed"):
+        fetch("2020-Feb.csv", cache_dir=tmp_path)
+
+
 def test_a_corrupted_cache_entry_is_downloaded_again(http_server, sample_month, tmp_path):
     base, downloads, _ = http_server
     url = f"{base}/{sample_month.name}"
