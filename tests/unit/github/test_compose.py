@@ -45,7 +45,7 @@ def test_no_secret_is_written_in_the_file_and_a_missing_one_stops_compose_with_a
 
 
 def test_the_server_is_only_published_on_loopback():
-    assert SERVICES["prefect-server"]["ports"] == ["127.0.0.1:4200:4200"]
+    assert SERVICES["prefect-server"]["ports"] == ["127.0.0.1:${PREFECT_PORT:-4200}:4200"]
     assert "ports" not in SERVICES["postgres"]
 
 

@@ -1,0 +1,75 @@
+"""`make stack`: compose.yaml brought up for real (scripts/stack.sh on the container stack), this commit's
+production deployment on it, a run of it loading the five sample months, and `make stack-down` leaving nothing.
+
+It runs from a clone of the committed HEAD, as CI does (flowops deploys only a clean checkout), under a compose
+project and API port of its own, so a developer's own `make stack` is left alone.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from flowops.local import free_port, git
+from tests.helpers import ROOT
+
+pytestmark = pytest.mark.stack
+
+ROWS_PER_MONTH = 2_000
+MONTHS = 5
+
+
+def run(command: list[str], env: dict[str, str], cwd: Path, timeout: float = 900) -> subprocess.CompletedProcess:
+    result = subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False)
+    if result.returncode != 0:
+        raise AssertionError(f"{' '.join(command)} exited {result.returncode}:\n{result.stdout}{result.stderr}")
+    return result
+
+
+@pytest.fixture
+def stack(container_stack, tmp_path):
+    clone = tmp_path / "flowops"
+    git(tmp_path, "clone", "--quiet", str(ROOT), str(clone))
+    port = free_port()
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("PREFECT_", "VIRTUAL_ENV"))}
+    env.update(
+        FLOWOPS_STACK_STATE=str(tmp_path / "state"),
+        FLOWOPS_STACK_PROJECT=f"flowops-test-{uuid.uuid4().hex[:6]}",
+        PREFECT_PORT=str(port),
+        STACK_SAMPLE_ROWS=str(ROWS_PER_MONTH),
+    )
+    try:
+        yield clone, env, f"http://127.0.0.1:{port}/api"
+    finally:
+        subprocess.run(["bash", "scripts/stack.sh", "down"], env=env, cwd=clone, capture_output=True, timeout=300)
+
+
+def stack_sql(clone: Path, env: dict[str, str], query: str) -> str:
+    command = ["bash", "scripts/stack.sh", "compose", "exec", "-T", "postgres"]
+    return run([*command, "psql", "-U", "prefect", "-d", "ecommerce", "-Atc", query], env, clone).stdout.strip()
+
+
+def test_make_stack_serves_the_api_deploys_production_and_its_run_loads_every_sample_row(stack):
+    clone, env, api_url = stack
+    started = time.monotonic()
+    up = run(["bash", "scripts/stack.sh", "up"], env, clone)
+    print(f"stack up: {time.monotonic() - started:.1f} s")  # cold (images built) or warm
+    assert "+ create    ecommerce-events/production" in up.stdout
+
+    flowops = ["uv", "run", "--quiet", "flowops"]
+    started = time.monotonic()
+    result = run([*flowops, "run", "ecommerce-events/production", "--wait"], {**env, "PREFECT_API_URL": api_url}, clone)
+    print(f"production run: {time.monotonic() - started:.1f} s")
+    assert result.stdout.strip().endswith("Completed")
+    assert stack_sql(clone, env, "select count(*), count(distinct file_id) from ecommerce_events") == (
+        f"{ROWS_PER_MONTH * MONTHS}|{MONTHS}"
+    )
+
+    run(["bash", "scripts/stack.sh", "down"], env, clone)
+    left = run(["bash", "scripts/stack.sh", "compose", "ps", "--all", "--quiet"], env, clone)
+    assert left.stdout.strip() == ""
