@@ -5,7 +5,7 @@ UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 DEMO_ROWS ?= 100000
 DEPLOYMENTS ?= 1
 
-.PHONY: help setup demo ingest-demo test test-unit workflows containers stack stack-down lint bench bench-deploy
+.PHONY: help setup demo ingest-demo test test-unit workflows containers stack stack-ha stack-down lint bench bench-deploy
 
 help:  ## list the tasks
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -39,7 +39,10 @@ containers:  ## start the local container stack (podman Docker API, registry, ba
 stack: setup  ## compose.yaml up for real (local images and git origin here), production deployed: UI on 127.0.0.1:4200
 	bash scripts/stack.sh up
 
-stack-down:  ## remove every container of `make stack`
+stack-ha: setup  ## the same in compose's `ha` profile: redis, 2 API replicas, the services apart, a proxy, 2 workers
+	bash scripts/stack.sh up --ha
+
+stack-down:  ## remove every container of `make stack` or `make stack-ha`
 	bash scripts/stack.sh down
 
 lint: setup  ## every pre-commit hook on every file: ruff, mypy --strict, uv.lock, shellcheck, hadolint, actionlint, zizmor

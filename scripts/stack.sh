@@ -2,6 +2,7 @@
 # compose.yaml for real on this machine: `make stack` / `make stack-down`.
 #
 #   bash scripts/stack.sh up               # the stack, then this commit's production deployment on it
+#   bash scripts/stack.sh up --ha          # the same in the `ha` profile: 2 API replicas behind a proxy, 2 workers
 #   bash scripts/stack.sh down             # remove every container (and the database volume)
 #   bash scripts/stack.sh compose ARGS...  # docker compose on it: logs worker, exec postgres psql, ps ...
 #
@@ -53,12 +54,14 @@ compose_command() {  # the docker compose plugin if there is one, else Compose v
   echo "$binary"
 }
 
+PROFILES=(--profile local --profile ha)  # all of them, for down and ps; `up` names its own
+
 compose() {
   # shellcheck disable=SC2046 # the command is one or two words
-  $(compose_command) --project-name "$PROJECT" --project-directory "$ROOT" --env-file "$STATE/.env" --profile local "$@"
+  $(compose_command) --project-name "$PROJECT" --project-directory "$ROOT" --env-file "$STATE/.env" "${PROFILES[@]}" "$@"
 }
 
-write_env() {  # the database password, generated once, and where the images and local files are
+write_env() {  # $1: single or ha. The database password, generated once; where the images and local files are
   mkdir -p "$STATE"
   if [ ! -f "$STATE/.env" ]; then
     (umask 077 && echo "POSTGRES_PASSWORD=$(openssl rand -hex 16)" >"$STATE/.env")
@@ -71,6 +74,7 @@ write_env() {  # the database password, generated once, and where the images and
     echo "STACK_GIT_DIR=$STATE/git"
     echo "STACK_SAMPLES_DIR=$STATE/samples"
     echo "ECOMMERCE_MIRROR_URL=http://samples:8000/"
+    if [ "$1" = ha ]; then echo "WORKER_API_URL=http://proxy:4200/api"; fi
     if ! uses_docker; then local_images; fi
   } >"$STATE/.env.new"
   mv "$STATE/.env.new" "$STATE/.env"
@@ -86,6 +90,8 @@ local_images() {  # compose.yaml's image variables for this machine's own builds
   echo "PREFECT_IMAGE=$LOCAL_PREFIX/prefect:$(content_tag compose/images/prefect)"
   echo "FLOWS_BASE_IMAGE=$FLOWOPS_BASE_IMAGE"
   echo "FLOWS_IMAGE=$LOCAL_PREFIX/flows:$(cd "$ROOT" && uv run --quiet flowops image tag)"
+  echo "REDIS_IMAGE=$LOCAL_PREFIX/redis:$(content_tag compose/images/redis)"
+  echo "PROXY_IMAGE=$LOCAL_PREFIX/haproxy:$(content_tag compose/images/haproxy)"
 }
 
 build_local_images() {  # each once per content: podman keeps them for the next `up`
@@ -95,6 +101,8 @@ build_local_images() {  # each once per content: podman keeps them for the next 
       POSTGRES_IMAGE) context=$ROOT/compose/images/postgres ;;
       PREFECT_IMAGE) context=$ROOT/compose/images/prefect ;;
       FLOWS_IMAGE) context=$ROOT ;;
+      REDIS_IMAGE) context=$ROOT/compose/images/redis ;;
+      PROXY_IMAGE) context=$ROOT/compose/images/haproxy ;;
       *) continue ;;
     esac
     if podman image exists "$image"; then continue; fi
@@ -141,18 +149,29 @@ deploy_production() {  # as CI does it, on the stack's process pool, cloning fro
     --repository git://git-origin/flowops.git
 }
 
-up() {
-  local started=$SECONDS
+up() {  # $1: single or ha
+  local mode=$1 started=$SECONDS
   if ! uses_docker; then
     bash "$ROOT/scripts/container-stack.sh" up >&2
     eval "$(bash "$ROOT/scripts/container-stack.sh" env)"
   fi
-  write_env
+  if [ -f "$STATE/mode" ] && [ "$(cat "$STATE/mode")" != "$mode" ]; then
+    say "switching from $(cat "$STATE/mode") to $mode: stopping the other profile's containers (data kept)"
+    compose down --remove-orphans >&2
+  fi
+  write_env "$mode"
   if ! uses_docker; then build_local_images; fi
   publish_origin
   make_samples
-  say "compose up ($(compose_command))"
-  compose up --detach --wait --no-build >&2
+  say "compose up, $mode ($(compose_command))"
+  if [ "$mode" = ha ]; then
+    PROFILES=(--profile local --profile ha)
+    compose up --detach --wait --no-build --scale prefect-server=0 --scale worker=2 >&2
+  else
+    PROFILES=(--profile local)
+    compose up --detach --wait --no-build >&2
+  fi
+  echo "$mode" >"$STATE/mode"
   wait_for_api
   deploy_production
   say "up in $((SECONDS - started)) s: UI and API on http://127.0.0.1:$PORT"
@@ -174,12 +193,18 @@ down() {
 }
 
 case "${1:-}" in
-  up) up ;;
+  up)
+    case "${2:-}" in
+      "") up single ;;
+      --ha) up ha ;;
+      *) echo "usage: $0 up [--ha]" >&2; exit 2 ;;
+    esac
+    ;;
   down) down ;;
   compose)
     shift
     use_running_engine
     compose "$@"
     ;;
-  *) echo "usage: $0 up|down|compose ARGS..." >&2; exit 2 ;;
+  *) echo "usage: $0 up [--ha] | down | compose ARGS..." >&2; exit 2 ;;
 esac

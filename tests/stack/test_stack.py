@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 import uuid
 from pathlib import Path
 
@@ -46,7 +45,9 @@ def stack(container_stack, tmp_path):
     try:
         yield clone, env, f"http://127.0.0.1:{port}/api"
     finally:
-        subprocess.run(["bash", "scripts/stack.sh", "down"], env=env, cwd=clone, capture_output=True, timeout=300)
+        subprocess.run(
+            ["bash", "scripts/stack.sh", "down"], env=env, cwd=clone, capture_output=True, timeout=300, check=False
+        )
 
 
 def stack_sql(clone: Path, env: dict[str, str], query: str) -> str:
@@ -56,15 +57,11 @@ def stack_sql(clone: Path, env: dict[str, str], query: str) -> str:
 
 def test_make_stack_serves_the_api_deploys_production_and_its_run_loads_every_sample_row(stack):
     clone, env, api_url = stack
-    started = time.monotonic()
     up = run(["bash", "scripts/stack.sh", "up"], env, clone)
-    print(f"stack up: {time.monotonic() - started:.1f} s")  # cold (images built) or warm
     assert "+ create    ecommerce-events/production" in up.stdout
 
     flowops = ["uv", "run", "--quiet", "flowops"]
-    started = time.monotonic()
     result = run([*flowops, "run", "ecommerce-events/production", "--wait"], {**env, "PREFECT_API_URL": api_url}, clone)
-    print(f"production run: {time.monotonic() - started:.1f} s")
     assert result.stdout.strip().endswith("Completed")
     assert stack_sql(clone, env, "select count(*), count(distinct file_id) from ecommerce_events") == (
         f"{ROWS_PER_MONTH * MONTHS}|{MONTHS}"

@@ -23,14 +23,21 @@ def test_it_has_postgres_a_prefect_server_on_it_and_a_worker_on_the_flows_image(
         "@postgres:5432/prefect"
     )
     assert SERVICES["worker"]["build"]["dockerfile"] == "Dockerfile"
-    assert SERVICES["worker"]["environment"]["PREFECT_API_URL"] == "http://prefect-server:4200/api"
+    assert SERVICES["worker"]["environment"]["PREFECT_API_URL"] == "${WORKER_API_URL:-http://prefect-server:4200/api}"
 
 
 def test_every_service_that_others_wait_for_has_a_health_check_and_they_wait_for_it():
     for name in ("postgres", "prefect-server"):
         assert SERVICES[name]["healthcheck"]["test"]
     assert SERVICES["prefect-server"]["depends_on"] == {"postgres": {"condition": "service_healthy"}}
-    assert SERVICES["worker"]["depends_on"] == {"prefect-server": {"condition": "service_healthy"}}
+    assert SERVICES["worker"]["depends_on"]["prefect-server"]["condition"] == "service_healthy"
+    for name in ("redis", "prefect-api"):
+        assert SERVICES[name]["healthcheck"]["test"]
+    assert SERVICES["prefect-api"]["depends_on"] == {
+        "postgres": {"condition": "service_healthy"},
+        "redis": {"condition": "service_healthy"},
+    }
+    assert SERVICES["proxy"]["depends_on"] == {"prefect-api": {"condition": "service_healthy"}}
 
 
 def test_no_secret_is_written_in_the_file_and_a_missing_one_stops_compose_with_a_message():
@@ -67,3 +74,37 @@ def test_the_local_profile_serves_git_and_the_sample_months_only_when_asked_for(
         "git-origin",
         "samples",
     }
+
+
+def test_the_ha_profile_runs_two_api_replicas_without_services_and_the_services_apart_on_redis():
+    ha = {name for name, service in SERVICES.items() if "ha" in service.get("profiles", [])}
+    assert ha == {"redis", "prefect-api", "prefect-services", "proxy"}
+    assert SERVICES["prefect-api"]["deploy"]["replicas"] == 2
+    assert "--no-services" in SERVICES["prefect-api"]["command"]
+    assert SERVICES["prefect-services"]["command"] == ["prefect", "server", "services", "start"]
+    environment = SERVICES["prefect-services"]["environment"]
+    assert environment == SERVICES["prefect-api"]["environment"]
+    assert environment["PREFECT_SERVER_EVENTS_MESSAGING_BROKER"] == "prefect_redis.messaging"
+    assert SERVICES["proxy"]["ports"] == ["127.0.0.1:${PREFECT_PORT:-4200}:4200"]
+
+
+def leaves(value):
+    if isinstance(value, dict):
+        for item in value.values():
+            yield from leaves(item)
+    else:
+        yield value
+
+
+def test_every_server_setting_the_ha_profile_gives_is_one_prefect_reads(monkeypatch):
+    """Each PREFECT_SERVER_* value, set alone in the environment, shows up in Prefect's settings: a misspelt
+    name would be ignored silently, and the replicas would each keep their events in memory."""
+    from prefect.settings import Settings
+
+    environment = SERVICES["prefect-api"]["environment"]
+    names = [key for key in environment if key.startswith("PREFECT_SERVER_") and "redis" in str(environment[key])]
+    assert len(names) == 5
+    for name in names:
+        with monkeypatch.context() as patched:
+            patched.setenv(name, environment[name])
+            assert environment[name] in set(map(str, leaves(Settings().model_dump()))), name
