@@ -15,8 +15,9 @@ user=${POSTGRES_USER:-postgres}
 database=${POSTGRES_DB:-$user}
 if [ ! -s "$PGDATA/PG_VERSION" ]; then
   : "${POSTGRES_PASSWORD:?set POSTGRES_PASSWORD}"
+  # UTF8, as the official image's: without a locale initdb picks SQL_ASCII, whose text clients read as bytes
   initdb --username="$user" --pwfile=<(printf '%s\n' "$POSTGRES_PASSWORD") --auth-host=scram-sha-256 \
-    --auth-local=trust -D "$PGDATA" >/dev/null
+    --auth-local=trust --encoding=UTF8 --locale=C.UTF-8 -D "$PGDATA" >/dev/null
   printf "listen_addresses = '*'\n" >>"$PGDATA/postgresql.conf"
   printf 'host all all all scram-sha-256\n' >>"$PGDATA/pg_hba.conf"
   # set-up on the socket only: nothing can connect before it is done
