@@ -160,6 +160,7 @@ up() {  # $1: single or ha
     compose down --remove-orphans >&2
   fi
   write_env "$mode"
+  forget_stale_dns
   if ! uses_docker; then build_local_images; fi
   publish_origin
   make_samples
@@ -178,6 +179,17 @@ up() {  # $1: single or ha
   say "now: PREFECT_API_URL=$API_URL uv run flowops run ecommerce-events/production --wait"
 }
 
+forget_stale_dns() {
+  # podman 4.3's netavark leaves a removed network's names with aardvark-dns, so the same network made again on
+  # a new subnet resolves no service name. Before `up` and after `down`, when none of the project's containers
+  # exist, drop that network's entries and have aardvark-dns reload (SIGHUP).
+  local dns=/run/containers/networks/aardvark-dns
+  if uses_docker || [ ! -f "$dns/${PROJECT}_default" ]; then return 0; fi
+  if [ -n "$(podman ps --all --quiet --filter "label=com.docker.compose.project=$PROJECT")" ]; then return 0; fi
+  rm -f "$dns/${PROJECT}_default"
+  if [ -f "$dns/aardvark.pid" ]; then kill -HUP "$(cat "$dns/aardvark.pid")" 2>/dev/null || true; fi
+}
+
 use_running_engine() {
   if ! uses_docker && [ -S "${FLOWOPS_STACK_DIR:-/var/tmp/flowops-containers}/podman.sock" ]; then
     eval "$(bash "$ROOT/scripts/container-stack.sh" env)"
@@ -188,6 +200,7 @@ down() {
   use_running_engine
   if [ -f "$STATE/.env" ]; then
     compose down --volumes --remove-orphans >&2
+    forget_stale_dns
   fi
   say "down"
 }
