@@ -160,7 +160,7 @@ up() {  # $1: single or ha
     compose down --remove-orphans >&2
   fi
   write_env "$mode"
-  forget_stale_dns
+  forget_stale_network_state
   if ! uses_docker; then build_local_images; fi
   publish_origin
   make_samples
@@ -179,15 +179,23 @@ up() {  # $1: single or ha
   say "now: PREFECT_API_URL=$API_URL uv run flowops run ecommerce-events/production --wait"
 }
 
-forget_stale_dns() {
-  # podman 4.3's netavark leaves a removed network's names with aardvark-dns, so the same network made again on
-  # a new subnet resolves no service name. Before `up` and after `down`, when none of the project's containers
-  # exist, drop that network's entries and have aardvark-dns reload (SIGHUP).
-  local dns=/run/containers/networks/aardvark-dns
-  if uses_docker || [ ! -f "$dns/${PROJECT}_default" ]; then return 0; fi
+forget_stale_network_state() {
+  # podman 4.3 with netavark (no systemd) can leave a removed container's port forwarding in iptables and its
+  # name with aardvark-dns: the next `up` would then send 127.0.0.1:4200 to a dead address and resolve no
+  # service name on the project's new network. When none of the project's containers exist, drop both, and
+  # have podman write again the rules of the containers still running (others' tests).
+  local dns=/run/containers/networks/aardvark-dns chain
+  if uses_docker; then return 0; fi
   if [ -n "$(podman ps --all --quiet --filter "label=com.docker.compose.project=$PROJECT")" ]; then return 0; fi
-  rm -f "$dns/${PROJECT}_default"
-  if [ -f "$dns/aardvark.pid" ]; then kill -HUP "$(cat "$dns/aardvark.pid")" 2>/dev/null || true; fi
+  if [ -f "$dns/${PROJECT}_default" ]; then
+    rm -f "$dns/${PROJECT}_default"
+    if [ -f "$dns/aardvark.pid" ]; then kill -HUP "$(cat "$dns/aardvark.pid")" 2>/dev/null || true; fi
+  fi
+  if iptables -t nat -S NETAVARK-HOSTPORT-DNAT >/dev/null 2>&1; then
+    for chain in $(iptables -t nat -S | awk '/^-N NETAVARK-DN-/ {print $2}'); do iptables -t nat -F "$chain"; done
+    iptables -t nat -F NETAVARK-HOSTPORT-DNAT
+    podman network reload --all >/dev/null 2>&1 || true
+  fi
 }
 
 use_running_engine() {
@@ -200,7 +208,7 @@ down() {
   use_running_engine
   if [ -f "$STATE/.env" ]; then
     compose down --volumes --remove-orphans >&2
-    forget_stale_dns
+    forget_stale_network_state
   fi
   say "down"
 }
