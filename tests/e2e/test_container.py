@@ -27,7 +27,7 @@ import psycopg
 import pytest
 
 from flowops.local import Worker, free_port
-from tests.helpers import ROOT, api, deployments, flow_run_logs, make_repo, run_id
+from tests.helpers import ROOT, api, deployments, edit_yaml, flow_run_logs, make_repo, run_id
 
 pytestmark = pytest.mark.container
 
@@ -113,6 +113,11 @@ def test_a_docker_pool_runs_the_flow_in_the_flows_image_and_a_code_only_change_b
     repo = make_repo(sources, tmp_path, prefect_server, {"ECOMMERCE_DATABASE_URL": postgres_url})
     for name in ("Dockerfile", ".dockerignore", "pyproject.toml", "uv.lock"):
         shutil.copy(ROOT / name, repo.path / name)
+    # a block of this test's own: the session's server is shared, and other tests save `flowops-registry` there
+    block = f"e2e-registry-{uuid.uuid4().hex[:8]}"
+    edit_yaml(
+        repo.path / "deployments" / "flowops.yaml", lambda config: config["image"].update(registry_credentials=block)
+    )
     repo.commit("the image's inputs", push=["main"])
     # the registry's certificate is signed by the stack's own CA: flowops asks it over https, trusting that CA
     repo.env.update(FLOWOPS_IMAGE_NAME=f"{registry}/flowops-flows-e2e", SSL_CERT_FILE=str(ca))
@@ -148,9 +153,9 @@ def test_a_docker_pool_runs_the_flow_in_the_flows_image_and_a_code_only_change_b
     assert unauthenticated.returncode == 1
     assert f"error: registry {registry} wants a login" in unauthenticated.stderr
     saved = repo.flowops(*bootstrap, env_extra={"REGISTRY_USERNAME": "flowops", "REGISTRY_PASSWORD": password})
-    assert f"block 'flowops-registry': created for registry {registry}" in saved.stdout
+    assert f"block '{block}': created for registry {registry}" in saved.stdout
     first = repo.flowops("image", "ensure", "--build-arg", build_arg)  # no credentials in its environment
-    assert "registry credentials: block 'flowops-registry'" in first.stderr
+    assert f"registry credentials: block '{block}'" in first.stderr
     assert re.match(
         rf"(built and pushed|present:) {registry}/flowops-flows-e2e:flows-[0-9a-f]{{12}}", first.stdout.splitlines()[-1]
     )
