@@ -139,7 +139,8 @@ class Rendered:
         return f"{self.target.file.path} (rendered for {self.target.branch!r})"
 
     def as_yaml(self) -> str:
-        return rendered_header(self.target, self.sha) + yaml.safe_dump(self.content, sort_keys=False)
+        dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml's, where PyYAML has it
+        return rendered_header(self.target, self.sha) + yaml.dump(self.content, Dumper=dumper, sort_keys=False)
 
 
 def render(project: Project, branch: str, sha: str, overrides: Overrides = Overrides()) -> Rendered:
