@@ -55,6 +55,8 @@ def main() -> int:
         if answered:
             longest = max(longest, asked - last_answer)
             last_answer = asked
+    if after and not after[-1][1]:  # still unanswered when polling stopped
+        longest = max(longest, after[-1][0] - last_answer)
     print(f"polls after the kill: {len(after)}, unanswered: {len(failed)}")
     print(f"longest time without an answer after the kill: {longest * 1000:.0f} ms (polls every 20 ms)")
     if failed:
