@@ -54,7 +54,7 @@ compose_command() {  # the docker compose plugin if there is one, else Compose v
   echo "$binary"
 }
 
-PROFILES=(--profile local --profile ha)  # all of them, for down and ps; `up` names its own
+PROFILES=(--profile local --profile ha)  # all of them, for down; `up` and the passthrough name their own
 
 compose() {
   # shellcheck disable=SC2046 # the command is one or two words
@@ -94,7 +94,7 @@ local_images() {  # compose.yaml's image variables for this machine's own builds
   echo "PROXY_IMAGE=$LOCAL_PREFIX/haproxy:$(content_tag compose/images/haproxy)"
 }
 
-build_local_images() {  # each once per content: podman keeps them for the next `up`
+build_local_images() {  # the images write_env named, each once per content: podman keeps them for the next `up`
   local variable image context
   while IFS='=' read -r variable image; do
     case "$variable" in
@@ -108,7 +108,7 @@ build_local_images() {  # each once per content: podman keeps them for the next 
     if podman image exists "$image"; then continue; fi
     say "building $image"
     podman build --quiet --format docker --build-arg "BASE_IMAGE=$FLOWOPS_BASE_IMAGE" -t "$image" "$context" >/dev/null
-  done < <(local_images)
+  done <"$STATE/.env"
 }
 
 publish_origin() {  # this commit, as the git daemon serves it: git://git-origin/flowops.git
@@ -225,6 +225,8 @@ case "${1:-}" in
   compose)
     shift
     use_running_engine
+    # the profiles of what is up: `compose up -d worker` must not start the other profile's services
+    if [ "$(cat "$STATE/mode" 2>/dev/null)" != ha ]; then PROFILES=(--profile local); fi
     compose "$@"
     ;;
   *) echo "usage: $0 up [--ha] | down | compose ARGS..." >&2; exit 2 ;;
