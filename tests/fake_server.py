@@ -14,7 +14,15 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from uuid import UUID
 
-from flowops.server import Lease, LiveDeployment, PrefectAPIError, RegistryLogin, RunResult, WorkPoolInfo
+from flowops.server import (
+    Lease,
+    LiveAutomation,
+    LiveDeployment,
+    PrefectAPIError,
+    RegistryLogin,
+    RunResult,
+    WorkPoolInfo,
+)
 
 
 @dataclass
@@ -23,6 +31,7 @@ class FakeServer:
     pools: dict[str, WorkPoolInfo] = field(default_factory=dict)
     blocks: dict[tuple[str, str], UUID] = field(default_factory=dict)  # (block type, name) -> id
     leases: dict[str, Lease] = field(default_factory=dict)
+    automations: dict[UUID, LiveAutomation] = field(default_factory=dict)
     failing: set[str] = field(default_factory=set)  # calls that fail as an unreachable server would
     calls: Counter[str] = field(default_factory=Counter)
 
@@ -128,6 +137,24 @@ class FakeServer:
         on_state: Callable[[str, str], None] | None = None,
     ) -> RunResult:
         raise NotImplementedError("runs need a real server and worker")
+
+    def read_automations(self, *, names: list[str] | None = None, tag: str | None = None) -> list[LiveAutomation]:
+        self._call("read_automations")
+        return [
+            automation
+            for automation in self.automations.values()
+            if (names is None or automation.name in names) and (tag is None or tag in automation.tags)
+        ]
+
+    def save_automation(self, spec: dict[str, Any], automation_id: UUID | None = None) -> UUID:
+        self._call("save_automation")
+        automation_id = automation_id or uuid.uuid4()
+        self.automations[automation_id] = LiveAutomation(automation_id, spec["name"], spec)
+        return automation_id
+
+    def delete_automation(self, automation_id: UUID) -> None:
+        self._call("delete_automation")
+        self.automations.pop(automation_id, None)
 
     def take_lease(self, name: str, holder: str, seconds: float) -> Lease | None:
         self._call("take_lease")

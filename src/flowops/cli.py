@@ -215,6 +215,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     branch = _checked_branch(args.branch) if args.branch else None
     problems = validate_project(project, branch)
     files = [project.target(branch).file.path] if branch else [file.path for file in project.files()]
+    if not branch and project.config.automations:
+        files.append(str((project.deployments_dir / project.config.automations).relative_to(project.root)))
     if args.json:
         print(json.dumps({"ok": not problems, "files": files, "problems": [str(p) for p in problems]}, indent=2))
     for problem in problems:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
 
+from .automations import apply_automations, load_automations, refuse_foreign_automations
 from .branches import branch_slug
 from .entrypoints import inspect_entrypoint
 from .errors import FlowopsError
@@ -316,8 +317,13 @@ def bootstrap(
     """Create the work pools (`pools`, else every pool flowops.yaml declares; `defaults` for a new pool's job
     variables) and save the blocks the deployments need from the environment: each Secret block flowops.yaml's
     `secrets` names, the GitHubCredentials block workers clone with ($FLOWOPS_GIT_TOKEN) and the registry login
-    Docker workers pull with ($REGISTRY_USERNAME / $REGISTRY_PASSWORD). One line per pool and block, saying what
-    was done; never a value."""
+    Docker workers pull with ($REGISTRY_USERNAME / $REGISTRY_PASSWORD); then apply the automations flowops.yaml
+    names (automations.py), checked before anything is changed. One line per pool, block and automation, saying
+    what was done; never a value."""
+    automations, problems = load_automations(project)
+    if problems:
+        raise ValidationFailed(problems)
+    refuse_foreign_automations(server, project, automations)
     lines = []
     for name, pool_type in (pools or {n: p.type for n, p in project.config.work_pools.items()}).items():
         created = server.ensure_work_pool(name, pool_type, defaults)
@@ -347,4 +353,4 @@ def bootstrap(
         else:
             unset = " and ".join(f"${v}" for v in ("REGISTRY_USERNAME", "REGISTRY_PASSWORD") if not environ.get(v))
             lines.append(f"block {registry_block!r}: skipped ({unset} not set)")
-    return lines
+    return lines + apply_automations(server, project, automations)

@@ -15,6 +15,7 @@ from uuid import UUID
 from .server import (
     REGISTRY_CREDENTIALS_BLOCK_TYPE,
     Lease,
+    LiveAutomation,
     LiveDeployment,
     PrefectAPIError,
     RegistryLogin,
@@ -365,6 +366,37 @@ class PrefectAPI:
             str(state.name) if state else "Unknown",
             state.message if state else None,
         )
+
+    def read_automations(self, *, names: list[str] | None = None, tag: str | None = None) -> list[LiveAutomation]:
+        """The automations with any of these names, or carrying this tag (every page of them)."""
+        from prefect.events.filters import AutomationFilter, AutomationFilterName, AutomationFilterTags
+
+        from .automations import canonical_spec
+
+        wanted = AutomationFilter(
+            name=AutomationFilterName(any_=names) if names is not None else None,
+            tags=AutomationFilterTags(all_=[tag]) if tag is not None else None,
+        )
+        found: list[LiveAutomation] = []
+        with _calling("reading automations"):
+            while page := self._client.read_automations(automations=wanted, offset=len(found), limit=200):
+                found += [LiveAutomation(a.id, a.name, canonical_spec(a.model_dump(mode="json"))) for a in page]
+        return found
+
+    def save_automation(self, spec: dict[str, Any], automation_id: UUID | None = None) -> UUID:
+        """Create the automation `spec` describes, or replace the one `automation_id` names with it."""
+        from prefect.events.schemas.automations import AutomationCore
+
+        automation = AutomationCore.model_validate(spec)
+        with _calling(f"saving automation {automation.name!r}"):
+            if automation_id is None:
+                return self._client.create_automation(automation)
+            self._client.update_automation(automation_id, automation)
+            return automation_id
+
+    def delete_automation(self, automation_id: UUID) -> None:
+        with _calling(f"deleting automation {automation_id}"):
+            self._client.delete_automation(automation_id)
 
     def take_lease(self, name: str, holder: str, seconds: float) -> Lease | None:
         """Create the Variable `name` if nobody has; the server's unique names make this atomic. None when

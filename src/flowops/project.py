@@ -9,6 +9,7 @@ work_pools:
   ecommerce-production: {type: docker}
   ecommerce-staging: {type: process}
 secrets: {acme-db: ACME_DATABASE_URL}  # Secret blocks bootstrap saves from the environment
+automations: automations.yaml         # Prefect automations bootstrap applies (automations.py)
 image:                                # the flows' image, for Docker pools; tagged by content hash
   name: ghcr.io/acme/flows
   registry_credentials: acme-registry # a private image: Docker workers pull it with this DockerRegistryCredentials block
@@ -83,6 +84,8 @@ class FlowopsConfig(BaseModel):
     image: Image | None = None
     # The Secret blocks `flowops bootstrap` saves, each from an environment variable: block name -> variable.
     secrets: dict[BlockName, SecretVariable] = {}
+    # The file under deployments/ holding the Prefect automations `flowops bootstrap` applies (automations.py).
+    automations: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_./-]*\.ya?ml$")
 
     @model_validator(mode="after")
     def _branch_deployments_come_from_an_environment(self) -> FlowopsConfig:
@@ -155,7 +158,7 @@ def load_project(root: Path | str = ".", deployments_dir: str = "deployments") -
     root = Path(root).resolve()
     config_path = root / deployments_dir / CONFIG_FILE
     relative = config_path.relative_to(root)
-    raw = _read_yaml(config_path, relative, "not found (flowops needs it to know which file each branch deploys)")
+    raw = read_yaml(config_path, relative, "not found (flowops needs it to know which file each branch deploys)")
     try:
         config = FlowopsConfig.model_validate(raw)
     except ValidationError as error:
@@ -167,7 +170,7 @@ def load_project(root: Path | str = ".", deployments_dir: str = "deployments") -
 
 def load_deployment_file(root: Path, path: Path) -> DeploymentFile:
     relative = str(path.relative_to(root))
-    content = _read_yaml(path, relative, "not found")
+    content = read_yaml(path, relative, "not found")
     if not isinstance(content, dict):
         raise ProjectError(f"{relative}: expected a mapping with a `deployments` list")
     return DeploymentFile(relative, content)
@@ -177,7 +180,7 @@ def load_deployment_file(root: Path, path: Path) -> DeploymentFile:
 SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-def _read_yaml(path: Path, relative: Path | str, when_missing: str) -> Any:
+def read_yaml(path: Path, relative: Path | str, when_missing: str) -> Any:
     try:
         text = path.read_text()
     except FileNotFoundError:

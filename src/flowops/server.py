@@ -48,6 +48,17 @@ class WorkPoolInfo:
 
 
 @dataclass(frozen=True)
+class LiveAutomation:
+    id: UUID
+    name: str
+    spec: dict[str, Any]  # automations.canonical_spec of what the server holds: comparable with a file's
+
+    @property
+    def tags(self) -> list[str]:
+        return list(self.spec.get("tags") or [])
+
+
+@dataclass(frozen=True)
 class RegistryLogin:
     username: str
     password: str = field(repr=False)
@@ -119,6 +130,12 @@ class ServerAPI(Protocol):
         timeout: float | None,
         on_state: Callable[[str, str], None] | None = None,
     ) -> RunResult: ...
+
+    def read_automations(self, *, names: list[str] | None = None, tag: str | None = None) -> list[LiveAutomation]: ...
+
+    def save_automation(self, spec: dict[str, Any], automation_id: UUID | None = None) -> UUID: ...
+
+    def delete_automation(self, automation_id: UUID) -> None: ...
 
     def take_lease(self, name: str, holder: str, seconds: float) -> Lease | None: ...
 

@@ -68,7 +68,8 @@ class Problem:
 
 
 def validate_project(project: Project, branch: str | None = None) -> list[Problem]:
-    """Every committed file (or only the one `branch` deploys), plus names unique per flow across all files."""
+    """Every committed file (or only the one `branch` deploys), plus names unique per flow across all files; with
+    no `branch`, the automations file too."""
     files = project.files() if branch is None else [project.target(branch).file]
     problems: list[Problem] = []
     if branch is None:
@@ -79,6 +80,10 @@ def validate_project(project: Project, branch: str | None = None) -> list[Proble
     for file in files:
         problems += validate_file(project, file, committed=True)
     problems += _duplicate_names(project, project.files())
+    if branch is None:
+        from .automations import load_automations  # it uses Problem: imported here, not at the top
+
+        problems += load_automations(project)[1]
     return problems
 
 

@@ -1,0 +1,145 @@
+"""Prefect automations kept as code, next to the deployments they look after.
+
+flowops.yaml's `automations` names a file under deployments/ in the shape `prefect automation create --from-file`
+reads (`automations:`, a list of Prefect automations: name, description, enabled, trigger, actions...).
+`flowops validate` checks each against Prefect's own model; `flowops bootstrap` makes the server hold exactly
+them: it creates what is missing, updates what differs, deletes this project's automations the file no longer has,
+and tags each with the project. It never touches an automation of another project: one of the same name is an
+error. Branch deploys never apply automations: an automation acts on any run, with the server's own rights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import FlowopsError
+from .project import Project, ProjectError, read_yaml
+from .render import MANAGED_TAG, PROJECT_TAG_PREFIX, RESERVED_TAG_PREFIXES
+from .server import LiveAutomation, ServerAPI
+from .validate import Problem
+
+
+class AutomationsRefused(FlowopsError):
+    """Applying the automations would take over another project's."""
+
+
+@dataclass(frozen=True)
+class AutomationSpec:
+    name: str
+    spec: dict[str, Any]  # canonical_spec, tagged with the project: what the server must hold
+
+
+def canonical_spec(data: dict[str, Any]) -> dict[str, Any]:
+    """An automation as Prefect's model reads it, in JSON form, without the ids the model invents for each
+    trigger: equal for the file's text and for what the server returns, unless they really differ."""
+    from prefect.events.schemas.automations import AutomationCore
+
+    fields = {key: value for key, value in data.items() if key in _automation_fields()}
+    # no owner_resource: the server refuses it on an update, and an automation of a file has no owner but the file
+    spec = AutomationCore.model_validate(fields).model_dump(mode="json", exclude={"owner_resource"})
+    spec["trigger"] = _without_trigger_ids(spec["trigger"])
+    spec["tags"] = sorted(set(spec.get("tags") or []))
+    return spec
+
+
+def _without_trigger_ids(trigger: dict[str, Any]) -> dict[str, Any]:
+    trigger = {key: value for key, value in trigger.items() if key != "id"}
+    if "triggers" in trigger:  # compound and sequence triggers
+        trigger["triggers"] = [_without_trigger_ids(inner) for inner in trigger["triggers"]]
+    return trigger
+
+
+def project_tags(project: Project) -> list[str]:
+    return [MANAGED_TAG, PROJECT_TAG_PREFIX + project.config.project]
+
+
+def load_automations(project: Project) -> tuple[list[AutomationSpec], list[Problem]]:
+    """The automations flowops.yaml's file declares, each checked by Prefect's model (one problem per bad one)."""
+    from pydantic import ValidationError
+
+    if project.config.automations is None:
+        return [], []
+    path = project.deployments_dir / project.config.automations
+    label = str(path.relative_to(project.root))
+    try:
+        content = read_yaml(path, label, "not found (flowops.yaml's `automations` names it)")
+    except ProjectError as error:
+        return [], [Problem(label, None, "", str(error).removeprefix(f"{label}: "))]
+    entries = content.get("automations") if isinstance(content, dict) else None
+    if not isinstance(entries, list):
+        return [], [Problem(label, None, "automations", "expected a list of automations")]
+    specs: list[AutomationSpec] = []
+    problems: list[Problem] = []
+    names: list[str] = []
+    for index, entry in enumerate(entries):
+        where = f"automations[{index}]"
+        name = entry.get("name") if isinstance(entry, dict) else None
+        if not isinstance(entry, dict) or not isinstance(name, str) or not name.strip():
+            problems.append(Problem(label, where, "name", "missing: every automation needs a name"))
+            continue
+        if name in names:
+            problems.append(Problem(label, name, "name", "used by more than one automation in this file"))
+        names.append(name)
+        unknown = sorted(set(entry) - _automation_fields())
+        if unknown:
+            problems.append(Problem(label, name, unknown[0], "unknown field (Prefect ignores it silently)"))
+            continue
+        reserved = [t for t in entry.get("tags") or [] if str(t).startswith(RESERVED_TAG_PREFIXES)]
+        if reserved:
+            problems.append(Problem(label, name, "tags", f"{reserved[0]!r}: flowops sets this tag itself"))
+            continue
+        try:
+            spec = canonical_spec({**entry, "tags": [*(entry.get("tags") or []), *project_tags(project)]})
+        except ValidationError as error:
+            first = error.errors()[0]
+            field = ".".join(str(part) for part in first["loc"])
+            problems.append(Problem(label, name, field, first["msg"]))
+            continue
+        specs.append(AutomationSpec(name, spec))
+    return specs, problems
+
+
+def _automation_fields() -> set[str]:
+    from prefect.events.schemas.automations import AutomationCore
+
+    return set(AutomationCore.model_fields) - {"owner_resource"}
+
+
+def refuse_foreign_automations(server: ServerAPI, project: Project, specs: list[AutomationSpec]) -> None:
+    """Raise when an automation of the file's names exists without this project's tag: checked before bootstrap
+    changes anything."""
+    tag = PROJECT_TAG_PREFIX + project.config.project
+    for automation in server.read_automations(names=[spec.name for spec in specs]) if specs else []:
+        if tag not in automation.tags:
+            raise AutomationsRefused(
+                f"automation {automation.name!r} exists and is not this project's (no tag {tag!r});"
+                " rename ours or delete it: nothing was changed"
+            )
+
+
+def apply_automations(server: ServerAPI, project: Project, specs: list[AutomationSpec]) -> list[str]:
+    """Make the server hold exactly `specs` among this project's automations (refuse_foreign_automations first);
+    one line per automation."""
+    tag = PROJECT_TAG_PREFIX + project.config.project
+    ours: dict[str, list[LiveAutomation]] = {}
+    for automation in sorted(server.read_automations(tag=tag), key=lambda a: str(a.id)):
+        ours.setdefault(automation.name, []).append(automation)
+    lines = []
+    stale: list[LiveAutomation] = []
+    for spec in specs:
+        same_name = ours.pop(spec.name, [])
+        existing = same_name[0] if same_name else None
+        stale += same_name[1:]  # two bootstraps at once each created one: one is enough
+        if existing is None:
+            server.save_automation(spec.spec)
+            lines.append(f"automation {spec.name!r}: created")
+        elif existing.spec != spec.spec:
+            server.save_automation(spec.spec, existing.id)
+            lines.append(f"automation {spec.name!r}: updated")
+        else:
+            lines.append(f"automation {spec.name!r}: unchanged")
+    for automation in stale + [a for rest in ours.values() for a in rest]:
+        server.delete_automation(automation.id)
+        lines.append(f"automation {automation.name!r}: deleted (no longer in the file)")
+    return lines
