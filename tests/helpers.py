@@ -126,7 +126,10 @@ def make_repo(source_paths: dict[str, Path], tmp_path: Path, server: PrefectServ
     path = tmp_path / "repo"
     path.mkdir()
     for relative, source in source_paths.items():
-        shutil.copytree(source, path / relative, ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
+        if source.is_file():
+            shutil.copy(source, path / relative)
+        else:
+            shutil.copytree(source, path / relative, ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
     git(path, "init", "--quiet")
     git(path, "add", "--all")
     git(path, "commit", "--quiet", "--message", "initial")

@@ -87,7 +87,11 @@ def base_image_override(environ: Mapping[str, str] = os.environ) -> str | None:
 
 def image_tag(root: Path, dockerfile: str = "Dockerfile", base_image: str | None = None) -> str:
     digest = hashlib.sha256()
-    inputs = [("Dockerfile", (root / dockerfile).read_bytes()), ("flows", dependency_set(root).encode())]
+    try:
+        recipe = (root / dockerfile).read_bytes()
+    except FileNotFoundError:
+        raise ImageError(f"{dockerfile}: not found (flowops.yaml's image.dockerfile, the flows' image)") from None
+    inputs = [("Dockerfile", recipe), ("flows", dependency_set(root).encode())]
     if base_image:  # only when overridden, so the default image keeps its tag
         inputs.append(("BASE_IMAGE", base_image.encode()))
     for name, content in inputs:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+from .pool_types import default_base_job_template
 from .server import (
     REGISTRY_CREDENTIALS_BLOCK_TYPE,
     Lease,
@@ -444,15 +445,18 @@ class PrefectAPI:
 
 
 def _default_base_job_template(pool_type: str) -> dict[str, Any]:
-    """The job template `prefect work-pool create --type T` would give: without it, the server checks no
-    job variables and workers ignore them."""
+    """The job template `prefect work-pool create --type T` would give: the installed worker's, else (a type no
+    package here provides) the one Prefect's collections registry lists, when it can be reached."""
     from prefect.utilities.asyncutils import run_coro_as_sync
     from prefect.workers.utilities import get_default_base_job_template_for_infrastructure_type
 
-    template = run_coro_as_sync(get_default_base_job_template_for_infrastructure_type(pool_type))
+    template = default_base_job_template(pool_type)
+    if template is None:
+        template = run_coro_as_sync(get_default_base_job_template_for_infrastructure_type(pool_type))
     if not template:
         raise PrefectAPIError(
-            f"unknown work pool type {pool_type!r}: no installed worker provides it (docker needs prefect-docker)"
+            f"unknown work pool type {pool_type!r}: no installed worker provides it (docker needs prefect-docker,"
+            " kubernetes prefect-kubernetes)"
         )
     return dict(template)
 

@@ -37,7 +37,9 @@ ENV_TAG_PREFIX = "env:"
 RESERVED_TAG_PREFIXES = (PROJECT_TAG_PREFIX, BRANCH_TAG_PREFIX, COMMIT_TAG_PREFIX, ENV_TAG_PREFIX)
 GIT_CLONE_STEP = "prefect.deployments.steps.git_clone"
 SHORT_SHA_LENGTH = 8
-DOCKER_POOL_TYPES = {"docker"}
+DOCKER_POOL_TYPES = {"docker"}  # their workers log in to the image's registry with a DockerRegistryCredentials block
+# Pools whose runs start in a container of the flows' image: deploy fills in the image, and requires one.
+IMAGE_POOL_TYPES = {"docker", "kubernetes"}
 
 
 @dataclass(frozen=True)
@@ -47,8 +49,8 @@ class Overrides:
     repository: str | None = None
     work_pool: str | None = None
     image: str | None = None  # on every deployment
-    default_image: str | None = None  # on deployments of `docker_pools` that name no image themselves
-    docker_pools: frozenset[str] = frozenset()
+    default_image: str | None = None  # on deployments of `image_pools` that name no image themselves
+    image_pools: frozenset[str] = frozenset()
     work_pool_type: str | None = None  # the type of `work_pool` when flowops.yaml does not declare it
 
 
@@ -90,7 +92,7 @@ def _render_work_pool(deployment: dict[str, Any], overrides: Overrides) -> None:
     job_variables = work_pool.get("job_variables") or {}
     if overrides.image:
         job_variables["image"] = overrides.image
-    elif overrides.default_image and work_pool.get("name") in overrides.docker_pools and "image" not in job_variables:
+    elif overrides.default_image and work_pool.get("name") in overrides.image_pools and "image" not in job_variables:
         job_variables["image"] = overrides.default_image
     if job_variables:
         work_pool["job_variables"] = job_variables
@@ -144,12 +146,13 @@ class Rendered:
 
 
 def render(project: Project, branch: str, sha: str, overrides: Overrides = Overrides()) -> Rendered:
-    """The file `branch` deploys at `sha`; Docker pools get the flows' image unless an image is given."""
+    """The file `branch` deploys at `sha`; Docker and Kubernetes pools get the flows' image unless an image is
+    given."""
     target = project.target(branch)
     pools = {overrides.work_pool or (d.get("work_pool") or {}).get("name") for d in target.file.deployments()}
-    docker_pools = frozenset(p for p in pools if p and declared_pool_type(project, overrides, p) in DOCKER_POOL_TYPES)
-    if overrides.image is None and project.config.image and docker_pools:
-        overrides = replace(overrides, default_image=str(default_image_ref(project)), docker_pools=docker_pools)
+    image_pools = frozenset(p for p in pools if p and declared_pool_type(project, overrides, p) in IMAGE_POOL_TYPES)
+    if overrides.image is None and project.config.image and image_pools:
+        overrides = replace(overrides, default_image=str(default_image_ref(project)), image_pools=image_pools)
     return Rendered(target, sha, render_branch_deployments(target, sha, overrides), overrides)
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .project import CONFIG_FILE, Project
-from .render import DOCKER_POOL_TYPES, GIT_CLONE_STEP, PROJECT_TAG_PREFIX, Rendered
+from .render import DOCKER_POOL_TYPES, GIT_CLONE_STEP, IMAGE_POOL_TYPES, PROJECT_TAG_PREFIX, Rendered
 from .server import REGISTRY_CREDENTIALS_BLOCK_TYPE, LiveDeployment, ServerAPI, WorkPoolInfo
 from .templating import block_references, is_template
 from .validate import Problem, schema_errors
@@ -57,7 +57,7 @@ def check_against_server(server: ServerAPI, project: Project, rendered: Rendered
                 )
             )
             continue
-        if pool_type in DOCKER_POOL_TYPES and not job_variables.get("image"):
+        if pool_type in IMAGE_POOL_TYPES and not job_variables.get("image"):
             problems.append(
                 Problem(
                     rendered.label,

@@ -20,6 +20,7 @@ from typing import Any
 
 from .entrypoints import EntrypointError, FlowEntrypoint, inspect_entrypoint
 from .gitrepo import without_userinfo
+from .pool_types import job_variables_schema
 from .project import DeploymentFile, Project
 from .render import GIT_CLONE_STEP, MANAGED_TAG, RESERVED_TAG_PREFIXES
 from .templating import block_references, env_variables, is_template
@@ -221,6 +222,20 @@ class _FileChecker:
                 "`prefect deploy` would store the registry's password on the deployment; name the block in"
                 " flowops.yaml (image.registry_credentials): deploy makes it the Docker pool's default",
             )
+        elif job_variables and committed:
+            self.check_job_variables(job_variables, name)
+
+    def check_job_variables(self, job_variables: dict[str, Any], pool: str) -> None:
+        """Against the job variables a new pool of the declared type has (its worker package's template, no
+        server needed: a Kubernetes pool is checked where no cluster is). Deploy checks them again against the
+        pool the server really has, which may have been customised."""
+        pool_type = self.project.pool_type(pool)
+        schema = job_variables_schema(pool_type) if pool_type else None
+        if schema is None:
+            return
+        checked = {key: value for key, value in job_variables.items() if not is_template(value)}
+        for path, message in schema_errors(checked, schema):
+            self.problem(f"work_pool.job_variables.{path}", f"{message} (a {pool_type} pool's job variables)")
 
     def check_pull_steps(self, steps: Any, field: str) -> None:
         if not isinstance(steps, list) or not steps:

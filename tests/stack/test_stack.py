@@ -1,5 +1,6 @@
 """`make stack`: compose.yaml brought up for real (scripts/stack.sh on the container stack), this commit's
-production deployment on it, a run of it loading the five sample months, and `make stack-down` leaving nothing.
+production deployment on it, a run of it loading the five sample months, and `make stack-down` leaving nothing;
+`make stack-ha`: runs on two workers behind two API replicas, surviving the kill of a worker and of a replica.
 
 It runs from a clone of the committed HEAD, as CI does (flowops deploys only a clean checkout), under a compose
 project and API port of its own, so a developer's own `make stack` is left alone.
@@ -9,13 +10,15 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 import uuid
 from pathlib import Path
 
+import httpx
 import pytest
 
 from flowops.local import free_port, git
-from tests.helpers import ROOT
+from tests.helpers import ROOT, run_id
 
 pytestmark = pytest.mark.stack
 
@@ -73,3 +76,88 @@ def test_make_stack_serves_the_api_deploys_production_and_its_run_loads_every_sa
     run(["bash", "scripts/stack.sh", "down"], env, clone)
     left = run(["bash", "scripts/stack.sh", "compose", "ps", "--all", "--quiet"], env, clone)
     assert left.stdout.strip() == ""
+
+
+HA_ROWS_PER_MONTH = 200_000
+SAMPLE_MONTHS = ["2019-Oct.csv", "2019-Nov.csv", "2019-Dec.csv", "2020-Jan.csv", "2020-Feb.csv"]
+FINAL = {"COMPLETED", "FAILED", "CANCELLED", "CRASHED"}
+
+
+def flow_runs(api_url: str, run_ids: list[str]) -> dict[str, dict]:
+    body = {"flow_runs": {"id": {"any_": run_ids}}}
+    response = httpx.post(f"{api_url}/flow_runs/filter", json=body, timeout=10)
+    response.raise_for_status()
+    return {run["id"]: run for run in response.json()}
+
+
+def has_heartbeat(api_url: str, run_id: str) -> bool:
+    body = {
+        "filter": {
+            "event": {"name": ["prefect.flow-run.heartbeat"]},
+            "resource": {"id": [f"prefect.flow-run.{run_id}"]},
+            "occurred": {"since": "2000-01-01T00:00:00Z"},
+        },
+        "limit": 1,
+    }
+    response = httpx.post(f"{api_url}/events/filter", json=body, timeout=10)
+    response.raise_for_status()
+    return bool(response.json()["events"])
+
+
+def wait_until(condition, timeout: float, what: str, interval: float = 1.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            found = condition()
+        except httpx.HTTPError:  # the proxy while a replica goes: asked again
+            found = None
+        if found:
+            return found
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def test_make_stack_ha_runs_survive_killing_an_api_replica_and_a_worker(stack):
+    """Five runs, one month each, on two workers behind the proxy. As soon as one run is loading (its first
+    heartbeat sent), its worker's container and one API replica are killed (SIGKILL). The shipped automation
+    (deployments/automations.yaml) reschedules the silent run, the other worker runs it again, and the table
+    ends with every generated row exactly once."""
+    clone, env, api_url = stack
+    env["STACK_SAMPLE_ROWS"] = str(HA_ROWS_PER_MONTH)
+    run(["bash", "scripts/stack.sh", "up", "--ha"], env, clone)
+    project = env["FLOWOPS_STACK_PROJECT"]
+    flowops = ["uv", "run", "--quiet", "flowops"]
+    api_env = {**env, "PREFECT_API_URL": api_url}
+    run_ids = []
+    for month in SAMPLE_MONTHS:
+        started = run(
+            [*flowops, "run", "ecommerce-events/production", "--param", f'sources=["{month}"]'], api_env, clone
+        )
+        run_ids.append(run_id(started.stdout))
+
+    def a_running_run_with_a_heartbeat():
+        for flow_run in flow_runs(api_url, run_ids).values():
+            if flow_run["state_type"] == "RUNNING" and has_heartbeat(api_url, flow_run["id"]):
+                return flow_run
+        return None
+
+    victim = wait_until(a_running_run_with_a_heartbeat, 300, "a run loading with a heartbeat sent")
+    # a process worker's runs are processes in its container: infrastructure_pid is "hostname:pid", and a
+    # container's hostname is the start of its id
+    hostname = victim["infrastructure_pid"].split(":")[0]
+    worker = run(["podman", "ps", "--quiet", "--filter", f"id={hostname}"], env, clone).stdout.strip()
+    assert worker, f"no container runs {victim['infrastructure_pid']}"
+    run(["podman", "kill", "--signal", "KILL", worker], env, clone)
+    run(["podman", "kill", "--signal", "KILL", f"{project}-prefect-api-1"], env, clone)
+
+    def all_final():
+        runs = flow_runs(api_url, run_ids)
+        return runs if all(r["state_type"] in FINAL for r in runs.values()) and len(runs) == len(run_ids) else None
+
+    final = wait_until(all_final, 600, "every run to end", interval=2)
+    assert {r["state_name"] for r in final.values()} == {"Completed"}, {
+        r["name"]: r["state_name"] for r in final.values()
+    }
+    assert final[victim["id"]]["run_count"] >= 2, "the killed run was not run again"
+    loaded = "select count(*), count(distinct file_id) from ecommerce_events"
+    assert stack_sql(clone, env, loaded) == f"{HA_ROWS_PER_MONTH * len(SAMPLE_MONTHS)}|{len(SAMPLE_MONTHS)}"
