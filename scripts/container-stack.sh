@@ -45,7 +45,10 @@ wait_for() {  # wait_for DESCRIPTION COMMAND...: up to 30 s
 
 install_packages() {
   local missing=()
-  for tool in podman docker-registry debootstrap runc htpasswd openssl /usr/lib/podman/netavark /usr/lib/podman/aardvark-dns; do
+  # iptables: netavark sets up containers' networks with it (without it a build's RUN fails: "netavark: No such
+  # file or directory"); Debian's netavark does not pull it in
+  for tool in podman docker-registry debootstrap runc htpasswd openssl iptables /usr/lib/podman/netavark \
+    /usr/lib/podman/aardvark-dns; do
     command -v "$tool" >/dev/null || missing+=("$tool")
   done
   [ ${#missing[@]} -eq 0 ] && return 0
@@ -54,7 +57,7 @@ install_packages() {
   # runc, not crun: crun refuses hybrid cgroup v1/v2 hosts ("cgroups in hybrid mode not supported").
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
     podman buildah docker-registry debootstrap runc uidmap slirp4netns fuse-overlayfs apache2-utils openssl \
-    netavark aardvark-dns >/dev/null
+    netavark aardvark-dns iptables >/dev/null
 }
 
 write_config() {

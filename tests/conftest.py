@@ -46,7 +46,8 @@ def sample_month(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def prefect_server(postgres_url, tmp_path_factory):
-    """`prefect server start` with its database in PostgreSQL, as production runs it; one for the whole session."""
+    """`prefect server start` with its database in PostgreSQL, as production runs it, UI included (the browser test
+    looks at it); one for the whole session."""
     import re
 
     import psycopg
@@ -58,7 +59,7 @@ def prefect_server(postgres_url, tmp_path_factory):
         connection.execute(f"create database {database}")
     server_url = re.sub(r"/[^/]*$", f"/{database}", postgres_url).replace("postgresql://", "postgresql+asyncpg://", 1)
     try:
-        with PrefectServer(tmp_path_factory.mktemp("prefect-server"), database_url=server_url) as server:
+        with PrefectServer(tmp_path_factory.mktemp("prefect-server"), database_url=server_url, ui=True) as server:
             yield server
     finally:
         with psycopg.connect(postgres_url, autocommit=True) as connection:

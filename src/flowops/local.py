@@ -65,12 +65,15 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 class PrefectServer:
-    """`prefect server start` on a free port: SQLite under `home`, or the database URL given."""
+    """`prefect server start` on a free port: SQLite under `home`, or the database URL given; with `ui`, its web
+    UI at the port's root too."""
 
-    def __init__(self, home: Path, database_url: str | None = None, port: int | None = None):
+    def __init__(self, home: Path, database_url: str | None = None, port: int | None = None, ui: bool = False):
         self.home = Path(home)
+        self.ui = ui
         self.port = port or free_port()
         self.api_url = f"http://127.0.0.1:{self.port}/api"
+        self.ui_url = f"http://127.0.0.1:{self.port}"
         self.database_url = database_url
         self.log_path = self.home / "server.log"
         self.process: subprocess.Popen[bytes] | None = None
@@ -78,6 +81,8 @@ class PrefectServer:
     def __enter__(self) -> Self:
         self.home.mkdir(parents=True, exist_ok=True)
         environment = base_environment(self.home)
+        if self.ui:  # where the UI's page calls the API: unset, it is 127.0.0.1:4200, whatever the port
+            environment.update(PREFECT_SERVER_UI_ENABLED="true", PREFECT_SERVER_UI_API_URL=self.api_url)
         if self.database_url:
             environment["PREFECT_API_DATABASE_CONNECTION_URL"] = self.database_url
         command = [prefect_executable(), "server", "start", "--host", "127.0.0.1", "--port", str(self.port)]
