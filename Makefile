@@ -16,8 +16,8 @@ setup:  ## install uv if missing and sync the locked environment
 	@# compile it all once. Elsewhere Python writes .pyc for what it imports, which is cheaper than all of it.
 	@$(UV) sync --locked --quiet $(if $(PYTHONDONTWRITEBYTECODE),--compile-bytecode)
 
-demo: setup  ## the main job, the whole GitOps loop: local Prefect server, git origin, deploy, worker, run, teardown
-	$(UV) run python scripts/local_loop.py --rows $(DEMO_ROWS)
+demo: setup  ## the main job, the whole GitOps loop: local Prefect server, git origin, deploy, worker, run, teardown; KEEP=1: the UI stays up until Ctrl-C
+	$(UV) run python scripts/local_loop.py --rows $(DEMO_ROWS) $(if $(KEEP),--serve)
 
 ingest-demo: setup  ## the flow alone, no Prefect server: generate a sample month, load it into SQLite
 	$(UV) run python -m flows.ecommerce generate --month 2019-10 --rows $(DEMO_ROWS) --out data

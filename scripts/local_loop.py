@@ -5,7 +5,7 @@ process work pool, deploys `main` and a demo branch from the committed deploymen
 URL and the work pool are overridden, explicitly), starts a process worker, generates a sample month, runs the
 production deployment and waits, prints the rows loaded, tears the demo branch down and stops everything.
 
-    uv run python scripts/local_loop.py [--rows 100000] [--database-url postgresql://...] [--keep]
+    uv run python scripts/local_loop.py [--rows 100000] [--database-url postgresql://...] [--keep] [--serve]
 """
 
 from __future__ import annotations
@@ -53,12 +53,27 @@ def count_rows(database_url: str) -> int:
         return connection.execute(f"select count(*) from {TABLE}").fetchone()[0]
 
 
+def serve_until_interrupted(ui_url: str, env: dict[str, str]) -> None:
+    step(f"the UI is at {ui_url} (deployments, the runs and their artifact); Ctrl-C tears down and stops all")
+    print(f"PREFECT_API_URL={env['PREFECT_API_URL']} uv run flowops run ecommerce-events/production", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        print("\ninterrupted: stopping", flush=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=100_000, help="rows of the generated sample month")
     parser.add_argument("--database-url", default=os.environ.get("ECOMMERCE_DATABASE_URL"), help="default: SQLite")
     parser.add_argument("--workdir", help="where the server, origin and data live (default: a temporary folder)")
     parser.add_argument("--keep", action="store_true", help="keep the working folder")
+    parser.add_argument(
+        "--serve",
+        action="store_true",
+        help="before the teardown, leave the server, its UI and the worker up until Ctrl-C",
+    )
     args = parser.parse_args()
 
     started = time.monotonic()
@@ -69,7 +84,7 @@ def main() -> int:
         print("note: uncommitted changes are not deployed: workers clone the current commit from origin")
 
     step(f"Prefect server (SQLite) under {workdir}")
-    with PrefectServer(workdir / "prefect") as server:
+    with PrefectServer(workdir / "prefect", ui=args.serve) as server:
         env = {**base_environment(server.home, server.api_url), "ECOMMERCE_DATABASE_URL": database_url}
         print(f"server up at {server.api_url} in {time.monotonic() - started:.0f} s")
 
@@ -130,9 +145,10 @@ def main() -> int:
             run(
                 [*flowops, "run", branch_deployment, "--param", f"sources={sources}", "--wait", "--timeout", "300"], env
             )
-
-        rows = count_rows(database_url)
-        step(f"{rows:,} rows in {TABLE} ({'SQLite' if database_url.startswith('sqlite') else 'PostgreSQL'})")
+            rows = count_rows(database_url)
+            step(f"{rows:,} rows in {TABLE} ({'SQLite' if database_url.startswith('sqlite') else 'PostgreSQL'})")
+            if args.serve:
+                serve_until_interrupted(server.ui_url, env)
 
         step("tear the demo branch down")
         run([*flowops, "teardown", "--branch", DEMO_BRANCH], env)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+import signal
 import socket
 import subprocess
 import sys
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -36,8 +38,30 @@ def processes_working_under(folder: Path) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
-def test_the_local_loop_deploys_runs_loads_tears_down_and_stops_everything_it_started(database, tmp_path, request):
+def run_serving(command: list[str]) -> subprocess.CompletedProcess:
+    """`make demo KEEP=1`: wait for the UI's address, check it serves the UI, then Ctrl-C (SIGINT) the loop."""
+    loop = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    try:
+        for line in loop.stdout:
+            lines.append(line)
+            if "==> the UI is at" in line:
+                break
+        ui_url = re.search(r"the UI is at (http://\S+)", "".join(lines)).group(1)
+        with urllib.request.urlopen(ui_url, timeout=30) as page:  # noqa: S310 - the loop's server
+            assert "<title>Prefect Server</title>" in page.read().decode()  # the UI's page
+        loop.send_signal(signal.SIGINT)
+        rest, _ = loop.communicate(timeout=120)
+    finally:
+        if loop.poll() is None:
+            loop.kill()
+    return subprocess.CompletedProcess(command, loop.returncode, "".join(lines) + rest, "")
+
+
+@pytest.mark.parametrize(("database", "serve"), [("sqlite", True), ("postgresql", False)])
+def test_the_local_loop_deploys_runs_loads_tears_down_and_stops_everything_it_started(
+    database, serve, tmp_path, request
+):
     command = [
         sys.executable,
         "scripts/local_loop.py",
@@ -49,7 +73,10 @@ def test_the_local_loop_deploys_runs_loads_tears_down_and_stops_everything_it_st
     ]
     if database == "postgresql":
         command += ["--database-url", request.getfixturevalue("empty_database")]
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    if serve:
+        result = run_serving([*command, "--serve"])
+    else:
+        result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
 
