@@ -104,6 +104,25 @@ def has_heartbeat(api_url: str, run_id: str) -> bool:
     return bool(response.json()["events"])
 
 
+def worker_running(clone: Path, env: dict[str, str], project: str, flow_run: dict) -> str:
+    """The worker container whose process runs `flow_run`: a process worker records only the pid, in its own
+    container's pid namespace, so each worker is asked whether that pid is this run."""
+    pid = int(flow_run["infrastructure_pid"])
+    found = []
+    for worker in (f"{project}-worker-1", f"{project}-worker-2"):
+        environ = subprocess.run(
+            ["podman", "exec", worker, "cat", f"/proc/{pid}/environ"],
+            env=env,
+            cwd=clone,
+            capture_output=True,
+            check=False,
+        ).stdout
+        if f"PREFECT__FLOW_RUN_ID={flow_run['id']}".encode() in environ.split(b"\0"):
+            found.append(worker)
+    assert len(found) == 1, f"flow run {flow_run['id']} (pid {pid}) runs in {found or 'no worker'}"
+    return found[0]
+
+
 def wait_until(condition, timeout: float, what: str, interval: float = 1.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -142,11 +161,7 @@ def test_make_stack_ha_runs_survive_killing_an_api_replica_and_a_worker(stack):
         return None
 
     victim = wait_until(a_running_run_with_a_heartbeat, 300, "a run loading with a heartbeat sent")
-    # a process worker's runs are processes in its container: infrastructure_pid is "hostname:pid", and a
-    # container's hostname is the start of its id
-    hostname = victim["infrastructure_pid"].split(":")[0]
-    worker = run(["podman", "ps", "--quiet", "--filter", f"id={hostname}"], env, clone).stdout.strip()
-    assert worker, f"no container runs {victim['infrastructure_pid']}"
+    worker = worker_running(clone, env, project, victim)
     run(["podman", "kill", "--signal", "KILL", worker], env, clone)
     run(["podman", "kill", "--signal", "KILL", f"{project}-prefect-api-1"], env, clone)
 

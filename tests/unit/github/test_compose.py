@@ -34,9 +34,10 @@ def test_every_service_that_others_wait_for_has_a_health_check_and_they_wait_for
     for name in ("redis", "prefect-api"):
         assert SERVICES[name]["healthcheck"]["test"]
     assert SERVICES["prefect-api"]["depends_on"] == {
-        "postgres": {"condition": "service_healthy"},
+        "prefect-migrate": {"condition": "service_completed_successfully"},
         "redis": {"condition": "service_healthy"},
     }
+    assert SERVICES["prefect-migrate"]["depends_on"] == {"postgres": {"condition": "service_healthy"}}
     assert SERVICES["proxy"]["depends_on"] == {"prefect-api": {"condition": "service_healthy"}}
 
 
@@ -78,12 +79,13 @@ def test_the_local_profile_serves_git_and_the_sample_months_only_when_asked_for(
 
 def test_the_ha_profile_runs_two_api_replicas_without_services_and_the_services_apart_on_redis():
     ha = {name for name, service in SERVICES.items() if "ha" in service.get("profiles", [])}
-    assert ha == {"redis", "prefect-api", "prefect-services", "proxy"}
+    assert ha == {"redis", "prefect-migrate", "prefect-api", "prefect-services", "proxy"}
     assert SERVICES["prefect-api"]["deploy"]["replicas"] == 2
     assert "--no-services" in SERVICES["prefect-api"]["command"]
     assert SERVICES["prefect-services"]["command"] == ["prefect", "server", "services", "start"]
     environment = SERVICES["prefect-services"]["environment"]
-    assert environment == SERVICES["prefect-api"]["environment"]
+    assert environment == SERVICES["prefect-api"]["environment"] == SERVICES["prefect-migrate"]["environment"]
+    assert SERVICES["prefect-migrate"]["command"] == ["prefect", "server", "database", "upgrade", "--yes"]
     assert environment["PREFECT_SERVER_EVENTS_MESSAGING_BROKER"] == "prefect_redis.messaging"
     assert SERVICES["proxy"]["ports"] == ["127.0.0.1:${PREFECT_PORT:-4200}:4200"]
 
@@ -108,3 +110,9 @@ def test_every_server_setting_the_ha_profile_gives_is_one_prefect_reads(monkeypa
         with monkeypatch.context() as patched:
             patched.setenv(name, environment[name])
             assert environment[name] in set(map(str, leaves(Settings().model_dump()))), name
+    # the replicas must not migrate as they start (prefect-migrate does, once)
+    assert Settings().server.database.migrate_on_start is True
+    monkeypatch.setenv(
+        "PREFECT_SERVER_DATABASE_MIGRATE_ON_START", environment["PREFECT_SERVER_DATABASE_MIGRATE_ON_START"]
+    )
+    assert Settings().server.database.migrate_on_start is False
