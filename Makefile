@@ -4,6 +4,7 @@ SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 DEMO_ROWS ?= 100000
 DEPLOYMENTS ?= 1
+TEST_PROCESSES ?= 2
 
 .PHONY: help setup demo ingest-demo test test-unit workflows containers stack stack-ha stack-down lint bench bench-deploy
 
@@ -23,8 +24,8 @@ ingest-demo: setup  ## the flow alone, no Prefect server: generate a sample mont
 	$(UV) run python -m flows.ecommerce generate --month 2019-10 --rows $(DEMO_ROWS) --out data
 	$(UV) run python -m flows.ecommerce ingest data/2019-Oct.csv --database-url sqlite:///data/ecommerce-demo.sqlite
 
-test: setup  ## the whole test suite (PostgreSQL at $$TEST_DATABASE_URL, default postgresql://postgres@127.0.0.1:5432/test)
-	$(UV) run pytest
+test: setup  ## the whole test suite, in TEST_PROCESSES (2) processes (PostgreSQL at $$TEST_DATABASE_URL, default postgresql://postgres@127.0.0.1:5432/test)
+	$(UV) run pytest -n $(TEST_PROCESSES) --dist loadgroup
 
 test-unit: setup  ## unit tests only: no database, no Prefect server
 	$(UV) run pytest tests/unit

@@ -96,3 +96,19 @@ def sample_project(tmp_path) -> Path:
     import shutil
 
     return Path(shutil.copytree(SAMPLE_PROJECT, tmp_path / "project"))
+
+
+# `make test` runs the suite in two processes (pytest-xdist, --dist loadgroup): most tests wait on servers, not
+# on the CPU. Tests that share a machine-wide resource run in one process, one after the other: the container
+# stack's network (the stack tests reset its port forwarding; the container test runs flows in containers), and
+# act's workflow runs (several build the flows' image).
+SERIAL_GROUPS = {"stack": "containers", "container": "containers", "workflows": "act"}
+
+
+@pytest.hookimpl(trylast=True)  # after tests/workflows/conftest.py has marked its tests
+def pytest_collection_modifyitems(items):
+    for item in items:
+        for marker, group in SERIAL_GROUPS.items():
+            if item.get_closest_marker(marker):
+                item.add_marker(pytest.mark.xdist_group(group))
+                break
