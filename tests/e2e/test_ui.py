@@ -78,6 +78,16 @@ def click_tab(driver, label: str, timeout: float = 60) -> None:
     WebDriverWait(driver, timeout).until(expected_conditions.element_to_be_clickable(tab)).click()
 
 
+def search(driver, text: str, timeout: float = 60) -> None:
+    """Type `text` into the page's search box."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    box = (By.XPATH, "//input[contains(translate(@placeholder, 'S', 's'), 'search')]")
+    WebDriverWait(driver, timeout).until(expected_conditions.element_to_be_clickable(box)).send_keys(text)
+
+
 def open_card(driver, text: str, timeout: float = 60) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions
@@ -111,7 +121,10 @@ def test_the_ui_shows_branch_deployments_with_their_tags_and_a_runs_artifact_tab
     flow_run = run_id(result.stdout)
 
     branch_deployment = f"staging-{branch_slug(BRANCH)}"
-    page_text_with(browser, f"{prefect_server.ui_url}/deployments", branch_deployment, "production")
+    # the server holds other tests' deployments too, over more than one page: search for the branch's
+    page_text_with(browser, f"{prefect_server.ui_url}/deployments", "Deployments")
+    search(browser, branch_slug(BRANCH))
+    wait_for_text(browser, branch_deployment)
     keep_screenshot(browser, tmp_path, "ui-deployments.png")
     # the list folds tags into "+6"; the deployment's own page lists them
     deployment = api(prefect_server.api_url, f"deployments/name/ecommerce-events/{branch_deployment}")

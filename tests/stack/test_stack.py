@@ -10,17 +10,25 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 import uuid
 from pathlib import Path
 
-import httpx
 import pytest
 
 from flowops.local import free_port, git
-from tests.helpers import ROOT, run_id
+from scripts.stack_runs import (
+    SAMPLE_MONTHS,
+    all_final,
+    kill,
+    running_with_heartbeat,
+    start_month_runs,
+    wait_until,
+    worker_running,
+)
+from tests.helpers import ROOT
 
-pytestmark = pytest.mark.stack
+# a stack test waits on image builds, compose and runs on a loaded machine: minutes, not the default 300 s
+pytestmark = [pytest.mark.stack, pytest.mark.timeout(900)]
 
 ROWS_PER_MONTH = 2_000
 MONTHS = 5
@@ -79,61 +87,6 @@ def test_make_stack_serves_the_api_deploys_production_and_its_run_loads_every_sa
 
 
 HA_ROWS_PER_MONTH = 200_000
-SAMPLE_MONTHS = ["2019-Oct.csv", "2019-Nov.csv", "2019-Dec.csv", "2020-Jan.csv", "2020-Feb.csv"]
-FINAL = {"COMPLETED", "FAILED", "CANCELLED", "CRASHED"}
-
-
-def flow_runs(api_url: str, run_ids: list[str]) -> dict[str, dict]:
-    body = {"flow_runs": {"id": {"any_": run_ids}}}
-    response = httpx.post(f"{api_url}/flow_runs/filter", json=body, timeout=10)
-    response.raise_for_status()
-    return {run["id"]: run for run in response.json()}
-
-
-def has_heartbeat(api_url: str, run_id: str) -> bool:
-    body = {
-        "filter": {
-            "event": {"name": ["prefect.flow-run.heartbeat"]},
-            "resource": {"id": [f"prefect.flow-run.{run_id}"]},
-            "occurred": {"since": "2000-01-01T00:00:00Z"},
-        },
-        "limit": 1,
-    }
-    response = httpx.post(f"{api_url}/events/filter", json=body, timeout=10)
-    response.raise_for_status()
-    return bool(response.json()["events"])
-
-
-def worker_running(clone: Path, env: dict[str, str], project: str, flow_run: dict) -> str:
-    """The worker container whose process runs `flow_run`: a process worker records only the pid, in its own
-    container's pid namespace, so each worker is asked whether that pid is this run."""
-    pid = int(flow_run["infrastructure_pid"])
-    found = []
-    for worker in (f"{project}-worker-1", f"{project}-worker-2"):
-        environ = subprocess.run(
-            ["podman", "exec", worker, "cat", f"/proc/{pid}/environ"],
-            env=env,
-            cwd=clone,
-            capture_output=True,
-            check=False,
-        ).stdout
-        if f"PREFECT__FLOW_RUN_ID={flow_run['id']}".encode() in environ.split(b"\0"):
-            found.append(worker)
-    assert len(found) == 1, f"flow run {flow_run['id']} (pid {pid}) runs in {found or 'no worker'}"
-    return found[0]
-
-
-def wait_until(condition, timeout: float, what: str, interval: float = 1.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            found = condition()
-        except httpx.HTTPError:  # the proxy while a replica goes: asked again
-            found = None
-        if found:
-            return found
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def test_make_stack_ha_runs_survive_killing_an_api_replica_and_a_worker(stack):
@@ -145,31 +98,13 @@ def test_make_stack_ha_runs_survive_killing_an_api_replica_and_a_worker(stack):
     env["STACK_SAMPLE_ROWS"] = str(HA_ROWS_PER_MONTH)
     run(["bash", "scripts/stack.sh", "up", "--ha"], env, clone)
     project = env["FLOWOPS_STACK_PROJECT"]
-    flowops = ["uv", "run", "--quiet", "flowops"]
-    api_env = {**env, "PREFECT_API_URL": api_url}
-    run_ids = []
-    for month in SAMPLE_MONTHS:
-        started = run(
-            [*flowops, "run", "ecommerce-events/production", "--param", f'sources=["{month}"]'], api_env, clone
-        )
-        run_ids.append(run_id(started.stdout))
+    run_ids = start_month_runs(clone, env, api_url)
 
-    def a_running_run_with_a_heartbeat():
-        for flow_run in flow_runs(api_url, run_ids).values():
-            if flow_run["state_type"] == "RUNNING" and has_heartbeat(api_url, flow_run["id"]):
-                return flow_run
-        return None
+    victim = wait_until(lambda: running_with_heartbeat(api_url, run_ids), 300, "a run loading with a heartbeat")
+    kill(env, worker_running(env, project, victim))
+    kill(env, f"{project}-prefect-api-1")
 
-    victim = wait_until(a_running_run_with_a_heartbeat, 300, "a run loading with a heartbeat sent")
-    worker = worker_running(clone, env, project, victim)
-    run(["podman", "kill", "--signal", "KILL", worker], env, clone)
-    run(["podman", "kill", "--signal", "KILL", f"{project}-prefect-api-1"], env, clone)
-
-    def all_final():
-        runs = flow_runs(api_url, run_ids)
-        return runs if all(r["state_type"] in FINAL for r in runs.values()) and len(runs) == len(run_ids) else None
-
-    final = wait_until(all_final, 600, "every run to end", interval=2)
+    final = wait_until(lambda: all_final(api_url, run_ids), 600, "every run to end", interval=2)
     assert {r["state_name"] for r in final.values()} == {"Completed"}, {
         r["name"]: r["state_name"] for r in final.values()
     }

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import base64
 import email.utils
+import errno
 import http.server
 import json
 import os
 import threading
+import time
 import zipfile
 from pathlib import Path
 
@@ -65,6 +67,19 @@ class _FakeKaggle(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
+def bind_when_free(handler, timeout: float = 180) -> http.server.ThreadingHTTPServer:
+    """The stand-in on port 80, waiting while another test holds it: the suite runs in two processes, and the CI
+    workflow's own test run (under act, tests/workflows) may be using it at the same moment."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return http.server.ThreadingHTTPServer(("127.0.0.1", KAGGLE_LOCAL_PORT), handler)
+        except OSError as error:
+            if error.errno != errno.EADDRINUSE or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 @pytest.fixture
 def fake_kaggle(sample_month, tmp_path, monkeypatch):
     archive = tmp_path / f"{sample_month.name}.zip"
@@ -72,7 +87,7 @@ def fake_kaggle(sample_month, tmp_path, monkeypatch):
         zipped.write(sample_month, sample_month.name)
     requests: list[dict] = []
     handler = type("Handler", (_FakeKaggle,), {"archives": {sample_month.name: archive}, "requests": requests})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", KAGGLE_LOCAL_PORT), handler)
+    server = bind_when_free(handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     from kaggle.api.kaggle_api_extended import KaggleApi
 
@@ -83,7 +98,6 @@ def fake_kaggle(sample_month, tmp_path, monkeypatch):
     yield requests
     server.shutdown()
     server.server_close()  # its listening socket too
-    server.server_close()
 
 
 def test_a_bare_file_name_is_downloaded_from_the_dataset_unzipped_and_cached(fake_kaggle, sample_month, tmp_path):

@@ -1,0 +1,95 @@
+"""Driving flow runs on a running `make stack` / `make stack-ha`, and killing what runs them: what the HA test
+(tests/stack) and the workers benchmark (scripts/bench_workers.py) share."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import httpx
+
+SAMPLE_MONTHS = ["2019-Oct.csv", "2019-Nov.csv", "2019-Dec.csv", "2020-Jan.csv", "2020-Feb.csv"]
+FINAL = {"COMPLETED", "FAILED", "CANCELLED", "CRASHED"}
+T = TypeVar("T")
+
+
+def start_month_runs(root: Path, env: dict[str, str], api_url: str) -> list[str]:
+    """One production run per sample month (so that several workers share the load); their ids."""
+    run_ids = []
+    for month in SAMPLE_MONTHS:
+        started = subprocess.run(
+            ["uv", "run", "--quiet", "flowops", "run", "ecommerce-events/production", "--param", f'sources=["{month}"]'],
+            env={**env, "PREFECT_API_URL": api_url}, cwd=root, capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        run_ids.append(started.stdout.split("(", 1)[1].split(")", 1)[0])
+    return run_ids
+
+
+def flow_runs(api_url: str, run_ids: list[str]) -> dict[str, dict]:
+    body = {"flow_runs": {"id": {"any_": run_ids}}}
+    response = httpx.post(f"{api_url}/flow_runs/filter", json=body, timeout=10)
+    response.raise_for_status()
+    return {run["id"]: run for run in response.json()}
+
+
+def all_final(api_url: str, run_ids: list[str]) -> dict[str, dict] | None:
+    runs = flow_runs(api_url, run_ids)
+    return runs if len(runs) == len(run_ids) and all(r["state_type"] in FINAL for r in runs.values()) else None
+
+
+def has_heartbeat(api_url: str, run_id: str) -> bool:
+    body = {
+        "filter": {
+            "event": {"name": ["prefect.flow-run.heartbeat"]},
+            "resource": {"id": [f"prefect.flow-run.{run_id}"]},
+            "occurred": {"since": "2000-01-01T00:00:00Z"},
+        },
+        "limit": 1,
+    }
+    response = httpx.post(f"{api_url}/events/filter", json=body, timeout=10)
+    response.raise_for_status()
+    return bool(response.json()["events"])
+
+
+def running_with_heartbeat(api_url: str, run_ids: list[str]) -> dict | None:
+    """A run that is loading and has sent its first heartbeat (the automation only sees such runs)."""
+    for flow_run in flow_runs(api_url, run_ids).values():
+        if flow_run["state_type"] == "RUNNING" and has_heartbeat(api_url, flow_run["id"]):
+            return flow_run
+    return None
+
+
+def worker_running(env: dict[str, str], project: str, flow_run: dict, workers: int = 2) -> str:
+    """The worker container whose process runs `flow_run`: a process worker records only the pid, in its own
+    container's pid namespace, so each worker is asked whether that pid is this run."""
+    pid = int(flow_run["infrastructure_pid"])
+    found = []
+    for worker in (f"{project}-worker-{index}" for index in range(1, workers + 1)):
+        environ = subprocess.run(
+            ["podman", "exec", worker, "cat", f"/proc/{pid}/environ"], env=env, capture_output=True, check=False
+        ).stdout
+        if f"PREFECT__FLOW_RUN_ID={flow_run['id']}".encode() in environ.split(b"\0"):
+            found.append(worker)
+    if len(found) != 1:
+        raise AssertionError(f"flow run {flow_run['id']} (pid {pid}) runs in {found or 'no worker'}")
+    return found[0]
+
+
+def kill(env: dict[str, str], container: str) -> None:
+    subprocess.run(["podman", "kill", "--signal", "KILL", container], env=env, capture_output=True, check=True)
+
+
+def wait_until(condition: Callable[[], T | None], timeout: float, what: str, interval: float = 1.0) -> T:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            found = condition()
+        except httpx.HTTPError:  # the proxy while a replica goes: asked again
+            found = None
+        if found:
+            return found
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
