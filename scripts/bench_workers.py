@@ -70,7 +70,7 @@ def measure_worker_kill(api_url: str, env: dict[str, str], project: str) -> None
     empty_table()
     run_ids = start_month_runs(ROOT, env, api_url)
     victim = wait_until(lambda: running_with_heartbeat(api_url, run_ids), 300, "a run loading", interval=0.2)
-    worker = worker_running(env, project, victim)
+    worker, _ = worker_running(env, project, victim)
     kill(env, worker)
     killed = time.monotonic()
 

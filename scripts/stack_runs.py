@@ -62,20 +62,23 @@ def running_with_heartbeat(api_url: str, run_ids: list[str]) -> dict | None:
     return None
 
 
-def worker_running(env: dict[str, str], project: str, flow_run: dict, workers: int = 2) -> str:
-    """The worker container whose process runs `flow_run`: a process worker records only the pid, in its own
-    container's pid namespace, so each worker is asked whether that pid is this run."""
-    pid = int(flow_run["infrastructure_pid"])
-    found = []
+def runs_in(env: dict[str, str], container: str) -> set[str]:
+    """The flow runs whose processes live in a worker's container: a process worker records only a run's pid (in
+    its container's pid namespace), so each process's environment is read for its PREFECT__FLOW_RUN_ID."""
+    script = "cat /proc/[0-9]*/environ 2>/dev/null | tr '\\0' '\\n' | sed -n 's/^PREFECT__FLOW_RUN_ID=//p'"
+    listed = subprocess.run(
+        ["podman", "exec", container, "sh", "-c", script], env=env, capture_output=True, text=True, check=False
+    )
+    return set(listed.stdout.split())
+
+
+def worker_running(env: dict[str, str], project: str, flow_run: dict, workers: int = 2) -> tuple[str, set[str]]:
+    """The worker container that runs `flow_run`, and every run it holds."""
     for worker in (f"{project}-worker-{index}" for index in range(1, workers + 1)):
-        environ = subprocess.run(
-            ["podman", "exec", worker, "cat", f"/proc/{pid}/environ"], env=env, capture_output=True, check=False
-        ).stdout
-        if f"PREFECT__FLOW_RUN_ID={flow_run['id']}".encode() in environ.split(b"\0"):
-            found.append(worker)
-    if len(found) != 1:
-        raise AssertionError(f"flow run {flow_run['id']} (pid {pid}) runs in {found or 'no worker'}")
-    return found[0]
+        held = runs_in(env, worker)
+        if flow_run["id"] in held:
+            return worker, held
+    raise AssertionError(f"no worker runs flow run {flow_run['id']}")
 
 
 def kill(env: dict[str, str], container: str) -> None:

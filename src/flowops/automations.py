@@ -10,6 +10,8 @@ error. Branch deploys never apply automations: an automation acts on any run, wi
 
 from __future__ import annotations
 
+import functools
+import typing
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,19 +87,40 @@ def load_automations(project: Project) -> tuple[list[AutomationSpec], list[Probl
         if unknown:
             problems.append(Problem(label, name, unknown[0], "unknown field (Prefect ignores it silently)"))
             continue
-        reserved = [t for t in entry.get("tags") or [] if str(t).startswith(RESERVED_TAG_PREFIXES)]
+        tags = entry.get("tags") or []
+        if not isinstance(tags, list):
+            problems.append(Problem(label, name, "tags", "expected a list of tags"))
+            continue
+        reserved = [tag for tag in tags if str(tag).startswith(RESERVED_TAG_PREFIXES)]
         if reserved:
             problems.append(Problem(label, name, "tags", f"{reserved[0]!r}: flowops sets this tag itself"))
             continue
         try:
-            spec = canonical_spec({**entry, "tags": [*(entry.get("tags") or []), *project_tags(project)]})
+            spec = canonical_spec({**entry, "tags": [*tags, *project_tags(project)]})
         except ValidationError as error:
             first = error.errors()[0]
             field = ".".join(str(part) for part in first["loc"])
             problems.append(Problem(label, name, field, first["msg"]))
             continue
+        unknown_actions = [
+            (f"{key}[{index}].type", action["type"])
+            for key in ("actions", "actions_on_trigger", "actions_on_resolve")
+            for index, action in enumerate(spec.get(key) or [])
+            if action.get("type") not in _action_types()
+        ]
+        if unknown_actions:  # Prefect reads them as UnknownAction (a newer server's), and nothing would run them
+            field, kind = unknown_actions[0]
+            problems.append(Problem(label, name, field, f"{kind!r} is not an action type Prefect knows"))
+            continue
         specs.append(AutomationSpec(name, spec))
     return specs, problems
+
+
+@functools.cache
+def _action_types() -> frozenset[str]:
+    from prefect.events.actions import ActionTypes
+
+    return frozenset(action.model_fields["type"].default for action in typing.get_args(ActionTypes))
 
 
 def _automation_fields() -> set[str]:

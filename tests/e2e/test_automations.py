@@ -38,7 +38,7 @@ def test_bootstrap_applies_the_shipped_automations_then_keeps_the_server_equal_t
     first = hello_repo.flowops("bootstrap")
     assert "automation 'reschedule-silent-flow-runs': created" in first.stdout
     held = server_automations(hello_repo.api_url, tag)
-    assert list(held) == ["reschedule-silent-flow-runs"]
+    assert sorted(held) == ["reschedule-flow-runs-stuck-pending", "reschedule-silent-flow-runs"]
     rescheduler = held["reschedule-silent-flow-runs"]
     assert set(rescheduler["tags"]) == {MANAGED_TAG, tag}
     assert rescheduler["trigger"]["posture"] == "Proactive"
@@ -73,6 +73,7 @@ def test_bootstrap_applies_the_shipped_automations_then_keeps_the_server_equal_t
     use_automations(hello_repo, [notify])
     pruned = hello_repo.flowops("bootstrap")
     assert "automation 'reschedule-silent-flow-runs': deleted (no longer in the file)" in pruned.stdout
+    assert "automation 'reschedule-flow-runs-stuck-pending': deleted (no longer in the file)" in updated.stdout
     assert list(server_automations(hello_repo.api_url, tag)) == ["pause-on-crash"]
 
     # A bad automation: one line naming the file, the automation and the field; the server is left as it was.

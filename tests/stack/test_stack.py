@@ -17,8 +17,10 @@ import pytest
 
 from flowops.local import free_port, git
 from scripts.stack_runs import (
+    FINAL,
     SAMPLE_MONTHS,
     all_final,
+    flow_runs,
     kill,
     running_with_heartbeat,
     start_month_runs,
@@ -92,22 +94,35 @@ HA_ROWS_PER_MONTH = 200_000
 def test_make_stack_ha_runs_survive_killing_an_api_replica_and_a_worker(stack):
     """Five runs, one month each, on two workers behind the proxy. As soon as one run is loading (its first
     heartbeat sent), its worker's container and one API replica are killed (SIGKILL). The shipped automation
-    (deployments/automations.yaml) reschedules the silent run, the other worker runs it again, and the table
-    ends with every generated row exactly once."""
+    (deployments/automations.yaml) reschedules each run the dead worker held, the other worker runs it again, and
+    the table ends with every generated row exactly once."""
     clone, env, api_url = stack
     env["STACK_SAMPLE_ROWS"] = str(HA_ROWS_PER_MONTH)
     run(["bash", "scripts/stack.sh", "up", "--ha"], env, clone)
     project = env["FLOWOPS_STACK_PROJECT"]
     run_ids = start_month_runs(clone, env, api_url)
 
-    victim = wait_until(lambda: running_with_heartbeat(api_url, run_ids), 300, "a run loading with a heartbeat")
-    kill(env, worker_running(env, project, victim))
+    def a_worker_with_every_run_loading() -> tuple[str, set[str]] | None:
+        # a run still Pending (starting) is brought back by the other automation, three minutes later: not here
+        loading = running_with_heartbeat(api_url, run_ids)
+        if loading is None:
+            return None
+        worker, held = worker_running(env, project, loading)
+        states = flow_runs(api_url, sorted(held)).values()
+        return (worker, held) if all(r["state_type"] in {"RUNNING", *FINAL} for r in states) else None
+
+    worker, held = wait_until(a_worker_with_every_run_loading, 300, "a worker whose runs are all loading")
+    kill(env, worker)
     kill(env, f"{project}-prefect-api-1")
+    # what the dead worker's runs had reported when it died: one that had not finished died with it
+    at_kill = wait_until(lambda: flow_runs(api_url, sorted(held)), 60, "the runs' states after the kill")
+    killed = sorted(run_id for run_id, flow_run in at_kill.items() if flow_run["state_type"] not in FINAL)
+    assert killed, f"every run of {worker} had ended before it was killed: the kill came too late"
 
     final = wait_until(lambda: all_final(api_url, run_ids), 600, "every run to end", interval=2)
     assert {r["state_name"] for r in final.values()} == {"Completed"}, {
         r["name"]: r["state_name"] for r in final.values()
     }
-    assert final[victim["id"]]["run_count"] >= 2, "the killed run was not run again"
+    assert {run_id: final[run_id]["run_count"] >= 2 for run_id in killed} == dict.fromkeys(killed, True)
     loaded = "select count(*), count(distinct file_id) from ecommerce_events"
     assert stack_sql(clone, env, loaded) == f"{HA_ROWS_PER_MONTH * len(SAMPLE_MONTHS)}|{len(SAMPLE_MONTHS)}"

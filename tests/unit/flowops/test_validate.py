@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from flowops.project import ProjectError, load_project
 from flowops.validate import validate_project
@@ -253,3 +254,49 @@ def test_the_fields_validate_knows_are_prefects_own_so_an_upgrade_that_changes_t
     assert keys(WorkPoolConfig) == WORK_POOL_FIELDS
     assert keys(RawScheduleConfig) == SCHEDULE_FIELDS
     assert keys(PrefectYamlModel, by_name_too=True) == TOP_LEVEL_FIELDS  # prefect-version or prefect_version
+
+
+RESCHEDULE = {
+    "name": "reschedule",
+    "trigger": {"type": "event", "posture": "Reactive", "expect": ["prefect.flow-run.Crashed"]},
+    "actions": [{"type": "do-nothing"}],
+}
+
+
+@pytest.mark.parametrize(
+    ("automations", "expected"),
+    [
+        ([RESCHEDULE], []),
+        ("not a list", ["deployments/automations.yaml: automations: expected a list of automations"]),
+        ([{"trigger": RESCHEDULE["trigger"]}], ["deployments/automations.yaml: automations[0]: name: missing"]),
+        ([RESCHEDULE, RESCHEDULE], ["deployments/automations.yaml: reschedule: name: used by more than one"]),
+        ([{**RESCHEDULE, "schedule": "daily"}], ["deployments/automations.yaml: reschedule: schedule: unknown field"]),
+        ([{**RESCHEDULE, "tags": "ops"}], ["deployments/automations.yaml: reschedule: tags: expected a list of tags"]),
+        (
+            [{**RESCHEDULE, "tags": ["project:someone/else"]}],
+            ["deployments/automations.yaml: reschedule: tags: 'project:someone/else': flowops sets this tag itself"],
+        ),
+        (
+            [{**RESCHEDULE, "actions": [{"type": "launch-rockets"}]}],
+            [
+                "deployments/automations.yaml: reschedule: actions[0].type: 'launch-rockets' is not an action type Prefect"
+            ],
+        ),
+    ],
+)
+def test_the_automations_file_is_checked_with_prefects_model(sample_project, automations, expected):
+    (sample_project / "deployments" / "automations.yaml").write_text(yaml.safe_dump({"automations": automations}))
+    config = sample_project / "deployments" / "flowops.yaml"
+    config.write_text(config.read_text() + "automations: automations.yaml\n")
+    problems = [str(problem) for problem in validate_project(load_project(sample_project))]
+    assert len(problems) == len(expected)
+    for problem, start in zip(problems, expected, strict=True):
+        assert problem.startswith(start), problem
+
+
+def test_a_missing_automations_file_is_one_problem(sample_project):
+    config = sample_project / "deployments" / "flowops.yaml"
+    config.write_text(config.read_text() + "automations: automations.yaml\n")
+    assert [str(p) for p in validate_project(load_project(sample_project))] == [
+        "deployments/automations.yaml: not found (flowops.yaml's `automations` names it)"
+    ]
