@@ -85,7 +85,9 @@ def test_the_ha_profile_runs_two_api_replicas_without_services_and_the_services_
     assert SERVICES["prefect-services"]["command"] == ["prefect", "server", "services", "start"]
     environment = SERVICES["prefect-services"]["environment"]
     assert environment == SERVICES["prefect-api"]["environment"] == SERVICES["prefect-migrate"]["environment"]
-    assert SERVICES["prefect-migrate"]["command"] == ["prefect", "server", "database", "upgrade", "--yes"]
+    setup = SERVICES["prefect-migrate"]["command"][-1]
+    assert setup.startswith("prefect server database upgrade --yes && python -c")
+    assert "await run_block_auto_registration(session=session)" in setup
     assert environment["PREFECT_SERVER_EVENTS_MESSAGING_BROKER"] == "prefect_redis.messaging"
     assert SERVICES["proxy"]["ports"] == ["127.0.0.1:${PREFECT_PORT:-4200}:4200"]
 
@@ -110,9 +112,10 @@ def test_every_server_setting_the_ha_profile_gives_is_one_prefect_reads(monkeypa
         with monkeypatch.context() as patched:
             patched.setenv(name, environment[name])
             assert environment[name] in set(map(str, leaves(Settings().model_dump()))), name
-    # the replicas must not migrate as they start (prefect-migrate does, once)
+    # the replicas must not migrate nor register block types as they start (prefect-migrate does, once)
     assert Settings().server.database.migrate_on_start is True
-    monkeypatch.setenv(
-        "PREFECT_SERVER_DATABASE_MIGRATE_ON_START", environment["PREFECT_SERVER_DATABASE_MIGRATE_ON_START"]
-    )
+    assert Settings().server.register_blocks_on_start is True
+    for name in ("PREFECT_SERVER_DATABASE_MIGRATE_ON_START", "PREFECT_SERVER_REGISTER_BLOCKS_ON_START"):
+        monkeypatch.setenv(name, environment[name])
     assert Settings().server.database.migrate_on_start is False
+    assert Settings().server.register_blocks_on_start is False
