@@ -2,8 +2,8 @@
 killed takes to be brought back, on a running `make stack-ha`.
 
 Each measurement empties the events table, starts one production run per month (scripts/stack_runs.py) and
-waits until every run has ended. With --kill-worker it then starts them again and, as soon as one run is
-loading with a heartbeat sent, SIGKILLs its worker's container, and prints when the run was rescheduled (the
+waits until every run has ended. With --kill-worker it then starts them again and, as soon as one worker's runs
+are all Running, SIGKILLs its container, and prints when one of them was rescheduled (the
 automation in deployments/automations.yaml) and when it completed on the other worker.
 
     STACK_SAMPLE_ROWS=200000 make stack-ha && uv run python scripts/bench_workers.py --workers 1 2 --kill-worker
@@ -22,13 +22,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a scri
 
 from scripts.stack_runs import (
     SAMPLE_MONTHS,
+    a_worker_with_every_run_running,
     all_final,
     flow_runs,
     kill,
-    running_with_heartbeat,
     start_month_runs,
     wait_until,
-    worker_running,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,9 +68,11 @@ def measure_worker_kill(api_url: str, env: dict[str, str], project: str) -> None
     scale_workers(2)
     empty_table()
     run_ids = start_month_runs(ROOT, env, api_url)
-    victim = wait_until(lambda: running_with_heartbeat(api_url, run_ids), 300, "a run loading", interval=0.2)
-    worker, _ = worker_running(env, project, victim)
+    worker, held = wait_until(
+        lambda: a_worker_with_every_run_running(env, project, api_url, run_ids), 300, "runs loading", interval=0.2
+    )
     kill(env, worker)
+    victim = {"id": min(held)}
     killed = time.monotonic()
 
     def left_running() -> dict | None:

@@ -54,9 +54,9 @@ def count_rows(database_url: str) -> int:
 
 
 def serve_until_interrupted(ui_url: str, env: dict[str, str]) -> None:
-    step(f"the UI is at {ui_url} (deployments, the runs and their artifact); Ctrl-C tears down and stops all")
-    print(f"PREFECT_API_URL={env['PREFECT_API_URL']} uv run flowops run ecommerce-events/production", flush=True)
-    try:
+    try:  # Ctrl-C may come as soon as the address is out
+        step(f"the UI is at {ui_url} (deployments, the runs and their artifact); Ctrl-C tears down and stops all")
+        print(f"PREFECT_API_URL={env['PREFECT_API_URL']} uv run flowops run ecommerce-events/production", flush=True)
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:

@@ -40,28 +40,6 @@ def all_final(api_url: str, run_ids: list[str]) -> dict[str, dict] | None:
     return runs if len(runs) == len(run_ids) and all(r["state_type"] in FINAL for r in runs.values()) else None
 
 
-def has_heartbeat(api_url: str, run_id: str) -> bool:
-    body = {
-        "filter": {
-            "event": {"name": ["prefect.flow-run.heartbeat"]},
-            "resource": {"id": [f"prefect.flow-run.{run_id}"]},
-            "occurred": {"since": "2000-01-01T00:00:00Z"},
-        },
-        "limit": 1,
-    }
-    response = httpx.post(f"{api_url}/events/filter", json=body, timeout=10)
-    response.raise_for_status()
-    return bool(response.json()["events"])
-
-
-def running_with_heartbeat(api_url: str, run_ids: list[str]) -> dict | None:
-    """A run that is loading and has sent its first heartbeat (the automation only sees such runs)."""
-    for flow_run in flow_runs(api_url, run_ids).values():
-        if flow_run["state_type"] == "RUNNING" and has_heartbeat(api_url, flow_run["id"]):
-            return flow_run
-    return None
-
-
 def runs_in(env: dict[str, str], container: str) -> set[str]:
     """The flow runs whose processes live in a worker's container: a process worker records only a run's pid (in
     its container's pid namespace), so each process's environment is read for its PREFECT__FLOW_RUN_ID."""
@@ -79,6 +57,21 @@ def worker_running(env: dict[str, str], project: str, flow_run: dict, workers: i
         if flow_run["id"] in held:
             return worker, held
     raise AssertionError(f"no worker runs flow run {flow_run['id']}")
+
+
+def a_worker_with_every_run_running(
+    env: dict[str, str], project: str, api_url: str, run_ids: list[str]
+) -> tuple[str, set[str]] | None:
+    """A worker whose runs are all Running (so all covered by the automation that reschedules silent runs: it
+    watches a run from its Running event on; a Pending one is left to the other automation, three minutes
+    later), and those runs."""
+    runs = flow_runs(api_url, run_ids)
+    for flow_run in runs.values():
+        if flow_run["state_type"] == "RUNNING":
+            worker, held = worker_running(env, project, flow_run)
+            if all(runs[run_id]["state_type"] == "RUNNING" for run_id in held if run_id in runs):
+                return worker, held
+    return None
 
 
 def kill(env: dict[str, str], container: str) -> None:

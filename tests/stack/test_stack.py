@@ -19,13 +19,12 @@ from flowops.local import free_port, git
 from scripts.stack_runs import (
     FINAL,
     SAMPLE_MONTHS,
+    a_worker_with_every_run_running,
     all_final,
     flow_runs,
     kill,
-    running_with_heartbeat,
     start_month_runs,
     wait_until,
-    worker_running,
 )
 from tests.helpers import ROOT
 
@@ -92,8 +91,8 @@ HA_ROWS_PER_MONTH = 200_000
 
 
 def test_make_stack_ha_runs_survive_killing_an_api_replica_and_a_worker(stack):
-    """Five runs, one month each, on two workers behind the proxy. As soon as one run is loading (its first
-    heartbeat sent), its worker's container and one API replica are killed (SIGKILL). The shipped automation
+    """Five runs, one month each, on two workers behind the proxy. As soon as one worker's runs are all Running,
+    its container and one API replica are killed (SIGKILL). The shipped automation
     (deployments/automations.yaml) reschedules each run the dead worker held, the other worker runs it again, and
     the table ends with every generated row exactly once."""
     clone, env, api_url = stack
@@ -102,16 +101,12 @@ def test_make_stack_ha_runs_survive_killing_an_api_replica_and_a_worker(stack):
     project = env["FLOWOPS_STACK_PROJECT"]
     run_ids = start_month_runs(clone, env, api_url)
 
-    def a_worker_with_every_run_loading() -> tuple[str, set[str]] | None:
-        # a run still Pending (starting) is brought back by the other automation, three minutes later: not here
-        loading = running_with_heartbeat(api_url, run_ids)
-        if loading is None:
-            return None
-        worker, held = worker_running(env, project, loading)
-        states = flow_runs(api_url, sorted(held)).values()
-        return (worker, held) if all(r["state_type"] in {"RUNNING", *FINAL} for r in states) else None
-
-    worker, held = wait_until(a_worker_with_every_run_loading, 300, "a worker whose runs are all loading")
+    worker, held = wait_until(
+        lambda: a_worker_with_every_run_running(env, project, api_url, run_ids),
+        300,
+        "a worker whose runs are all Running",
+        interval=0.5,
+    )
     kill(env, worker)
     kill(env, f"{project}-prefect-api-1")
     # what the dead worker's runs had reported when it died: one that had not finished died with it
