@@ -60,12 +60,11 @@ def load_automations(project: Project) -> tuple[list[AutomationSpec], list[Probl
     """The automations flowops.yaml's file declares, each checked by Prefect's model (one problem per bad one)."""
     from pydantic import ValidationError
 
-    if project.config.automations is None:
+    label = project.automations_file()
+    if label is None:
         return [], []
-    path = project.deployments_dir / project.config.automations
-    label = str(path.relative_to(project.root))
     try:
-        content = read_yaml(path, label, "not found (flowops.yaml's `automations` names it)")
+        content = read_yaml(project.root / label, label, "not found (flowops.yaml's `automations` names it)")
     except ProjectError as error:
         return [], [Problem(label, None, "", str(error).removeprefix(f"{label}: "))]
     entries = content.get("automations") if isinstance(content, dict) else None
@@ -103,9 +102,9 @@ def load_automations(project: Project) -> tuple[list[AutomationSpec], list[Probl
             problems.append(Problem(label, name, field, first["msg"]))
             continue
         unknown_actions = [
-            (f"{key}[{index}].type", action["type"])
+            (f"{key}[{position}].type", action["type"])
             for key in ("actions", "actions_on_trigger", "actions_on_resolve")
-            for index, action in enumerate(spec.get(key) or [])
+            for position, action in enumerate(spec.get(key) or [])
             if action.get("type") not in _action_types()
         ]
         if unknown_actions:  # Prefect reads them as UnknownAction (a newer server's), and nothing would run them
@@ -123,10 +122,11 @@ def _action_types() -> frozenset[str]:
     return frozenset(action.model_fields["type"].default for action in typing.get_args(ActionTypes))
 
 
-def _automation_fields() -> set[str]:
+@functools.cache
+def _automation_fields() -> frozenset[str]:
     from prefect.events.schemas.automations import AutomationCore
 
-    return set(AutomationCore.model_fields) - {"owner_resource"}
+    return frozenset(AutomationCore.model_fields) - {"owner_resource"}
 
 
 def refuse_foreign_automations(server: ServerAPI, project: Project, specs: list[AutomationSpec]) -> None:

@@ -215,8 +215,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     branch = _checked_branch(args.branch) if args.branch else None
     problems = validate_project(project, branch)
     files = [project.target(branch).file.path] if branch else [file.path for file in project.files()]
-    if not branch and project.config.automations:
-        files.append(str((project.deployments_dir / project.config.automations).relative_to(project.root)))
+    automations_file = project.automations_file()
+    if not branch and automations_file:
+        files.append(automations_file)
     if args.json:
         print(json.dumps({"ok": not problems, "files": files, "problems": [str(p) for p in problems]}, indent=2))
     for problem in problems:

@@ -139,6 +139,12 @@ class Project:
         found = sorted(self.deployments_dir.glob("**/prefect.yaml"))
         return [str(path.relative_to(self.root)) for path in found if path.resolve() not in named]
 
+    def automations_file(self) -> str | None:
+        """The automations file flowops.yaml names, relative to the project root (None: it names none)."""
+        if self.config.automations is None:
+            return None
+        return str((self.deployments_dir / self.config.automations).relative_to(self.root))
+
     def protected_branches(self) -> set[str]:
         return {environment.branch for environment in self.config.environments.values()}
 
