@@ -119,3 +119,8 @@ def test_every_server_setting_the_ha_profile_gives_is_one_prefect_reads(monkeypa
         monkeypatch.setenv(name, environment[name])
     assert Settings().server.database.migrate_on_start is False
     assert Settings().server.register_blocks_on_start is False
+    assert Settings().server.database.connection_timeout == 5.0
+    monkeypatch.setenv(
+        "PREFECT_SERVER_DATABASE_CONNECTION_TIMEOUT", environment["PREFECT_SERVER_DATABASE_CONNECTION_TIMEOUT"]
+    )
+    assert Settings().server.database.connection_timeout == 30.0
