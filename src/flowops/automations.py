@@ -4,8 +4,11 @@ flowops.yaml's `automations` names a file under deployments/ in the shape `prefe
 reads (`automations:`, a list of Prefect automations: name, description, enabled, trigger, actions...).
 `flowops validate` checks each against Prefect's own model; `flowops bootstrap` makes the server hold exactly
 them: it creates what is missing, updates what differs, deletes this project's automations the file no longer has,
-and tags each with the project. It never touches an automation of another project: one of the same name is an
-error. Branch deploys never apply automations: an automation acts on any run, with the server's own rights.
+and tags each with the project. It never touches an automation of another project: another flowops project may
+hold one of the same name (each acts on its own project's runs), and one of the same name flowops does not manage
+is an error. A trigger that names another project's tag is an error too: a file copied from another repository
+would otherwise act on that project's runs. Branch deploys never apply automations: an automation acts on any
+run, with the server's own rights.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from .validate import Problem
 
 
 class AutomationsRefused(FlowopsError):
-    """Applying the automations would take over another project's."""
+    """An automation of the file's names exists that flowops does not manage."""
 
 
 @dataclass(frozen=True)
@@ -40,16 +43,40 @@ def canonical_spec(data: dict[str, Any]) -> dict[str, Any]:
     fields = {key: value for key, value in data.items() if key in _automation_fields()}
     # no owner_resource: the server refuses it on an update, and an automation of a file has no owner but the file
     spec = AutomationCore.model_validate(fields).model_dump(mode="json", exclude={"owner_resource"})
-    spec["trigger"] = _without_trigger_ids(spec["trigger"])
+    spec["trigger"] = _canonical_trigger(spec["trigger"])
     spec["tags"] = sorted(set(spec.get("tags") or []))
     return spec
 
 
-def _without_trigger_ids(trigger: dict[str, Any]) -> dict[str, Any]:
+# An event trigger's fields that Prefect's model holds as sets. A set's JSON list comes in the set's iteration
+# order, which depends on the process's string hashes and on the order the items went in: in 9 of 40 hash seeds
+# tried here, the file's and the server's copies of the same set came out in different orders, and bootstrap
+# "updated" an unchanged automation.
+SET_TRIGGER_FIELDS = ("after", "expect", "for_each")
+
+
+def _canonical_trigger(trigger: dict[str, Any]) -> dict[str, Any]:
     trigger = {key: value for key, value in trigger.items() if key != "id"}
+    for key in SET_TRIGGER_FIELDS:
+        if isinstance(trigger.get(key), list):
+            trigger[key] = sorted(trigger[key])
     if "triggers" in trigger:  # compound and sequence triggers
-        trigger["triggers"] = [_without_trigger_ids(inner) for inner in trigger["triggers"]]
+        trigger["triggers"] = [_canonical_trigger(inner) for inner in trigger["triggers"]]
     return trigger
+
+
+PROJECT_RESOURCE_PREFIX = "prefect.tag." + PROJECT_TAG_PREFIX  # a project's tag, as events name related resources
+
+
+def _projects_matched(value: Any, where: str) -> list[tuple[str, str]]:
+    """(field, project) for each `prefect.tag.project:<project>` a trigger matches, wherever it is in the trigger."""
+    if isinstance(value, dict):
+        return [found for key, inner in value.items() for found in _projects_matched(inner, f"{where}.{key}")]
+    if isinstance(value, list):
+        return [found for index, inner in enumerate(value) for found in _projects_matched(inner, f"{where}[{index}]")]
+    if isinstance(value, str) and value.startswith(PROJECT_RESOURCE_PREFIX):
+        return [(where, value.removeprefix(PROJECT_RESOURCE_PREFIX))]
+    return []
 
 
 def project_tags(project: Project) -> list[str]:
@@ -101,6 +128,17 @@ def load_automations(project: Project) -> tuple[list[AutomationSpec], list[Probl
             field = ".".join(str(part) for part in first["loc"])
             problems.append(Problem(label, name, field, first["msg"]))
             continue
+        other_projects = [
+            (field, named)
+            for field, named in _projects_matched(spec["trigger"], "trigger")
+            if named != project.config.project
+        ]
+        if other_projects:
+            field, named = other_projects[0]
+            problems.append(
+                Problem(label, name, field, f"names project {named!r}, not this one ({project.config.project!r})")
+            )
+            continue
         unknown_actions = [
             (f"{key}[{position}].type", action["type"])
             for key in ("actions", "actions_on_trigger", "actions_on_resolve")
@@ -129,20 +167,20 @@ def _automation_fields() -> frozenset[str]:
     return frozenset(AutomationCore.model_fields) - {"owner_resource"}
 
 
-def refuse_foreign_automations(server: ServerAPI, project: Project, specs: list[AutomationSpec]) -> None:
-    """Raise when an automation of the file's names exists without this project's tag: checked before bootstrap
-    changes anything."""
-    tag = PROJECT_TAG_PREFIX + project.config.project
+def refuse_unmanaged_automations(server: ServerAPI, specs: list[AutomationSpec]) -> None:
+    """Raise when an automation of the file's names exists that flowops does not manage (made by hand, or by other
+    tooling): checked before bootstrap changes anything. Other flowops projects' automations of the same names are
+    theirs, and are left alone."""
     for automation in server.read_automations(names=[spec.name for spec in specs]) if specs else []:
-        if tag not in automation.tags:
+        if MANAGED_TAG not in automation.tags:
             raise AutomationsRefused(
-                f"automation {automation.name!r} exists and is not this project's (no tag {tag!r});"
+                f"automation {automation.name!r} exists and flowops does not manage it (no tag {MANAGED_TAG!r});"
                 " rename ours or delete it: nothing was changed"
             )
 
 
 def apply_automations(server: ServerAPI, project: Project, specs: list[AutomationSpec]) -> list[str]:
-    """Make the server hold exactly `specs` among this project's automations (refuse_foreign_automations first);
+    """Make the server hold exactly `specs` among this project's automations (refuse_unmanaged_automations first);
     one line per automation."""
     tag = PROJECT_TAG_PREFIX + project.config.project
     ours: dict[str, list[LiveAutomation]] = {}

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
 
-from .automations import apply_automations, load_automations, refuse_foreign_automations
+from .automations import apply_automations, load_automations, refuse_unmanaged_automations
 from .branches import branch_slug
 from .entrypoints import inspect_entrypoint
 from .errors import FlowopsError
@@ -323,7 +323,7 @@ def bootstrap(
     automations, problems = load_automations(project)
     if problems:
         raise ValidationFailed(problems)
-    refuse_foreign_automations(server, project, automations)
+    refuse_unmanaged_automations(server, automations)
     lines = []
     for name, pool_type in (pools or {n: p.type for n, p in project.config.work_pools.items()}).items():
         created = server.ensure_work_pool(name, pool_type, defaults)

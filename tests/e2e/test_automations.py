@@ -32,7 +32,8 @@ def test_bootstrap_applies_the_shipped_automations_then_keeps_the_server_equal_t
     config.write_text(
         config.read_text().replace("project: acme/hello", f"project: {project}") + "automations: automations.yaml\n"
     )
-    shipped = yaml.safe_load(SHIPPED.read_text())["automations"]
+    # the shipped file acts on the runs of this repository's project: made this test project's, as a user would
+    shipped = yaml.safe_load(SHIPPED.read_text().replace("project:flowops-dev/flowops", tag))["automations"]
     use_automations(hello_repo, shipped)
 
     first = hello_repo.flowops("bootstrap")
@@ -88,22 +89,46 @@ def test_bootstrap_applies_the_shipped_automations_then_keeps_the_server_equal_t
     assert list(server_automations(hello_repo.api_url, tag)) == ["pause-on-crash"]
 
 
-def test_bootstrap_never_takes_over_an_automation_of_another_project(hello_repo):
-    name = f"taken-{uuid.uuid4().hex[:8]}"
-    theirs = {
-        "name": name,
-        "tags": ["team:someone-else"],
-        "trigger": {"type": "event", "posture": "Reactive", "expect": ["prefect.flow-run.Failed"]},
-        "actions": [{"type": "do-nothing"}],
-    }
-    httpx.post(f"{hello_repo.api_url}/automations/", json=theirs, timeout=30).raise_for_status()
+def test_bootstrap_refuses_a_hand_made_automation_of_the_same_name_and_leaves_other_projects_alone(hello_repo):
+    suffix = uuid.uuid4().hex[:8]
+    trigger = {"type": "event", "posture": "Reactive", "expect": ["prefect.flow-run.Failed"]}
+    hand_made = {"name": f"taken-{suffix}", "tags": ["team:someone-else"], "trigger": trigger}
+    other_project = {"name": f"shared-{suffix}", "tags": [MANAGED_TAG, "project:them/else"], "trigger": trigger}
+    for automation in (hand_made, other_project):
+        body = {**automation, "actions": [{"type": "do-nothing"}]}
+        httpx.post(f"{hello_repo.api_url}/automations/", json=body, timeout=30).raise_for_status()
     config = hello_repo.path / "deployments" / "flowops.yaml"
     config.write_text(config.read_text() + "automations: automations.yaml\n")
-    use_automations(hello_repo, [{**theirs, "tags": [], "actions": [{"type": "cancel-flow-run"}]}])
+    ours = [
+        {**automation, "tags": [], "actions": [{"type": "cancel-flow-run"}]}
+        for automation in (other_project, hand_made)
+    ]
 
-    result = hello_repo.flowops("bootstrap", check=False)
+    use_automations(hello_repo, ours)
+    refused = hello_repo.flowops("bootstrap", check=False)
 
-    assert result.returncode == 1
-    assert f"error: automation {name!r} exists and is not this project's (no tag 'project:acme/hello')" in result.stderr
-    [kept] = [a for a in server_automations(hello_repo.api_url).values() if a["name"] == name]
-    assert kept["actions"] == [{"type": "do-nothing"}]
+    assert refused.returncode == 1
+    assert (
+        f"error: automation 'taken-{suffix}' exists and flowops does not manage it (no tag 'flowops'); rename ours or"
+        " delete it: nothing was changed"
+    ) in refused.stderr
+    held = [a for a in server_automations(hello_repo.api_url).values() if a["name"].endswith(suffix)]
+    assert sorted((a["name"], a["actions"][0]["type"]) for a in held) == [  # neither made nor changed
+        (f"shared-{suffix}", "do-nothing"),
+        (f"taken-{suffix}", "do-nothing"),
+    ]
+
+    # another flowops project's automation of the same name is theirs: ours is made beside it, theirs left as it was
+    use_automations(hello_repo, ours[:1])
+    applied = hello_repo.flowops("bootstrap")
+
+    assert f"automation 'shared-{suffix}': created" in applied.stdout
+    shared = httpx.post(
+        f"{hello_repo.api_url}/automations/filter",
+        json={"automations": {"name": {"any_": [f"shared-{suffix}"]}}},
+        timeout=30,
+    ).json()
+    assert sorted((sorted(a["tags"]), a["actions"][0]["type"]) for a in shared) == [
+        ([MANAGED_TAG, "project:acme/hello"], "cancel-flow-run"),
+        ([MANAGED_TAG, "project:them/else"], "do-nothing"),
+    ]

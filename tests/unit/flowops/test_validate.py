@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+import typing
+
 import pytest
 import yaml
 
@@ -277,6 +280,21 @@ RESCHEDULE = {
             ["deployments/automations.yaml: reschedule: tags: 'project:someone/else': flowops sets this tag itself"],
         ),
         (
+            [
+                {
+                    **RESCHEDULE,
+                    "trigger": {
+                        **RESCHEDULE["trigger"],
+                        "match_related": [
+                            {"prefect.resource.role": "tag", "prefect.resource.id": "prefect.tag.project:acme/hello"},
+                            {"prefect.resource.role": "tag", "prefect.resource.id": ["prefect.tag.project:them/else"]},
+                        ],
+                    },
+                }
+            ],
+            ["deployments/automations.yaml: reschedule: trigger.match_related[1].prefect.resource.id[0]: names"],
+        ),
+        (
             [{**RESCHEDULE, "actions": [{"type": "launch-rockets"}]}],
             [
                 "deployments/automations.yaml: reschedule: actions[0].type: 'launch-rockets' is not an action type Prefect"
@@ -300,3 +318,40 @@ def test_a_missing_automations_file_is_one_problem(sample_project):
     assert [str(p) for p in validate_project(load_project(sample_project))] == [
         "deployments/automations.yaml: not found (flowops.yaml's `automations` names it)"
     ]
+
+
+def test_an_automation_reads_the_same_whatever_the_order_of_its_trigger_sets():
+    """Prefect holds `expect`, `after` and `for_each` as sets, so the server hands them back in any order."""
+    from flowops.automations import canonical_spec
+
+    events = [f"prefect.flow-run.{state}" for state in ("Running", "Completed", "Failed", "Cancelled", "Crashed")]
+    trigger = {"type": "event", "posture": "Proactive", "after": events[:2], "expect": events, "within": 60}
+    specs = [
+        canonical_spec(
+            {
+                **RESCHEDULE,
+                "trigger": {**trigger, "expect": list(order), "after": [e for e in order if e in events[:2]]},
+            }
+        )
+        for order in itertools.permutations(events)
+    ]
+    assert all(spec == specs[0] for spec in specs)
+    assert specs[0]["trigger"]["expect"] == sorted(events)
+
+
+def test_every_set_field_of_prefects_triggers_is_put_in_order():
+    """The drift alarm for a Prefect upgrade that makes another trigger field a set."""
+    from prefect.events.schemas import automations
+
+    from flowops.automations import SET_TRIGGER_FIELDS
+
+    union = typing.get_args(automations.TriggerTypes)[0]
+    triggers = [typing.get_args(tagged)[0] for tagged in typing.get_args(union)]
+    assert automations.MetricTrigger in triggers
+    set_fields = {
+        name
+        for model in triggers
+        for name, field in model.model_fields.items()
+        if typing.get_origin(field.annotation) is set
+    }
+    assert set_fields == set(SET_TRIGGER_FIELDS)
