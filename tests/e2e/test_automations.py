@@ -25,18 +25,26 @@ def use_automations(repo, automations: list[dict]) -> None:
     (repo.path / "deployments" / "automations.yaml").write_text(yaml.safe_dump({"automations": automations}))
 
 
-def test_bootstrap_applies_the_shipped_automations_then_keeps_the_server_equal_to_the_file(hello_repo):
+def a_project_of_its_own(repo) -> str:
+    """The session's server is shared: a project (its automations) and a pool (bootstrap's) of this test's own."""
     project = f"acme/automations-{uuid.uuid4().hex[:8]}"
-    tag = f"project:{project}"
-    config = hello_repo.path / "deployments" / "flowops.yaml"
+    config = repo.path / "deployments" / "flowops.yaml"
     config.write_text(
         config.read_text().replace("project: acme/hello", f"project: {project}") + "automations: automations.yaml\n"
     )
+    return project
+
+
+BOOTSTRAP = ("bootstrap", "--work-pool", f"automations-{uuid.uuid4().hex[:8]}", "--type", "process")
+
+
+def test_bootstrap_applies_the_shipped_automations_then_keeps_the_server_equal_to_the_file(hello_repo):
+    tag = f"project:{a_project_of_its_own(hello_repo)}"
     # the shipped file acts on the runs of this repository's project: made this test project's, as a user would
     shipped = yaml.safe_load(SHIPPED.read_text().replace("project:flowops-dev/flowops", tag))["automations"]
     use_automations(hello_repo, shipped)
 
-    first = hello_repo.flowops("bootstrap")
+    first = hello_repo.flowops(*BOOTSTRAP)
     assert "automation 'reschedule-silent-flow-runs': created" in first.stdout
     held = server_automations(hello_repo.api_url, tag)
     assert sorted(held) == ["reschedule-flow-runs-stuck-pending", "reschedule-silent-flow-runs"]
@@ -53,7 +61,7 @@ def test_bootstrap_applies_the_shipped_automations_then_keeps_the_server_equal_t
             "force": False,
         }
     ]
-    second = hello_repo.flowops("bootstrap")
+    second = hello_repo.flowops(*BOOTSTRAP)
     assert "automation 'reschedule-silent-flow-runs': unchanged" in second.stdout
     assert server_automations(hello_repo.api_url, tag)["reschedule-silent-flow-runs"]["id"] == rescheduler["id"]
 
@@ -65,22 +73,22 @@ def test_bootstrap_applies_the_shipped_automations_then_keeps_the_server_equal_t
         "actions": [{"type": "pause-work-pool", "source": "inferred"}],
     }
     use_automations(hello_repo, [slower, notify])
-    updated = hello_repo.flowops("bootstrap")
+    updated = hello_repo.flowops(*BOOTSTRAP)
     assert "automation 'reschedule-silent-flow-runs': updated" in updated.stdout
     assert "automation 'pause-on-crash': created" in updated.stdout
     held = server_automations(hello_repo.api_url, tag)
     assert held["reschedule-silent-flow-runs"]["trigger"]["within"] == 90
     assert held["reschedule-silent-flow-runs"]["id"] == rescheduler["id"]
     use_automations(hello_repo, [notify])
-    pruned = hello_repo.flowops("bootstrap")
+    pruned = hello_repo.flowops(*BOOTSTRAP)
     assert "automation 'reschedule-silent-flow-runs': deleted (no longer in the file)" in pruned.stdout
     assert "automation 'reschedule-flow-runs-stuck-pending': deleted (no longer in the file)" in updated.stdout
     assert list(server_automations(hello_repo.api_url, tag)) == ["pause-on-crash"]
 
     # A bad automation: one line naming the file, the automation and the field; the server is left as it was.
     use_automations(hello_repo, [notify, {**slower, "trigger": {**slower["trigger"], "within": "soon"}}])
-    for command in ("validate", "bootstrap"):
-        result = hello_repo.flowops(command, check=False)
+    for command in (("validate",), BOOTSTRAP):
+        result = hello_repo.flowops(*command, check=False)
         assert result.returncode == 1, result.stdout + result.stderr
         assert (
             "deployments/automations.yaml: reschedule-silent-flow-runs: trigger.event.within: Input should be a"
@@ -97,15 +105,14 @@ def test_bootstrap_refuses_a_hand_made_automation_of_the_same_name_and_leaves_ot
     for automation in (hand_made, other_project):
         body = {**automation, "actions": [{"type": "do-nothing"}]}
         httpx.post(f"{hello_repo.api_url}/automations/", json=body, timeout=30).raise_for_status()
-    config = hello_repo.path / "deployments" / "flowops.yaml"
-    config.write_text(config.read_text() + "automations: automations.yaml\n")
+    project = a_project_of_its_own(hello_repo)
     ours = [
         {**automation, "tags": [], "actions": [{"type": "cancel-flow-run"}]}
         for automation in (other_project, hand_made)
     ]
 
     use_automations(hello_repo, ours)
-    refused = hello_repo.flowops("bootstrap", check=False)
+    refused = hello_repo.flowops(*BOOTSTRAP, check=False)
 
     assert refused.returncode == 1
     assert (
@@ -120,7 +127,7 @@ def test_bootstrap_refuses_a_hand_made_automation_of_the_same_name_and_leaves_ot
 
     # another flowops project's automation of the same name is theirs: ours is made beside it, theirs left as it was
     use_automations(hello_repo, ours[:1])
-    applied = hello_repo.flowops("bootstrap")
+    applied = hello_repo.flowops(*BOOTSTRAP)
 
     assert f"automation 'shared-{suffix}': created" in applied.stdout
     shared = httpx.post(
@@ -129,6 +136,6 @@ def test_bootstrap_refuses_a_hand_made_automation_of_the_same_name_and_leaves_ot
         timeout=30,
     ).json()
     assert sorted((sorted(a["tags"]), a["actions"][0]["type"]) for a in shared) == [
-        ([MANAGED_TAG, "project:acme/hello"], "cancel-flow-run"),
+        ([MANAGED_TAG, f"project:{project}"], "cancel-flow-run"),
         ([MANAGED_TAG, "project:them/else"], "do-nothing"),
     ]

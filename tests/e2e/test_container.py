@@ -29,7 +29,9 @@ import pytest
 from flowops.local import Worker, free_port
 from tests.helpers import ROOT, api, deployments, edit_yaml, flow_run_logs, make_repo, run_id
 
-pytestmark = pytest.mark.container
+# 110 s alone; a first run on a new machine builds the image from an empty cache, and under CI's load one took
+# over the default 300 s
+pytestmark = [pytest.mark.container, pytest.mark.timeout(600)]
 
 RUN_TIMEOUT = "300"
 
