@@ -130,9 +130,9 @@ make_samples() {  # five months of generated events, made again only when the ro
   echo "$SAMPLE_ROWS" >"$marker"
 }
 
-wait_for_api() {
+wait_for_api() {  # ready: answering and connected to its database
   for _ in $(seq 120); do
-    if curl -sf "$API_URL/health" >/dev/null; then return 0; fi
+    if curl -sf "$API_URL/ready" >/dev/null; then return 0; fi
     sleep 1
   done
   say "the Prefect API did not answer on $API_URL"

@@ -42,6 +42,17 @@ def run(command: list[str], env: dict[str, str], cwd: Path, timeout: float = 900
     return result
 
 
+def stack_up(env: dict[str, str], clone: Path, *options: str) -> subprocess.CompletedProcess:
+    """`make stack` (or `stack-ha`). When it fails the message carries the containers' last log lines too: a 500
+    from the API says nothing of its cause, the server's traceback does."""
+    try:
+        return run(["bash", "scripts/stack.sh", "up", *options], env, clone)
+    except AssertionError as failure:
+        command = ["bash", "scripts/stack.sh", "compose", "logs", "--no-color", "--tail", "60"]
+        logs = subprocess.run(command, env=env, cwd=clone, capture_output=True, text=True, timeout=120, check=False)
+        raise AssertionError(f"{failure}\nthe containers' logs, last lines:\n{logs.stdout}{logs.stderr}") from None
+
+
 @pytest.fixture
 def stack(container_stack, tmp_path):
     clone = tmp_path / "flowops"
@@ -69,7 +80,7 @@ def stack_sql(clone: Path, env: dict[str, str], query: str) -> str:
 
 def test_make_stack_serves_the_api_deploys_production_and_its_run_loads_every_sample_row(stack):
     clone, env, api_url = stack
-    up = run(["bash", "scripts/stack.sh", "up"], env, clone)
+    up = stack_up(env, clone)
     assert "+ create    ecommerce-events/production" in up.stdout
 
     flowops = ["uv", "run", "--quiet", "flowops"]
@@ -97,7 +108,7 @@ def test_make_stack_ha_runs_survive_killing_an_api_replica_and_a_worker(stack):
     the table ends with every generated row exactly once."""
     clone, env, api_url = stack
     env["STACK_SAMPLE_ROWS"] = str(HA_ROWS_PER_MONTH)
-    run(["bash", "scripts/stack.sh", "up", "--ha"], env, clone)
+    stack_up(env, clone, "--ha")
     project = env["FLOWOPS_STACK_PROJECT"]
     run_ids = start_month_runs(clone, env, api_url)
 
