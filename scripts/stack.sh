@@ -135,7 +135,7 @@ wait_for_api() {  # ready: answering and connected to its database
     if curl -sf "$API_URL/ready" >/dev/null; then return 0; fi
     sleep 1
   done
-  say "the Prefect API did not answer on $API_URL"
+  say "the Prefect API on $API_URL was not ready (answering, with its database connected) after 120 s"
   return 1
 }
 
