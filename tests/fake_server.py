@@ -32,6 +32,7 @@ class FakeServer:
     blocks: dict[tuple[str, str], UUID] = field(default_factory=dict)  # (block type, name) -> id
     leases: dict[str, Lease] = field(default_factory=dict)
     automations: dict[UUID, LiveAutomation] = field(default_factory=dict)
+    variables: dict[str, tuple[Any, list[str]]] = field(default_factory=dict)  # name -> (value, tags)
     failing: set[str] = field(default_factory=set)  # calls that fail as an unreachable server would
     calls: Counter[str] = field(default_factory=Counter)
 
@@ -106,6 +107,21 @@ class FakeServer:
     def block_document_name(self, block_id: str) -> str | None:
         self._call("block_document_name")
         return next((name for (_, name), found in self.blocks.items() if str(found) == str(block_id)), None)
+
+    def existing_blocks(self, names: list[str]) -> set[str]:
+        self._call("existing_blocks")
+        return {name for (_, name) in self.blocks if name in names}
+
+    def read_variable(self, name: str) -> Any:
+        self._call("read_variable")
+        return self.variables[name][0] if name in self.variables else None
+
+    def create_variable(self, name: str, value: Any, tags: list[str]) -> bool:
+        self._call("create_variable")
+        if name in self.variables:
+            return False
+        self.variables[name] = (value, tags)
+        return True
 
     def _save(self, block_type: str, name: str) -> bool:
         created = (block_type, name) not in self.blocks

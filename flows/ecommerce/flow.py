@@ -13,12 +13,13 @@ from prefect.blocks.system import Secret
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
 
+from .environments import check_schema_name
 from .load import DEFAULT_BLOCK_SIZE, FileChangedError, FileSummary, failed, load_file, prepare_tables
 from .parse import HeaderError
 from .redact import redact, secrets_of, shown_url
 from .report import summary_markdown
 from .schema import MONTH_FILES
-from .settings import DEFAULT_SECRET_BLOCK, database_url_from_environment, embedded_database_url
+from .settings import database_url_from_environment, embedded_database_url
 from .sources import (
     KAGGLE_SECRET_BLOCK,
     MissingCredentialsError,
@@ -28,28 +29,36 @@ from .sources import (
     fetch,
 )
 
+
+class MissingDatabaseError(LookupError):
+    """The deployment names a Secret block the server does not have: loading elsewhere would lose the rows."""
+
+
 # Bad input fails the same way every time: not retried.
-_BAD_INPUT = (HeaderError, MissingCredentialsError, FileChangedError, SourceRefusedError)
+_BAD_INPUT = (HeaderError, MissingCredentialsError, FileChangedError, SourceRefusedError, MissingDatabaseError)
 # Our own errors are built from redacted text and say what to fix; anything else (a driver's, fsspec's) may
 # echo a password or a whole malformed URL, so it leaves as a redacted one-line RuntimeError.
 _OWN_ERRORS = (*_BAD_INPUT, SourceError)
 
 
 def resolve_database_url(secret_block: str | None) -> str:
-    """The Secret block's value, else ECOMMERCE_DATABASE_URL, else the embedded SQLite file."""
+    """The Secret block's value when a block is named, and nothing else: a missing block is an error, never a
+    quiet load into a file on the worker. With no block named (the command line, `make demo`):
+    ECOMMERCE_DATABASE_URL, else the embedded SQLite file."""
     if secret_block:
         try:
             return Secret.load(secret_block).get()
         except ValueError:  # no such block
-            pass
+            raise MissingDatabaseError(
+                f"database_secret_block: Secret block {secret_block!r} does not exist on the Prefect server; run"
+                " `flowops bootstrap --environment ENVIRONMENT` with its variable set; nothing was loaded"
+            ) from None
     url = database_url_from_environment()
     if url:
         return url
     url = embedded_database_url()
     get_run_logger().warning(
-        "No Secret block %r and no ECOMMERCE_DATABASE_URL: loading into the embedded SQLite database %s",
-        secret_block,
-        url,
+        "No Secret block and no ECOMMERCE_DATABASE_URL: loading into the embedded SQLite database %s", url
     )
     return url
 
@@ -78,11 +87,11 @@ def _load_run_name(parameters: dict) -> str:
 
 
 @task(cache_policy=NO_CACHE, log_prints=True)
-def prepare_database(secret_block: str | None, table: str) -> None:
+def prepare_database(secret_block: str | None, table: str, schema: str | None = None) -> None:
     url = resolve_database_url(secret_block)
-    print(f"Loading into {shown_url(url)}, table {table}")
+    print(f"Loading into {shown_url(url)}, table {f'{schema}.{table}' if schema else table}")
     try:
-        prepare_tables(url, table)
+        prepare_tables(url, table, schema)
     except Exception as error:  # noqa: BLE001 - re-raised, redacted
         raise _redacted_failure(error, url) from None
 
@@ -96,13 +105,18 @@ def prepare_database(secret_block: str | None, table: str) -> None:
     task_run_name=_load_run_name,
 )
 def load_source(
-    source: str, secret_block: str | None, table: str, chunk_size: int, replace: bool = False
+    source: str,
+    secret_block: str | None,
+    table: str,
+    chunk_size: int,
+    replace: bool = False,
+    schema: str | None = None,
 ) -> FileSummary:
     url = None
     try:
         path = fetch(source, kaggle_credentials=_kaggle_credentials())
         url = resolve_database_url(secret_block)
-        summary = load_file(url, table, path, source, chunk_size, replace=replace)
+        summary = load_file(url, table, path, source, chunk_size, replace=replace, schema=schema)
     except Exception as error:  # noqa: BLE001 - re-raised, redacted
         raise _redacted_failure(error, url) from None
     print(
@@ -116,34 +130,40 @@ def load_source(
 def ingest_events(
     sources: list[str] = MONTH_FILES,
     table: str = "ecommerce_events",
-    database_secret_block: str | None = DEFAULT_SECRET_BLOCK,
+    database_secret_block: str | None = None,
     chunk_size: int = DEFAULT_BLOCK_SIZE,
     concurrency: int = 2,
     replace: bool = False,
+    database_schema: str | None = None,
 ) -> list[FileSummary]:
     """Load `sources` into `table`.
 
     sources: bare names (`2019-Oct.csv`) are files of the Kaggle dataset; https and object-store URLs, and
         local paths under $ECOMMERCE_DATA_DIR, go through fsspec (sources.py says what else is refused).
-    database_secret_block: the Secret block holding the database URL (see settings.py for the fallbacks).
+    database_secret_block: the Secret block holding the database URL; a run fails if it is missing. None (the
+        command line): ECOMMERCE_DATABASE_URL, else an embedded SQLite file (settings.py).
     chunk_size: bytes of CSV parsed and sent at a time (8 MiB is about 70,000 rows).
     concurrency: how many files load at once, each in its own transaction.
     replace: load a file whose name is loaded already with other content, replacing its rows (else refused).
+    database_schema: the data environment to load into (a branch deployment's own; made on its first load); None: the
+        database's default (`public`).
     """
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+    if database_schema is not None:
+        check_schema_name(database_schema)
     for index, source in enumerate(sources):  # every source, before anything is read or written
         try:
             check_source(source)
         except SourceRefusedError as error:
             raise SourceRefusedError(f"sources[{index}]: {error}") from None
-    prepare_database(database_secret_block, table)
+    prepare_database(database_secret_block, table, database_schema)
     futures = []
     running = []
     for source in sources:
         if len(running) >= concurrency:
             running.remove(next(as_completed(running)))
-        future = load_source.submit(source, database_secret_block, table, chunk_size, replace)
+        future = load_source.submit(source, database_secret_block, table, chunk_size, replace, database_schema)
         futures.append(future)
         running.append(future)
 

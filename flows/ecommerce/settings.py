@@ -1,7 +1,7 @@
 """Where the database is: never a literal in code or a parameter default.
 
-The flow reads the URL from a Secret block first (a deployment names its block), then from
-ECOMMERCE_DATABASE_URL, and only when neither exists falls back to an embedded SQLite file.
+A deployment names its Secret block, and a run whose block is missing fails. With no block named (the command
+line, `make demo`), the URL comes from ECOMMERCE_DATABASE_URL, else an embedded SQLite file.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ import os
 from pathlib import Path
 
 DATABASE_URL_VARIABLE = "ECOMMERCE_DATABASE_URL"
-DEFAULT_SECRET_BLOCK = "ecommerce-database-url"  # noqa: S105 - a block name, not a secret
 
 
 def database_url_from_environment() -> str | None:

@@ -32,3 +32,15 @@ def branch_slug(branch: str) -> str:
     digest = hashlib.sha256(branch.encode()).hexdigest()[:HASH_LENGTH]
     readable = readable[: MAX_SLUG_LENGTH - HASH_LENGTH - 1].rstrip("-")
     return f"{readable}-{digest}" if readable else digest
+
+
+def data_environment_name(prefix: str, branch: str) -> str:
+    """The name of `branch`'s own data environment (a PostgreSQL schema, a database file): `prefix` + the branch's
+    slug, `-` made `_`. Valid unquoted as a PostgreSQL identifier (a 23-byte prefix + 40 bytes), and two branches
+    never share one: their slugs differ, and `-` is the only character changed."""
+    return data_environment_of_slug(prefix, branch_slug(branch))
+
+
+def data_environment_of_slug(prefix: str, slug: str) -> str:
+    """The same name from the slug alone (what a deployment's `branch:` tag keeps of a branch that is gone)."""
+    return prefix + slug.replace("-", "_")

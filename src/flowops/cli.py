@@ -28,6 +28,7 @@ from .errors import FlowopsError, UsageError
 from .prefect_api import require_api_url  # light: Prefect itself is imported only when it is called
 
 if TYPE_CHECKING:
+    from .gitops import GarbageResult, TeardownResult
     from .image import ImageRef
     from .plan import Plan
     from .project import Project
@@ -35,6 +36,9 @@ if TYPE_CHECKING:
     from .render import Overrides, Rendered
 
 DEFAULT_GITHUB_BLOCK = "flowops-github"
+# Where a branch deployment's policy is read when no --policy-ref is given: the remote's default branch, as a
+# clone knows it, else the usual names of a default branch. Never anything the checked-out files name.
+DEFAULT_POLICY_REFS = ("origin/HEAD", "origin/main", "main", "origin/master", "master")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -68,6 +72,11 @@ def _parser() -> argparse.ArgumentParser:
         if name == "plan":
             command.add_argument("--json", action="store_true")
         command.add_argument("--work-pool-type", help="the type of --work-pool (deploy creates it if missing)")
+        command.add_argument(
+            "--policy-ref",
+            help="the protected commit whose flowops.yaml decides what a branch deployment may use (default:"
+            f" $FLOWOPS_POLICY_REF, else the first of {', '.join(DEFAULT_POLICY_REFS)} that exists)",
+        )
         if name in ("plan", "deploy"):
             command.add_argument(
                 "--rollback", action="store_true", help="allow deploying a commit older than the deployed one"
@@ -97,6 +106,12 @@ def _parser() -> argparse.ArgumentParser:
         help="a default job variable of a new --work-pool, e.g. network_mode=host (VALUE is JSON if it parses)",
     )
     bootstrap.add_argument("--github-block", default=DEFAULT_GITHUB_BLOCK, help="saved from $FLOWOPS_GIT_TOKEN")
+    bootstrap.add_argument(
+        "--environment", help="save this environment's Secret blocks (flowops.yaml environments.NAME.secrets)"
+    )
+    bootstrap.add_argument(
+        "--allow-missing", action="store_true", help="save the secrets that are set, skip the others (else: exit 1)"
+    )
 
     image = commands.add_parser("image", help="the flows' image: its content tag; build and push when missing")
     image_commands = image.add_subparsers(dest="image_command", metavar="SUBCOMMAND", required=True)
@@ -179,18 +194,27 @@ def _rendered(args: argparse.Namespace, project: Project, deploying: bool = True
     from .render import Overrides
 
     overrides = Overrides(args.repository, args.work_pool, args.image, work_pool_type=args.work_pool_type)
-    return _render(project, args.branch, args.sha, overrides, deploying)
+    return _render(project, args.branch, args.sha, overrides, deploying, args.policy_ref)
 
 
-def _render(project: Project, branch: str, sha: str | None, overrides: Overrides, deploying: bool = True) -> Rendered:
+def _render(
+    project: Project,
+    branch: str,
+    sha: str | None,
+    overrides: Overrides,
+    deploying: bool = True,
+    policy_ref: str | None = None,
+) -> Rendered:
     """The file the branch deploys. When `deploying` (plan and deploy), the files read must be exactly the
-    commit's: the tree is clean and `sha`, if given, is the checked-out commit."""
+    commit's: the tree is clean and `sha`, if given, is the checked-out commit. A branch deployment's
+    environment, pools and blocks are the policy's (`policy_ref`, see `_under_policy`)."""
     from dataclasses import replace
 
     from .gitrepo import GitError, default_repository, head_sha, is_clean, resolve_sha
     from .render import render
 
     branch = _checked_branch(branch)
+    project = _under_policy(project, branch, policy_ref)
     sha = resolve_sha(project.root, sha)
     if deploying:
         head = head_sha(project.root)
@@ -206,6 +230,30 @@ def _render(project: Project, branch: str, sha: str | None, overrides: Overrides
             )
     repository = overrides.repository or default_repository(project.root)
     return render(project, branch, sha, replace(overrides, repository=repository))
+
+
+def _under_policy(project: Project, branch: str, policy_ref: str | None) -> Project:
+    """`project` as `branch` deploys it. The policy, read from a protected commit, says whether `branch` is
+    protected: a protected branch deploys with its own files (it is reviewed), any other under the policy."""
+    from .gitrepo import GitError, first_commit_of
+
+    candidates = [policy_ref] if policy_ref else [os.environ.get("FLOWOPS_POLICY_REF") or "", *DEFAULT_POLICY_REFS]
+    ref = first_commit_of(project.root, [c for c in candidates if c])
+    if ref is None:
+        raise GitError(
+            f"no protected commit to read the policy from ({', '.join(c for c in candidates if c)} do not exist):"
+            " pass --policy-ref with the default branch (e.g. origin/main); nothing was changed"
+        )
+    governed = project.with_policy_from(ref)
+    if branch not in governed.protected_branches():
+        return governed
+    own = project.target(branch)
+    if own.is_branch_deployment or own.environment != governed.target(branch).environment:
+        raise GitError(
+            f"branch {branch!r} deploys environment {governed.target(branch).environment!r} by {ref}'s flowops.yaml,"
+            " but not by the checked-out one: merge the change of environments first; nothing was changed"
+        )
+    return project
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -334,15 +382,36 @@ def _teardown(project: Project, branch: str, force: bool = False, as_json: bool 
     from .prefect_api import connect
 
     with connect() as server:
-        deleted = teardown(server, project, _checked_branch(branch), force=force)
-    names = sorted(d.full_name for d in deleted)
+        result = teardown(server, project, _checked_branch(branch), force=force)
+    names = sorted(d.full_name for d in result.deleted)
     if as_json:
-        print(json.dumps({"branch": branch, "deleted": names}, indent=2))
+        print(json.dumps({"branch": branch, "deleted": names, **_cleanup_report(result)}, indent=2))
     else:
+        _print_cleanups(result)
         for name in names:
             print(f"deleted {name}")
         print(f"{len(names)} deployment(s) of branch {branch!r} deleted")
-    return 0
+    return 0 if result.complete else 1
+
+
+def _cleanup_report(result: TeardownResult | GarbageResult) -> dict[str, Any]:
+    return {
+        "data": [
+            {"environment": c.environment, "deployment": c.deployment, "dropped": c.dropped, "message": c.message}
+            for c in result.cleanups
+        ],
+        "kept": sorted(d.full_name for d in result.kept),
+    }
+
+
+def _print_cleanups(result: TeardownResult | GarbageResult) -> None:
+    for cleanup in result.cleanups:
+        if cleanup.dropped:
+            print(f"dropped data environment {cleanup.environment} ({cleanup.deployment}: {cleanup.message})")
+        else:
+            print(f"error: data environment {cleanup.environment} NOT dropped: {cleanup.message}", file=sys.stderr)
+    for deployment in result.kept:
+        print(f"kept {deployment.full_name}: `flowops gc` runs it again once the branch is gone", file=sys.stderr)
 
 
 def cmd_gc(args: argparse.Namespace) -> int:
@@ -358,17 +427,21 @@ def _gc(project: Project, repository: str | None, dry_run: bool, as_json: bool) 
     repository = repository or default_repository(project.root) or "origin"
     # a private repository's branches: the token workers clone with (in Actions, the job's own token will do)
     with connect() as server:
-        orphans = collect_garbage(server, project, repository, dry_run, os.environ.get("FLOWOPS_GIT_TOKEN") or None)
-    names = sorted(deployment.full_name for deployment in orphans)
+        result = collect_garbage(server, project, repository, dry_run, os.environ.get("FLOWOPS_GIT_TOKEN") or None)
+    names = sorted(deployment.full_name for deployment in result.deleted)
     shown = without_userinfo(repository)
     if as_json:
-        print(json.dumps({"repository": shown, "dry_run": dry_run, "deleted": names}, indent=2))
-        return 0
+        report = {"repository": shown, "dry_run": dry_run, "deleted": names, "would_drop": result.would_drop}
+        print(json.dumps({**report, **_cleanup_report(result)}, indent=2))
+        return 0 if result.complete else 1
+    for environment in result.would_drop:
+        print(f"would drop data environment {environment} (its branch is gone from {shown})")
+    _print_cleanups(result)
     for name in names:
         print(f"{'would delete' if dry_run else 'deleted'} {name} (its branch is gone from {shown})")
     done = "would be deleted (dry run)" if dry_run else "deleted"
     print(f"{len(names)} branch deployment(s) whose branch is gone {done}")
-    return 0
+    return 0 if result.complete else 1
 
 
 def cmd_bootstrap(args: argparse.Namespace) -> int:
@@ -378,17 +451,25 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
     defaults = parse_pairs(args.default, "--default")
     if defaults and not args.work_pool:
         raise UsageError("--default goes with --work-pool")
-    return _bootstrap(
-        project, {args.work_pool: args.pool_type} if args.work_pool else None, defaults, args.github_block
-    )
+    if args.allow_missing and not args.environment:
+        raise UsageError("--allow-missing goes with --environment")
+    pools = {args.work_pool: args.pool_type} if args.work_pool else None
+    return _bootstrap(project, pools, defaults, args.github_block, args.environment, args.allow_missing)
 
 
-def _bootstrap(project: Project, pools: dict[str, str] | None, defaults: dict[str, Any], github_block: str) -> int:
+def _bootstrap(
+    project: Project,
+    pools: dict[str, str] | None,
+    defaults: dict[str, Any],
+    github_block: str,
+    environment: str | None = None,
+    allow_missing: bool = False,
+) -> int:
     from .gitops import bootstrap
     from .prefect_api import connect
 
     with connect() as server:
-        for line in bootstrap(server, project, pools, defaults, github_block, os.environ):
+        for line in bootstrap(server, project, pools, defaults, github_block, os.environ, environment, allow_missing):
             print(line)
     return 0
 
@@ -524,12 +605,13 @@ def cmd_github_event(args: argparse.Namespace) -> int:
             raise EventError(f"{event}: {decision.operation} without a {what}")
         return value
 
+    policy = decision.policy_ref
     if decision.operation == PLAN:
-        return _plan(project, _render(project, given(decision.branch, "branch"), decision.sha, overrides))
+        return _plan(project, _render(project, given(decision.branch, "branch"), decision.sha, overrides, True, policy))
     if decision.operation == DEPLOY:
         from .pull_request_comment import PullRequestComment
 
-        rendered = _render(project, given(decision.branch, "branch"), decision.sha, overrides)
+        rendered = _render(project, given(decision.branch, "branch"), decision.sha, overrides, True, policy)
         comment = PullRequestComment.from_environment(decision.pull_request) if decision.pull_request else None
         return _deploy(project, rendered, comment=comment)
     if decision.operation == ROLLBACK:
@@ -537,7 +619,7 @@ def cmd_github_event(args: argparse.Namespace) -> int:
 
         branch, sha = given(decision.branch, "branch"), given(decision.sha, "commit")
         require_commit_of_branch(project.root, sha, branch)
-        return _deploy(project, _render(project, branch, sha, overrides), rollback=True)
+        return _deploy(project, _render(project, branch, sha, overrides, True, policy), rollback=True)
     if decision.operation == TEARDOWN:
         return _teardown(project, given(decision.branch, "branch"))
     if decision.operation == GC:
@@ -545,7 +627,7 @@ def cmd_github_event(args: argparse.Namespace) -> int:
     if decision.operation == RUN:
         return _run(given(decision.deployment, "deployment"), decision.parameters, decision.wait, None)
     if decision.operation == BOOTSTRAP:
-        return _bootstrap(project, None, {}, DEFAULT_GITHUB_BLOCK)
+        return _bootstrap(project, None, {}, DEFAULT_GITHUB_BLOCK, decision.environment)
     return 0
 
 

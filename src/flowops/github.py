@@ -20,7 +20,7 @@ import json
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,10 @@ class Decision:
     parameters: dict[str, Any] = field(default_factory=dict)
     wait: bool = False
     pull_request: int | None = None  # the number, when a pull request's deploy comments on it
+    environment: str | None = None  # a dispatched bootstrap: the environment whose Secret blocks it saves
+    # The commit whose flowops.yaml and files decide what a branch deployment may use: the pull request's base,
+    # the default branch for a dispatch; never the branch's own.
+    policy_ref: str | None = None
 
 
 def read_event(environ: Mapping[str, str] = os.environ) -> tuple[str, dict[str, Any]]:
@@ -82,7 +86,11 @@ def decide(
     if event == "schedule":
         return Decision(GC, f"scheduled ({payload.get('schedule', 'cron')})")
     if event == "workflow_dispatch":
-        return _dispatch(payload.get("inputs") or {}, protected_branches, environment_of, branch_environment)
+        decision = _dispatch(payload.get("inputs") or {}, protected_branches, environment_of, branch_environment)
+        default_branch = (payload.get("repository") or {}).get("default_branch")
+        if decision.branch and decision.branch not in protected_branches and default_branch:
+            return replace(decision, policy_ref=default_branch)
+        return decision
     return Decision(SKIP, f"the {event!r} event deploys nothing")
 
 
@@ -112,7 +120,9 @@ def _pull_request(payload: dict[str, Any], protected_branches: set[str]) -> Deci
     action = payload.get("action")
     if action in PR_DEPLOY_ACTIONS:
         reason = f"pull request #{number} {action}"
-        return Decision(DEPLOY, reason, branch=branch, sha=head["sha"], pull_request=number)
+        base = pull_request["base"]
+        policy = base.get("sha") if _FULL_SHA.fullmatch(str(base.get("sha"))) else base.get("ref")
+        return Decision(DEPLOY, reason, branch=branch, sha=head["sha"], pull_request=number, policy_ref=policy)
     if action == "closed":
         return Decision(TEARDOWN, f"pull request #{number} closed", branch=branch)
     return Decision(SKIP, f"pull request #{number} {action}: nothing to deploy")
@@ -166,5 +176,8 @@ def _dispatch(
         wait = str(inputs.get("wait", "true")).lower() == "true"
         return Decision(RUN, "dispatched run", deployment=deployment, parameters=parameters, wait=wait)
     if operation == BOOTSTRAP:
-        return Decision(BOOTSTRAP, "dispatched bootstrap")
+        environment = inputs.get("environment") or None
+        return Decision(
+            BOOTSTRAP, f"dispatched bootstrap of {environment or 'the shared pools'}", environment=environment
+        )
     raise EventError(f"workflow_dispatch: unknown operation {operation!r}")

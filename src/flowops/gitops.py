@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any, cast
 
 from .automations import apply_automations, load_automations, refuse_unmanaged_automations
-from .branches import branch_slug
+from .boundaries import branch_deployment_problems
+from .branches import branch_slug, data_environment_of_slug
 from .entrypoints import inspect_entrypoint
 from .errors import FlowopsError
 from .gitrepo import is_ancestor, remote_branches, without_userinfo
@@ -24,7 +25,7 @@ from .image import ImageRef, image_name
 from .lock import environment_lock
 from .plan import CREATE, DELETE, UPDATE, DesiredDeployment, Plan, desired_fields, plan_changes
 from .prefect_deploy import inferred_version, prefect_deploy_all
-from .project import DeploymentFile, Project
+from .project import Cleanup, DeploymentFile, Project
 from .render import (
     BRANCH_TAG_PREFIX,
     COMMIT_TAG_PREFIX,
@@ -34,6 +35,7 @@ from .render import (
     PROJECT_TAG_PREFIX,
     SHORT_SHA_LENGTH,
     Rendered,
+    fill_branch_values,
     ownership_tags,
 )
 from .server import LiveDeployment, PrefectAPIError, ServerAPI
@@ -64,6 +66,8 @@ def check_rendered(project: Project, rendered: Rendered) -> list[Problem]:
     problems = validate_project(project, rendered.target.branch)
     if not problems:
         problems = validate_file(project, DeploymentFile(rendered.label, rendered.content), committed=False)
+    if not problems and rendered.target.is_branch_deployment:
+        problems = branch_deployment_problems(project, rendered)
     return problems
 
 
@@ -266,23 +270,127 @@ def _undo(server: ServerAPI, names: list[str], before: dict[str, LiveDeployment]
             server.restore_deployment(snapshot)
 
 
-def teardown(server: ServerAPI, project: Project, branch: str, force: bool = False) -> list[LiveDeployment]:
-    """Delete every deployment of this project's `branch` (tagged flowops, project:<id> and branch:<slug>)
-    and nothing else."""
+RESERVED_DATA_ENVIRONMENTS = {"public", "information_schema"}  # PostgreSQL's: never a branch's
+
+
+@dataclass(frozen=True)
+class DataCleanup:
+    """What a branch environment's cleanup did: `dropped` is False when it failed, timed out or was refused."""
+
+    environment: str  # the data environment's name
+    deployment: str  # the cleanup deployment, flow/name
+    dropped: bool
+    message: str
+
+
+@dataclass
+class TeardownResult:
+    deleted: list[LiveDeployment]
+    cleanups: list[DataCleanup] = field(default_factory=list)
+    kept: list[LiveDeployment] = field(default_factory=list)  # cleanup deployments kept for gc to run again
+
+    @property
+    def complete(self) -> bool:
+        return all(cleanup.dropped for cleanup in self.cleanups)
+
+
+def teardown(server: ServerAPI, project: Project, branch: str, force: bool = False) -> TeardownResult:
+    """Drop the branch's data environment (its cleanup deployment's run), then delete every deployment of this
+    project's `branch` (tagged flowops, project:<id> and branch:<slug>) and nothing else. A cleanup that fails
+    keeps its deployment, so gc finds the branch again and retries it."""
     if branch in project.protected_branches() and not force:
         raise Refused(f"{branch!r} is a protected branch (it deploys an environment); pass --force to tear it down")
     with environment_lock(server, project.config.project, project.target(branch).environment, f"teardown {branch}"):
         live = server.read_tagged_deployments(ownership_tags(project.config.project, branch))
+        if branch in project.protected_branches():
+            server.delete_deployments(live)
+            return TeardownResult(live)
+        return _drop_branch(server, project, branch_slug(branch), live, {"branch": branch})
+
+
+def _drop_branch(
+    server: ServerAPI, project: Project, slug: str, live: list[LiveDeployment], values: dict[str, str]
+) -> TeardownResult:
+    """Run the branch's cleanup (when flowops.yaml declares one and the branch has deployments), then delete its
+    deployments, all but the cleanup's own when it did not succeed."""
+    branch_environments = project.policy.config.branch_environments
+    cleanup = branch_environments.cleanup if branch_environments else None
+    if cleanup is None or branch_environments is None or not live:
         server.delete_deployments(live)
-    return live
+        return TeardownResult(live)
+    environment = data_environment_of_slug(branch_environments.prefix, slug)
+    runner = next((d for d in live if d.name == f"{cleanup.deployment}-{slug}"), None)
+    outcome = _run_cleanup(server, project, cleanup, environment, runner, {**values, "slug": slug})
+    kept = [runner] if runner is not None and not outcome.dropped else []
+    deleted = [d for d in live if d not in kept]
+    server.delete_deployments(deleted)
+    return TeardownResult(deleted, [outcome], kept)
+
+
+def _run_cleanup(
+    server: ServerAPI,
+    project: Project,
+    cleanup: Cleanup,
+    environment: str,
+    runner: LiveDeployment | None,
+    values: dict[str, str],
+) -> DataCleanup:
+    name = f"{cleanup.deployment}-{values['slug']}"
+    full_name = runner.full_name if runner else name
+    refusal = not_a_branch_environment(project, environment)
+    if refusal:
+        return DataCleanup(environment, full_name, False, refusal)
+    if runner is None:
+        return DataCleanup(
+            environment, full_name, False, f"the branch has no deployment {name!r} to drop it with; drop it by hand"
+        )
+    parameters = fill_branch_values(cleanup.parameters, {**values, "environment": environment})
+    try:
+        result = server.run_deployment(runner.full_name, parameters, wait=True, timeout=cleanup.timeout)
+    except PrefectAPIError as error:
+        return DataCleanup(environment, full_name, False, str(error))
+    if result.completed:
+        return DataCleanup(environment, full_name, True, f"run {result.flow_run_name} Completed")
+    if result.state_type in ("SCHEDULED", "PENDING", "RUNNING", "UNKNOWN"):
+        message = f"run {result.flow_run_name} did not end within {cleanup.timeout:g} s (still {result.state_name})"
+    else:
+        message = f"run {result.flow_run_name} ended {result.state_name}: {' '.join((result.message or '').split())}"
+    return DataCleanup(environment, full_name, False, message)
+
+
+def not_a_branch_environment(project: Project, environment: str) -> str | None:
+    """Why `environment` must never be dropped as a branch's, or None: PostgreSQL's own schemas, and any name the
+    protected environments' files give their flows (staging's or production's schema) are refused."""
+    if environment in RESERVED_DATA_ENVIRONMENTS or environment.startswith("pg_"):
+        return f"{environment!r} is never a branch environment: refused"
+    for name, file in project.policy.files.items():
+        for deployment in file.deployments():
+            parameters = deployment.get("parameters")
+            if isinstance(parameters, dict) and environment in [v for v in parameters.values() if isinstance(v, str)]:
+                return f"{environment!r} is what environment {name!r} loads into ({file.path}): refused"
+    return None
+
+
+@dataclass
+class GarbageResult:
+    deleted: list[LiveDeployment]  # with dry_run: what would be
+    cleanups: list[DataCleanup] = field(default_factory=list)
+    kept: list[LiveDeployment] = field(default_factory=list)
+    would_drop: list[str] = field(default_factory=list)  # dry_run: the data environments a run would drop
+
+    @property
+    def complete(self) -> bool:
+        return all(cleanup.dropped for cleanup in self.cleanups)
 
 
 def collect_garbage(
     server: ServerAPI, project: Project, repository: str, dry_run: bool = False, token: str | None = None
-) -> list[LiveDeployment]:
-    """Delete this project's branch deployments whose branch `repository` no longer has (a missed delete event, a
-    failed teardown); with `dry_run`, only say which. Protected branches' deployments are never touched, and a
-    listing that lacks a protected branch (a wrong URL, an empty mirror) deletes nothing."""
+) -> GarbageResult:
+    """Drop the data and delete the deployments of this project's branches that `repository` no longer has (a
+    missed delete event, a failed teardown, a cleanup that failed: its deployment is kept, so it is found again);
+    with `dry_run`, only say which. Every branch deployment of the project is considered, whatever its `env:`
+    tag; protected branches' deployments are never touched, and a listing that lacks a protected branch (a wrong
+    URL, an empty mirror) deletes nothing."""
     environment = project.config.branch_deployments_from
     with environment_lock(server, project.config.project, environment, f"gc of {environment}"):
         # Listed under the lock: any deploy that finished before it pushed its branch before this listing.
@@ -293,17 +401,37 @@ def collect_garbage(
                 f"{without_userinfo(repository)} has no branch {missing[0]!r}, which deploys an environment:"
                 " is it the right repository? nothing was deleted"
             )
-        kept = {BRANCH_TAG_PREFIX + branch_slug(branch) for branch in branches}
-        owned = [MANAGED_TAG, PROJECT_TAG_PREFIX + project.config.project, ENV_TAG_PREFIX + environment]
-        orphans = [
-            deployment
-            for deployment in server.read_tagged_deployments(owned)
-            if not any(tag in kept for tag in deployment.tags)
-            and any(tag.startswith(BRANCH_TAG_PREFIX) for tag in deployment.tags)
-        ]
-        if not dry_run:
-            server.delete_deployments(orphans)
-    return orphans
+        kept = {branch_slug(branch) for branch in branches}
+        by_slug: dict[str, list[LiveDeployment]] = {}
+        for deployment in server.read_tagged_deployments([MANAGED_TAG, PROJECT_TAG_PREFIX + project.config.project]):
+            slugs = [
+                tag.removeprefix(BRANCH_TAG_PREFIX) for tag in deployment.tags if tag.startswith(BRANCH_TAG_PREFIX)
+            ]
+            if slugs and slugs[0] not in kept:
+                by_slug.setdefault(slugs[0], []).append(deployment)
+        result = GarbageResult([])
+        branch_environments = project.policy.config.branch_environments
+        for slug, orphans in sorted(by_slug.items()):
+            if dry_run:
+                result.deleted += orphans
+                if branch_environments and branch_environments.cleanup:
+                    result.would_drop.append(data_environment_of_slug(branch_environments.prefix, slug))
+                continue
+            dropped = _drop_branch(server, project, slug, orphans, {"branch": slug})
+            result.deleted += dropped.deleted
+            result.cleanups += dropped.cleanups
+            result.kept += dropped.kept
+    return result
+
+
+class MissingSecrets(FlowopsError):
+    pass
+
+
+def block_owner_variable(block: str) -> str:
+    """The Variable recording which project's environment a Secret block belongs to (Variable names allow
+    letters, digits, - and _: the slug hashes anything else)."""
+    return f"flowops-block-{branch_slug(block)}"
 
 
 def bootstrap(
@@ -313,32 +441,66 @@ def bootstrap(
     defaults: dict[str, Any],
     github_block: str,
     environ: Mapping[str, str],
+    environment: str | None = None,
+    allow_missing: bool = False,
 ) -> list[str]:
     """Create the work pools (`pools`, else every pool flowops.yaml declares; `defaults` for a new pool's job
-    variables) and save the blocks the deployments need from the environment: each Secret block flowops.yaml's
-    `secrets` names, the GitHubCredentials block workers clone with ($FLOWOPS_GIT_TOKEN) and the registry login
-    Docker workers pull with ($REGISTRY_USERNAME / $REGISTRY_PASSWORD); then apply the automations flowops.yaml
-    names (automations.py), checked before anything is changed. One line per pool, block and automation, saying
-    what was done; never a value."""
+    variables) and save the blocks the deployments need from the environment: with `environment`, each Secret
+    block that environment declares (its `secrets`); the GitHubCredentials block workers clone with
+    ($FLOWOPS_GIT_TOKEN) and the registry login Docker workers pull with ($REGISTRY_USERNAME /
+    $REGISTRY_PASSWORD); then apply the automations flowops.yaml names (automations.py). Everything is checked
+    before anything is changed: the automations file, that every secret's variable is set (unless
+    `allow_missing`), and that no block belongs to another environment or project. One line per pool, block and
+    automation, saying what was done; never a value."""
     automations, problems = load_automations(project)
     if problems:
         raise ValidationFailed(problems)
+    secrets = _environment_secrets(project, environment)
+    missing = sorted(
+        f"${variable} (block {block!r})" for block, variable in secrets.items() if not environ.get(variable)
+    )
+    if missing and not allow_missing:
+        raise MissingSecrets(
+            f"environment {environment!r}: {', '.join(missing)} not set; nothing was changed (set it from the"
+            " environment's secrets, or pass --allow-missing to save the others)"
+        )
+    owner = {"project": project.config.project, "environment": environment}
+    for block in secrets:
+        recorded = server.read_variable(block_owner_variable(block))
+        if isinstance(recorded, dict) and {k: recorded.get(k) for k in owner} != owner:
+            raise Refused(
+                f"Secret block {block!r} belongs to environment {recorded.get('environment')!r} of project"
+                f" {recorded.get('project')!r}, not to {environment!r} of {project.config.project!r}: rename it in"
+                " flowops.yaml; nothing was changed"
+            )
     refuse_unmanaged_automations(server, automations)
     lines = []
     for name, pool_type in (pools or {n: p.type for n, p in project.config.work_pools.items()}).items():
         created = server.ensure_work_pool(name, pool_type, defaults)
         lines.append(f"work pool {name!r} ({pool_type}): {'created' if created else 'exists'}")
-    saves: list[tuple[str, str, Callable[[str, str], bool]]] = [
-        (variable, block, server.save_secret_block) for block, variable in project.config.secrets.items()
-    ]
-    # never GITHUB_TOKEN: in a shell that is often a person's own token, which must not go into a shared block
-    saves.append(("FLOWOPS_GIT_TOKEN", github_block, server.save_github_credentials_block))
-    for variable, block, save in saves:
+    for block, variable in secrets.items():
         value = environ.get(variable)
-        if value:
-            lines.append(f"block {block!r}: {'created' if save(block, value) else 'updated'} from ${variable}")
-        else:
-            lines.append(f"block {block!r}: skipped (${variable} is not set)")
+        if not value:
+            lines.append(f"block {block!r}: skipped (${variable} is not set; --allow-missing)")
+            continue
+        done = "created" if server.save_secret_block(block, value) else "updated"
+        tags = [MANAGED_TAG, PROJECT_TAG_PREFIX + project.config.project, ENV_TAG_PREFIX + str(environment)]
+        server.create_variable(block_owner_variable(block), {**owner, "block": block}, tags)
+        lines.append(f"block {block!r}: {done} from ${variable} (environment {environment})")
+    if environment is None:
+        declaring = [name for name, env in project.config.environments.items() if env.secrets]
+        if declaring:
+            lines.append(
+                f"Secret blocks: none saved (each environment's come from its own secrets): run"
+                f" `flowops bootstrap --environment {declaring[0]}` for each of {', '.join(declaring)}"
+            )
+    # never GITHUB_TOKEN: in a shell that is often a person's own token, which must not go into a shared block
+    token = environ.get("FLOWOPS_GIT_TOKEN")
+    if token:
+        done = "created" if server.save_github_credentials_block(github_block, token) else "updated"
+        lines.append(f"block {github_block!r}: {done} from $FLOWOPS_GIT_TOKEN")
+    else:
+        lines.append(f"block {github_block!r}: skipped ($FLOWOPS_GIT_TOKEN is not set)")
     registry_block = project.config.image.registry_credentials if project.config.image else None
     if registry_block:  # a private image: Docker workers log in to its registry with this block
         username, password = environ.get("REGISTRY_USERNAME"), environ.get("REGISTRY_PASSWORD")
@@ -354,3 +516,15 @@ def bootstrap(
             unset = " and ".join(f"${v}" for v in ("REGISTRY_USERNAME", "REGISTRY_PASSWORD") if not environ.get(v))
             lines.append(f"block {registry_block!r}: skipped ({unset} not set)")
     return lines + apply_automations(server, project, automations)
+
+
+def _environment_secrets(project: Project, environment: str | None) -> dict[str, str]:
+    if environment is None:
+        return {}
+    declared = project.config.environments.get(environment)
+    if declared is None:
+        raise Refused(
+            f"--environment {environment!r}: not an environment of flowops.yaml"
+            f" ({', '.join(project.config.environments)})"
+        )
+    return dict(declared.secrets)

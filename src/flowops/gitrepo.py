@@ -43,6 +43,18 @@ def resolve_sha(root: Path, sha: str | None) -> str:
     raise GitError(f"{revision!r} is not a commit of the repository at {root}")
 
 
+def first_commit_of(root: Path, revisions: list[str]) -> str | None:
+    """The full SHA of the first of `revisions` that names a commit here (a SHA, a branch, origin/main)."""
+    for revision in revisions:
+        if revision.startswith("-"):
+            continue
+        for candidate in (revision, f"origin/{revision}") if "/" not in revision else (revision,):
+            full = _git(root, "rev-parse", "--verify", "--quiet", f"{candidate}^{{commit}}")
+            if full and _SHA.fullmatch(full):
+                return full
+    return None
+
+
 def default_repository(root: Path, environ: Mapping[str, str] = os.environ) -> str | None:
     """The URL workers clone: GitHub's own in Actions, else the `origin` remote, else None (keep the file's)."""
     server, repository = environ.get("GITHUB_SERVER_URL"), environ.get("GITHUB_REPOSITORY")

@@ -283,6 +283,15 @@ class PrefectAPI:
                 return None
         return document.id
 
+    def existing_blocks(self, names: list[str]) -> set[str]:
+        """Which of `names` some block document (of any type) has as its name; their data is not read."""
+        if not names:
+            return set()
+        body = {"block_documents": {"name": {"any_": sorted(set(names))}}, "include_secrets": False, "limit": 200}
+        with _calling("reading blocks"):
+            found = self._client.request("POST", "/block_documents/filter", json=body).json()
+        return {document["name"] for document in found}
+
     # Blocks are saved through the block classes (they know their schemas), which open clients of their own.
     def save_secret_block(self, name: str, value: str) -> bool:
         """Create or update the Secret block `name`; True when it was created."""
@@ -398,6 +407,24 @@ class PrefectAPI:
     def delete_automation(self, automation_id: UUID) -> None:
         with _calling(f"deleting automation {automation_id}"):
             self._client.delete_automation(automation_id)
+
+    def read_variable(self, name: str) -> Any:
+        """The value of the Variable `name`, or None when there is none."""
+        with _calling(f"reading variable {name!r}"):
+            variable = self._client.read_variable_by_name(name)
+        return variable.value if variable else None
+
+    def create_variable(self, name: str, value: Any, tags: list[str]) -> bool:
+        """Create the Variable `name`; False when it exists already (it is left as it is)."""
+        from prefect.client.schemas.actions import VariableCreate
+        from prefect.exceptions import ObjectAlreadyExists
+
+        with _calling(f"creating variable {name!r}"):
+            try:
+                self._client.create_variable(VariableCreate(name=name, value=value, tags=tags))
+            except ObjectAlreadyExists:
+                return False
+        return True
 
     def take_lease(self, name: str, holder: str, seconds: float) -> Lease | None:
         """Create the Variable `name` if nobody has; the server's unique names make this atomic. None when

@@ -2,24 +2,38 @@
 
 project: acme/flows                   # who owns a deployment: tagged project:acme/flows, the only ones flowops touches
 environments:
-  production: {branch: main, file: main/prefect.yaml}
-  staging: {branch: staging, file: staging/prefect.yaml}
+  production:
+    branch: main
+    file: main/prefect.yaml
+    secrets: {acme-production-db: ACME_DATABASE_URL}  # Secret blocks `bootstrap --environment production` saves
+  staging:
+    branch: staging
+    file: staging/prefect.yaml
+    secrets: {acme-staging-db: ACME_DATABASE_URL}     # the same variable, from the staging environment's secrets
 branch_deployments_from: staging      # every other branch deploys this file, as its own deployments
+branch_environments:                  # each branch deployment's own data (see branch_environment_name)
+  prefix: branch_                     # its name: branch_<slug>, a PostgreSQL identifier
+  parameters: {database_schema: "{{ flowops.environment }}"}  # given to every branch deployment
+  cleanup: {deployment: drop-branch-data, parameters: {database_schema: "{{ flowops.environment }}"}, timeout: 300}
 work_pools:
   ecommerce-production: {type: docker}
   ecommerce-staging: {type: process}
-secrets: {acme-db: ACME_DATABASE_URL}  # Secret blocks bootstrap saves from the environment
 automations: automations.yaml         # Prefect automations bootstrap applies (automations.py)
 image:                                # the flows' image, for Docker pools; tagged by content hash
   name: ghcr.io/acme/flows
   registry_credentials: acme-registry # a private image: Docker workers pull it with this DockerRegistryCredentials block
+
+What a branch deployment may use (its environment, that environment's work pools and blocks, its data
+environment's name) is read from a protected branch's commit, the *policy* (`Project.with_policy_from`), never
+from the branch's own files: a pull request changes its code and its staging file, not where they deploy.
 """
 
 from __future__ import annotations
 
 import copy
 import functools
-from dataclasses import dataclass
+import subprocess
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -54,6 +68,39 @@ class Environment(BaseModel):
 
     branch: str
     file: str
+    # The Secret blocks `flowops bootstrap --environment NAME` saves, each from an environment variable: block name
+    # -> variable. Each environment has its own: a block shared by two environments lets one load into the other's
+    # database. The variable is read from that environment's own secrets (a GitHub environment's, in Actions).
+    secrets: dict[BlockName, SecretVariable] = {}
+
+
+# `{{ flowops.NAME }}` placeholders of branch_environments' parameters, filled in by render for each branch.
+BRANCH_PLACEHOLDERS = ("environment", "branch", "slug", "commit")
+MAX_IDENTIFIER_BYTES = 63  # PostgreSQL's limit on a schema's (or any identifier's) name
+
+
+class Cleanup(BaseModel):
+    """What teardown and gc run to drop a branch environment's data, before its deployments go."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # A deployment of the branch deployments' file: each branch's own copy of it (`NAME-<slug>`) is run.
+    deployment: str = Field(min_length=1)
+    parameters: dict[str, Any] = {}
+    timeout: float = Field(default=300, gt=0, le=3600)  # seconds to wait for the cleanup run to end
+
+
+class BranchEnvironments(BaseModel):
+    """Every branch deployment's own data environment: a name derived from the branch, handed to its flows as
+    parameters (and as $FLOWOPS_DATA_ENVIRONMENT), and dropped by `cleanup` when the branch goes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # The name is prefix + the branch's slug with `_` for `-`: at most 23 + 40 bytes, a PostgreSQL identifier;
+    # two branches never share one (slugs are unique, and the change of `-` to `_` keeps them apart).
+    prefix: str = Field(default="branch_", pattern=r"^[a-z][a-z0-9_]{0,22}$")
+    parameters: dict[str, Any] = {}
+    cleanup: Cleanup | None = None
 
 
 class WorkPool(BaseModel):
@@ -82,10 +129,20 @@ class FlowopsConfig(BaseModel):
     branch_deployments_from: str
     work_pools: dict[str, WorkPool] = {}
     image: Image | None = None
-    # The Secret blocks `flowops bootstrap` saves, each from an environment variable: block name -> variable.
-    secrets: dict[BlockName, SecretVariable] = {}
+    branch_environments: BranchEnvironments | None = None
     # The file under deployments/ holding the Prefect automations `flowops bootstrap` applies (automations.py).
     automations: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_./-]*\.ya?ml$")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_shared_secrets(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "secrets" in data:
+            raise ValueError(
+                "secrets: declare each Secret block under the environment it belongs to"
+                " (environments.NAME.secrets): one block shared by every environment let a branch's runs load into"
+                " production's database"
+            )
+        return data
 
     @model_validator(mode="after")
     def _branch_deployments_come_from_an_environment(self) -> FlowopsConfig:
@@ -94,7 +151,20 @@ class FlowopsConfig(BaseModel):
         branches = [environment.branch for environment in self.environments.values()]
         if len(set(branches)) != len(branches):
             raise ValueError("environments: two environments name the same branch")
+        owners: dict[str, str] = {}
+        for name, environment in self.environments.items():
+            for block in environment.secrets:
+                if block in owners:
+                    raise ValueError(
+                        f"environments: Secret block {block!r} is declared by {owners[block]!r} and {name!r}:"
+                        " each environment needs blocks of its own"
+                    )
+                owners[block] = name
         return self
+
+    def secret_owner(self, block: str) -> str | None:
+        """The environment whose secrets declare `block`."""
+        return next((name for name, env in self.environments.items() if block in env.secrets), None)
 
 
 @dataclass(frozen=True)
@@ -120,10 +190,35 @@ class Target:
 
 
 @dataclass(frozen=True)
+class Policy:
+    """flowops.yaml and each environment's file as a protected branch's commit holds them: what decides which
+    environment a branch deploys into, and what a branch deployment may use there."""
+
+    config: FlowopsConfig
+    files: dict[str, DeploymentFile]  # environment -> its file at `ref`
+    ref: str | None = None  # the git revision they were read from; None: the checked-out files themselves
+
+    @property
+    def source(self) -> str:
+        return f"the protected branch's files ({self.ref})" if self.ref else "the checked-out files"
+
+
+@dataclass(frozen=True)
 class Project:
     root: Path
     config: FlowopsConfig
     deployments_dir: Path
+    policy_from: Policy | None = field(default=None, compare=False)  # None: the checked-out files decide
+
+    @property
+    def policy(self) -> Policy:
+        if self.policy_from is not None:
+            return self.policy_from
+        return Policy(self.config, {name: self.environment_file(name) for name in self.config.environments})
+
+    def with_policy_from(self, ref: str) -> Project:
+        """This project whose policy is read from the commit `ref` (a protected branch's)."""
+        return replace(self, policy_from=load_policy(self, ref))
 
     def environment_file(self, environment: str) -> DeploymentFile:
         return load_deployment_file(self.root, self.deployments_dir / self.config.environments[environment].file)
@@ -146,14 +241,20 @@ class Project:
         return str((self.deployments_dir / self.config.automations).relative_to(self.root))
 
     def protected_branches(self) -> set[str]:
-        return {environment.branch for environment in self.config.environments.values()}
+        return {environment.branch for environment in self.policy.config.environments.values()}
 
     def target(self, branch: str) -> Target:
-        for name, environment in self.config.environments.items():
+        """What `branch` deploys: which environment (the policy says), from the checked-out file at the path the
+        policy names for it."""
+        policy = self.policy.config
+        for name, environment in policy.environments.items():
             if environment.branch == branch:
-                return Target(branch, name, self.environment_file(name), False, self.config.project)
-        source = self.config.branch_deployments_from
-        return Target(branch, source, self.environment_file(source), True, self.config.project)
+                return Target(branch, name, self._file_at(environment.file), False, policy.project)
+        source = policy.branch_deployments_from
+        return Target(branch, source, self._file_at(policy.environments[source].file), True, policy.project)
+
+    def _file_at(self, relative: str) -> DeploymentFile:
+        return load_deployment_file(self.root, self.deployments_dir / relative)
 
     def pool_type(self, pool: str) -> str | None:
         declared = self.config.work_pools.get(pool)
@@ -165,13 +266,48 @@ def load_project(root: Path | str = ".", deployments_dir: str = "deployments") -
     config_path = root / deployments_dir / CONFIG_FILE
     relative = config_path.relative_to(root)
     raw = read_yaml(config_path, relative, "not found (flowops needs it to know which file each branch deploys)")
+    return Project(root, _validated_config(raw, relative), root / deployments_dir)
+
+
+def _validated_config(raw: Any, relative: Path | str) -> FlowopsConfig:
     try:
-        config = FlowopsConfig.model_validate(raw)
+        return FlowopsConfig.model_validate(raw)
     except ValidationError as error:
         first = error.errors()[0]
         field = ".".join(str(part) for part in first["loc"]) or "(top level)"
-        raise ProjectError(f"{relative}: {field}: {first['msg']}") from None
-    return Project(root, config, root / deployments_dir)
+        message = first["msg"].removeprefix("Value error, ")  # pydantic's prefix for a validator's own message
+        raise ProjectError(f"{relative}: {field}: {message}") from None
+
+
+def load_policy(project: Project, ref: str) -> Policy:
+    """flowops.yaml and the environments' files at the commit `ref`, read from git (not from the work tree)."""
+    deployments = project.deployments_dir.relative_to(project.root)
+
+    def at_ref(relative: Path, what: str) -> Any:
+        where = f"{ref}:{relative.as_posix()}"
+        result = subprocess.run(
+            ["git", "-C", str(project.root), "show", "--end-of-options", where],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise ProjectError(f"{where}: cannot read {what} from the protected branch's commit: {_first_line(result)}")
+        return parse_yaml(result.stdout, where)
+
+    config = _validated_config(at_ref(deployments / CONFIG_FILE, "the policy"), f"{ref}:{deployments / CONFIG_FILE}")
+    files = {}
+    for name, environment in config.environments.items():
+        relative = deployments / environment.file
+        content = at_ref(relative, f"environment {name}'s file")
+        if not isinstance(content, dict):
+            raise ProjectError(f"{ref}:{relative}: expected a mapping with a `deployments` list")
+        files[name] = DeploymentFile(f"{ref}:{relative.as_posix()}", content)
+    return Policy(config, files, ref)
+
+
+def _first_line(result: subprocess.CompletedProcess[str]) -> str:
+    return (result.stderr.strip().splitlines() or ["git show failed"])[0]
 
 
 def load_deployment_file(root: Path, path: Path) -> DeploymentFile:
@@ -191,6 +327,10 @@ def read_yaml(path: Path, relative: Path | str, when_missing: str) -> Any:
         text = path.read_text()
     except FileNotFoundError:
         raise ProjectError(f"{relative}: {when_missing}") from None
+    return parse_yaml(text, relative)
+
+
+def parse_yaml(text: str, relative: Path | str) -> Any:
     try:  # a command reads each file several times (validate, render, plan): parse each text once
         return copy.deepcopy(_parsed_yaml(text))
     except yaml.YAMLError as error:

@@ -15,6 +15,11 @@ production runs only when its deploy succeeds, and an older commit can be deploy
 Every one carries `flowops`, `project:<id>`, `branch:<slug>` and `commit:<short sha>` tags: they tell anyone in
 the Prefect UI where it came from, and they are how prune, teardown and gc find this project's deployments of a
 branch (and only those).
+
+Every one also tells its flows where they run, in its job variables' `env`: $FLOWOPS_PROJECT, $FLOWOPS_BRANCH,
+$FLOWOPS_ENVIRONMENT and $FLOWOPS_BRANCH_DEPLOYMENT (`true` or `false`); a branch deployment of a project with
+`branch_environments` also gets $FLOWOPS_DATA_ENVIRONMENT, its data environment's name, and the parameters
+branch_environments names, `{{ flowops.environment }}` (and `.branch`, `.slug`, `.commit`) filled in.
 """
 
 from __future__ import annotations
@@ -25,9 +30,9 @@ from typing import Any
 
 import yaml
 
-from .branches import branch_slug
+from .branches import branch_slug, data_environment_name
 from .image import default_image_ref
-from .project import Project, Target
+from .project import BranchEnvironments, Project, Target
 
 MANAGED_TAG = "flowops"
 PROJECT_TAG_PREFIX = "project:"
@@ -54,16 +59,52 @@ class Overrides:
     work_pool_type: str | None = None  # the type of `work_pool` when flowops.yaml does not declare it
 
 
-def render_branch_deployments(target: Target, sha: str, overrides: Overrides = Overrides()) -> dict[str, Any]:
+def branch_values(target: Target, sha: str, branch_environments: BranchEnvironments | None) -> dict[str, str]:
+    """What `{{ flowops.NAME }}` stands for in `target`'s deployments (project.BRANCH_PLACEHOLDERS)."""
+    values = {"branch": target.branch, "slug": branch_slug(target.branch), "commit": sha}
+    if target.is_branch_deployment and branch_environments:
+        values["environment"] = data_environment_name(branch_environments.prefix, target.branch)
+    return values
+
+
+def fill_branch_values(value: Any, values: dict[str, str]) -> Any:
+    """`value` with its `{{ flowops.NAME }}` placeholders filled in (Prefect's own templating; others untouched)."""
+    from prefect.utilities.templating import apply_values
+
+    return apply_values(copy.deepcopy(value), {"flowops": values}, remove_notset=False)
+
+
+def render_branch_deployments(
+    target: Target,
+    sha: str,
+    overrides: Overrides = Overrides(),
+    branch_environments: BranchEnvironments | None = None,
+) -> dict[str, Any]:
     """The prefect.yaml content for `target.branch` at commit `sha`: a new dict, the committed file untouched."""
     rendered = copy.deepcopy(target.file.content)
     flowops_tags = [*ownership_tags(target.project, target.branch), ENV_TAG_PREFIX + target.environment]
     flowops_tags.append(COMMIT_TAG_PREFIX + sha[:SHORT_SHA_LENGTH])
     slug = branch_slug(target.branch)
+    values = branch_values(target, sha, branch_environments)
+    environment = {
+        "FLOWOPS_PROJECT": target.project,
+        "FLOWOPS_BRANCH": target.branch,
+        "FLOWOPS_ENVIRONMENT": target.environment,
+        "FLOWOPS_BRANCH_DEPLOYMENT": "true" if target.is_branch_deployment else "false",
+    }
+    if "environment" in values:
+        environment["FLOWOPS_DATA_ENVIRONMENT"] = values["environment"]
+    cleanup = branch_environments.cleanup if branch_environments else None
 
     if rendered.get("pull"):
         rendered["pull"] = _render_pull_steps(rendered["pull"], sha, overrides)
     for deployment in rendered.get("deployments") or []:
+        # the cleanup deployment is given its own parameters when it runs (cleanup.parameters)
+        is_cleanup = cleanup is not None and deployment.get("name") == cleanup.deployment
+        if target.is_branch_deployment and branch_environments and branch_environments.parameters and not is_cleanup:
+            parameters = deployment.get("parameters")
+            merged = {**(parameters if isinstance(parameters, dict) else {}), **branch_environments.parameters}
+            deployment["parameters"] = fill_branch_values(merged, values)
         if target.is_branch_deployment:
             deployment["name"] = f"{deployment.get('name')}-{slug}"
             for schedule in deployment.get("schedules") or []:
@@ -73,7 +114,7 @@ def render_branch_deployments(target: Target, sha: str, overrides: Overrides = O
         deployment["tags"] = [*tags, *(tag for tag in flowops_tags if tag not in tags)]
         if deployment.get("pull"):
             deployment["pull"] = _render_pull_steps(deployment["pull"], sha, overrides)
-        _render_work_pool(deployment, overrides)
+        _render_work_pool(deployment, overrides, environment)
     return rendered
 
 
@@ -83,13 +124,16 @@ def ownership_tags(project: str, branch: str) -> list[str]:
     return [MANAGED_TAG, PROJECT_TAG_PREFIX + project, BRANCH_TAG_PREFIX + branch_slug(branch)]
 
 
-def _render_work_pool(deployment: dict[str, Any], overrides: Overrides) -> None:
+def _render_work_pool(deployment: dict[str, Any], overrides: Overrides, environment: dict[str, str]) -> None:
     work_pool = deployment.get("work_pool")
     if not isinstance(work_pool, dict):
         return
     if overrides.work_pool:
         work_pool["name"] = overrides.work_pool
     job_variables = work_pool.get("job_variables") or {}
+    env = job_variables.get("env") if isinstance(job_variables, dict) else None
+    if isinstance(job_variables, dict) and (env is None or isinstance(env, dict)):  # validate reports the rest
+        job_variables["env"] = {**(env or {}), **environment}
     if overrides.image:
         job_variables["image"] = overrides.image
     elif overrides.default_image and work_pool.get("name") in overrides.image_pools and "image" not in job_variables:
@@ -153,7 +197,8 @@ def render(project: Project, branch: str, sha: str, overrides: Overrides = Overr
     image_pools = frozenset(p for p in pools if p and declared_pool_type(project, overrides, p) in IMAGE_POOL_TYPES)
     if overrides.image is None and project.config.image and image_pools:
         overrides = replace(overrides, default_image=str(default_image_ref(project)), image_pools=image_pools)
-    return Rendered(target, sha, render_branch_deployments(target, sha, overrides), overrides)
+    content = render_branch_deployments(target, sha, overrides, project.policy.config.branch_environments)
+    return Rendered(target, sha, content, overrides)
 
 
 def declared_pool_type(project: Project, overrides: Overrides, pool: str | None) -> str | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from .boundaries import parameter_blocks
 from .project import CONFIG_FILE, Project
 from .render import DOCKER_POOL_TYPES, GIT_CLONE_STEP, IMAGE_POOL_TYPES, PROJECT_TAG_PREFIX, Rendered
 from .server import REGISTRY_CREDENTIALS_BLOCK_TYPE, LiveDeployment, ServerAPI, WorkPoolInfo
@@ -91,10 +92,39 @@ def check_against_server(server: ServerAPI, project: Project, rendered: Rendered
                             " local clone)",
                         )
                     )
+    problems += _missing_parameter_blocks(server, project, rendered)
     docker_pools = sorted(pool for pool, pool_type in pool_types.items() if pool_type in DOCKER_POOL_TYPES)
     login_problems, facts = _registry_login(server, project, rendered, {pool: pools[pool] for pool in docker_pools})
     missing = {pool: pool_type for pool, pool_type in pool_types.items() if pool_type and pools[pool] is None}
     return problems + login_problems, replace(facts, pools_to_create=missing)
+
+
+def _missing_parameter_blocks(server: ServerAPI, project: Project, rendered: Rendered) -> list[Problem]:
+    """A deployment whose flow would load a block the server does not have fails at run time, or worse, falls
+    back to something else: refuse it now (one read for every block named)."""
+    named = {d["name"]: parameter_blocks(d) for d in rendered.content["deployments"]}
+    existing = server.existing_blocks(sorted({block for blocks in named.values() for block in blocks.values()}))
+    problems = []
+    for deployment, blocks in named.items():
+        for parameter, block in sorted(blocks.items()):
+            if block in existing:
+                continue
+            owner = project.config.secret_owner(block)
+            variable = project.config.environments[owner].secrets[block] if owner else None
+            how = (
+                f"run `flowops bootstrap --environment {owner}` with ${variable} set"
+                if owner
+                else "declare it under its environment's `secrets` in flowops.yaml and bootstrap, or create it"
+            )
+            problems.append(
+                Problem(
+                    rendered.label,
+                    deployment,
+                    f"parameters.{parameter}",
+                    f"block {block!r} does not exist on the server, so every run would fail; {how}",
+                )
+            )
+    return problems
 
 
 def _registry_login(

@@ -203,7 +203,7 @@ def test_teardown_deletes_the_branchs_deployments_only_and_refuses_a_protected_b
     kept = [branch_deployment(server, "staging-feature-b", "feature/b")]
     kept.append(branch_deployment(server, "theirs-feature-a", "feature/a", project="other/thing"))
     project = load_project(project_root)
-    deleted = gitops.teardown(server, project, "feature/a")
+    deleted = gitops.teardown(server, project, "feature/a").deleted
     assert [d.full_name for d in deleted] == ["hello/staging-feature-a"]
     assert sorted(server.by_name()) == sorted(d.full_name for d in kept)
     with pytest.raises(gitops.Refused, match="'main' is a protected branch"):
@@ -220,7 +220,7 @@ def test_gc_deletes_deployments_of_branches_the_origin_lost_and_nothing_when_it_
     branch_deployment(server, "staging-feature-gone", "feature/gone")
     branch_deployment(server, "staging-feature-kept", "feature/kept")
     project = load_project(project_root)
-    orphans = gitops.collect_garbage(server, project, str(origin), dry_run=True)
+    orphans = gitops.collect_garbage(server, project, str(origin), dry_run=True).deleted
     assert [d.full_name for d in orphans] == ["hello/staging-feature-gone"]
     assert len(server.deployments) == 2  # a dry run
     git(project_root, "push", "--quiet", str(origin), "--delete", "staging")

@@ -68,6 +68,12 @@ def test_overrides_replace_the_repository_pool_and_image_and_drop_credentials_a_
     assert deployment["work_pool"]["job_variables"] == {
         "image_pull_policy": "IfNotPresent",
         "image": "localhost:5000/f:1",
+        "env": {
+            "FLOWOPS_PROJECT": "acme/hello",
+            "FLOWOPS_BRANCH": "main",
+            "FLOWOPS_ENVIRONMENT": "production",
+            "FLOWOPS_BRANCH_DEPLOYMENT": "false",
+        },
     }
 
 

@@ -218,10 +218,31 @@ def test_validating_one_branch_checks_only_the_file_it_deploys(sample_project):
         ),
         (
             (
-                "project: acme/hello\nenvironments: {a: {branch: main, file: x}}\nbranch_deployments_from: a\n"
-                "secrets: {leak: PREFECT_API_KEY}\n"
+                "project: acme/hello\nbranch_deployments_from: a\n"
+                "environments: {a: {branch: main, file: x, secrets: {leak: PREFECT_API_KEY}}}\n"
             ),
-            "secrets.leak: Value error, PREFECT_API_KEY is Prefect's or GitHub Actions' own",
+            "environments.a.secrets.leak: PREFECT_API_KEY is Prefect's or GitHub Actions' own",
+        ),
+        (
+            (
+                "project: acme/hello\nenvironments: {a: {branch: main, file: x}}\nbranch_deployments_from: a\n"
+                "secrets: {db: DATABASE_URL}\n"
+            ),
+            "top level.: secrets: declare each Secret block under the environment it belongs to",
+        ),
+        (
+            (
+                "project: acme/hello\nbranch_deployments_from: a\nenvironments:\n"
+                "  a: {branch: main, file: x, secrets: {db: A_URL}}\n  b: {branch: b, file: y, secrets: {db: B_URL}}\n"
+            ),
+            "environments: Secret block 'db' is declared by 'a' and 'b': each environment needs blocks of its own",
+        ),
+        (
+            (
+                "project: acme/hello\nenvironments: {a: {branch: main, file: x}}\nbranch_deployments_from: a\n"
+                "branch_environments: {prefix: Public-}\n"
+            ),
+            "branch_environments.prefix: String should match pattern",
         ),
     ],
 )
