@@ -1,9 +1,11 @@
 """The whole GitOps loop on one machine, with nothing but Python and git (the README's main command).
 
 Starts a Prefect server (SQLite) on a free port, makes a bare "origin" from the current commit, bootstraps a
-process work pool, deploys `main` and a demo branch from the committed deployment files (only the repository
-URL and the work pool are overridden, explicitly), starts a process worker, generates a sample month, runs the
-production deployment and waits, prints the rows loaded, tears the demo branch down and stops everything.
+process work pool and each environment's database block (production and staging: two databases), deploys
+`main` and a demo branch from the committed deployment files (only the repository URL and the work pool are
+overridden, explicitly), starts a process worker, generates a sample month, runs the production deployment and
+the branch's, prints the rows each loaded (the branch into its own data environment), tears the demo branch down
+(its data environment too) and stops everything.
 
     uv run python scripts/local_loop.py [--rows 100000] [--database-url postgresql://...] [--keep] [--serve]
 """
@@ -20,8 +22,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from flowops.branches import branch_slug
+from flowops.branches import branch_slug, data_environment_name
 from flowops.local import PrefectServer, Worker, base_environment, git, make_origin
+from flowops.project import load_project
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from flows.ecommerce.environments import sqlite_schema_path  # noqa: E402 - the flows' own naming of a schema's file
 
 ROOT = Path(__file__).resolve().parent.parent
 POOL = "local-process"
@@ -43,14 +49,25 @@ def run(command: list[str], env: dict[str, str]) -> str:
     return output
 
 
-def count_rows(database_url: str) -> int:
+def count_rows(database_url: str, schema: str | None = None) -> int | None:
+    """The rows of the events table (in `schema`, a branch's data environment); None when it is not there."""
     if database_url.startswith("sqlite:///"):
-        with sqlite3.connect(database_url.removeprefix("sqlite:///")) as connection:
+        main = Path(database_url.removeprefix("sqlite:///"))
+        path = sqlite_schema_path(main, schema) if schema else main
+        if not path.exists():
+            return None
+        with sqlite3.connect(path) as connection:
             return connection.execute(f"select count(*) from {TABLE}").fetchone()[0]
     import psycopg
 
     with psycopg.connect(database_url) as connection:
-        return connection.execute(f"select count(*) from {TABLE}").fetchone()[0]
+        if schema and not connection.execute("select 1 from pg_namespace where nspname = %s", [schema]).fetchone():
+            return None
+        return connection.execute(f"select count(*) from {f'{schema}.' if schema else ''}{TABLE}").fetchone()[0]
+
+
+def database_name(database_url: str) -> str:
+    return "SQLite" if database_url.startswith("sqlite") else "PostgreSQL"
 
 
 def serve_until_interrupted(ui_url: str, env: dict[str, str]) -> None:
@@ -78,14 +95,19 @@ def main() -> int:
 
     started = time.monotonic()
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="flowops-loop-")).resolve()
+    # Two environments, two databases (SQLite files by default); with --database-url both use that database, and
+    # the branch still loads into a schema of its own.
     database_url = args.database_url or f"sqlite:///{workdir / 'ecommerce.sqlite'}"
+    staging_url = args.database_url or f"sqlite:///{workdir / 'ecommerce-staging.sqlite'}"
+    branch_environments = load_project(ROOT).config.branch_environments
+    schema = data_environment_name(branch_environments.prefix, DEMO_BRANCH) if branch_environments else None
     flowops = [sys.executable, "-m", "flowops"]
     if git(ROOT, "status", "--porcelain", "--untracked-files=no"):
         print("note: uncommitted changes are not deployed: workers clone the current commit from origin")
 
     step(f"Prefect server (SQLite) under {workdir}")
     with PrefectServer(workdir / "prefect", ui=args.serve) as server:
-        env = {**base_environment(server.home, server.api_url), "ECOMMERCE_DATABASE_URL": database_url}
+        env = base_environment(server.home, server.api_url)
         print(f"server up at {server.api_url} in {time.monotonic() - started:.0f} s")
 
         step("bare origin from the current commit, with branches main and " + DEMO_BRANCH)
@@ -97,8 +119,10 @@ def main() -> int:
         git(workdir, "clone", "--quiet", origin, str(checkout))
         deploy = [*flowops, "-C", str(checkout), "deploy"]
 
-        step("bootstrap: a process work pool and the database Secret block")
-        run([*flowops, "bootstrap", "--work-pool", POOL, "--type", "process"], env)
+        step("bootstrap: a process work pool, and each environment's database Secret block from its own URL")
+        bootstrap = [*flowops, "bootstrap", "--work-pool", POOL, "--type", "process", "--environment"]
+        run([*bootstrap, "production"], {**env, "ECOMMERCE_DATABASE_URL": database_url})
+        run([*bootstrap, "staging"], {**env, "ECOMMERCE_DATABASE_URL": staging_url})
 
         step("deploy main (production) and the demo branch")
         run([*deploy, "--branch", "main", *overrides], env)
@@ -123,7 +147,7 @@ def main() -> int:
         )
 
         # The worker's runs read local files only under $ECOMMERCE_DATA_DIR (a run parameter names the file).
-        worker_env = {"ECOMMERCE_DATABASE_URL": database_url, "ECOMMERCE_DATA_DIR": str(data)}
+        worker_env = {"ECOMMERCE_DATA_DIR": str(data)}
         with Worker(server.api_url, POOL, workdir / "worker", env=worker_env):
             step("run the production deployment and wait")
             sources = f'["{(data / "2019-Oct.csv").as_uri()}"]'
@@ -140,18 +164,25 @@ def main() -> int:
                 ],
                 env,
             )
-            step("run the demo branch's deployment (pinned to the commit): the file is already loaded, so 0 new rows")
+            step(f"run the demo branch's deployment (pinned to the commit): it loads into its own {schema}")
             branch_deployment = f"ecommerce-events/staging-{branch_slug(DEMO_BRANCH)}"
             run(
                 [*flowops, "run", branch_deployment, "--param", f"sources={sources}", "--wait", "--timeout", "300"], env
             )
-            rows = count_rows(database_url)
-            step(f"{rows:,} rows in {TABLE} ({'SQLite' if database_url.startswith('sqlite') else 'PostgreSQL'})")
+            rows, branch_rows = count_rows(database_url), count_rows(staging_url, schema)
+            step(f"{rows:,} rows in {TABLE} (production, {database_name(database_url)})")
+            step(f"{branch_rows or 0:,} rows in {schema}.{TABLE} (the demo branch's own, {database_name(staging_url)})")
             if args.serve:
                 serve_until_interrupted(server.ui_url, env)
 
-        step("tear the demo branch down")
-        run([*flowops, "teardown", "--branch", DEMO_BRANCH], env)
+            step("tear the demo branch down: its data environment, then its deployments")
+            run([*flowops, "teardown", "--branch", DEMO_BRANCH], env)
+            left = count_rows(staging_url, schema)
+            print(
+                f"{schema}: {'gone' if left is None else f'{left:,} rows LEFT'}; production keeps {count_rows(database_url):,} rows"
+            )
+            if left is not None:
+                raise SystemExit("local loop failed: the branch's data environment outlived its teardown")
     step(f"done in {time.monotonic() - started:.0f} s; everything started here is stopped")
     if args.keep:
         print(f"kept {workdir}")

@@ -113,6 +113,11 @@ class Repo:
             git(self.path, "push", "--quiet", "--force", str(self.origin), f"HEAD:refs/heads/{branch}")
         return git(self.path, "rev-parse", "HEAD")
 
+    def bootstrap(self, pool: str, *environments: str, pool_type: str = "process") -> None:
+        """The test's own work pool, and each environment's Secret blocks (from this repository's environment)."""
+        for environment in environments or ("staging",):
+            self.flowops("bootstrap", "--work-pool", pool, "--type", pool_type, "--environment", environment)
+
     def worker(self, pool: str, name: str | None = None) -> Worker:
         return Worker(self.api_url, pool, self.home / (name or "worker"), name=name, env=self.env_for_runs)
 
@@ -146,6 +151,23 @@ def event(fixture: str, **replace: str) -> dict:
     for placeholder, value in replace.items():
         text = text.replace(placeholder, value)
     return json.loads(text)
+
+
+def schema_rows(postgres_url: str, schema: str, table: str) -> int | None:
+    """The rows of `schema.table`, or None when the schema does not exist."""
+    import psycopg
+
+    with psycopg.connect(postgres_url) as connection:
+        if connection.execute("select 1 from pg_namespace where nspname = %s", [schema]).fetchone() is None:
+            return None
+        return connection.execute(f"select count(*) from {schema}.{table}").fetchone()[0]
+
+
+def drop_schema(postgres_url: str, schema: str) -> None:
+    import psycopg
+
+    with psycopg.connect(postgres_url, autocommit=True) as connection:
+        connection.execute(f"drop schema if exists {schema} cascade")
 
 
 def deployment_names(api_url: str) -> set[str]:

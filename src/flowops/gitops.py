@@ -126,7 +126,14 @@ def _plan_and_live(server: ServerAPI, project: Project, rendered: Rendered, roll
         f"work pool {pool!r}: its workers log in to the registry with block {block!r} (registry_credentials default)"
         for pool in facts.pools_to_log_in
     ]
-    return _Planned(replace(the_plan, pool_changes=logging_in), facts, desired, live_by_name, live_of_branch)
+    warnings = []
+    if rendered.data_left_behind:
+        warnings.append(
+            f"flowops.yaml declares no branch_environments.cleanup: data environment {rendered.data_environment}"
+            " stays when the branch goes"
+        )
+    the_plan = replace(the_plan, pool_changes=logging_in, data_environment=rendered.data_environment, warnings=warnings)
+    return _Planned(the_plan, facts, desired, live_by_name, live_of_branch)
 
 
 def deployed_commit(live: LiveDeployment) -> str | None:

@@ -37,6 +37,8 @@ class Plan:
     slug: str
     changes: list[Change]
     pool_changes: list[str] = field(default_factory=list)  # what deploy sets on work pools, said in words
+    data_environment: str | None = None  # a branch deployment's own data (flowops.yaml branch_environments)
+    warnings: list[str] = field(default_factory=list)
 
     def of(self, action: str) -> list[Change]:
         return [change for change in self.changes if change.action == action]
@@ -56,7 +58,15 @@ class Plan:
     def as_dict(self) -> dict[str, Any]:
         counts = {action: len(self.of(action)) for action in (CREATE, UPDATE, UNCHANGED, DELETE)}
         changes = [c.as_dict() for c in self.changes]
-        return {"branch": self.branch, "slug": self.slug, **counts, "changes": changes, "work_pools": self.pool_changes}
+        return {
+            "branch": self.branch,
+            "slug": self.slug,
+            "data_environment": self.data_environment,
+            **counts,
+            "changes": changes,
+            "work_pools": self.pool_changes,
+            "warnings": self.warnings,
+        }
 
 
 @dataclass(frozen=True)

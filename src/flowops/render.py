@@ -174,6 +174,8 @@ class Rendered:
     sha: str
     content: dict[str, Any]
     overrides: Overrides = Overrides()
+    data_environment: str | None = None  # the branch's own data environment, when flowops.yaml declares them
+    data_left_behind: bool = False  # branch environments without a cleanup: teardown leaves the data
 
     def pool_type(self, project: Project, pool: str) -> str | None:
         """The type flowops.yaml declares for `pool`, or `--work-pool-type` for the `--work-pool` override."""
@@ -186,7 +188,10 @@ class Rendered:
 
     def as_yaml(self) -> str:
         dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml's, where PyYAML has it
-        return rendered_header(self.target, self.sha) + yaml.dump(self.content, Dumper=dumper, sort_keys=False)
+        header = rendered_header(self.target, self.sha)
+        if self.data_environment:
+            header += f"# Its data environment: {self.data_environment} (flowops.yaml branch_environments).\n"
+        return header + yaml.dump(self.content, Dumper=dumper, sort_keys=False)
 
 
 def render(project: Project, branch: str, sha: str, overrides: Overrides = Overrides()) -> Rendered:
@@ -197,8 +202,11 @@ def render(project: Project, branch: str, sha: str, overrides: Overrides = Overr
     image_pools = frozenset(p for p in pools if p and declared_pool_type(project, overrides, p) in IMAGE_POOL_TYPES)
     if overrides.image is None and project.config.image and image_pools:
         overrides = replace(overrides, default_image=str(default_image_ref(project)), image_pools=image_pools)
-    content = render_branch_deployments(target, sha, overrides, project.policy.config.branch_environments)
-    return Rendered(target, sha, content, overrides)
+    branch_environments = project.policy.config.branch_environments
+    content = render_branch_deployments(target, sha, overrides, branch_environments)
+    data_environment = branch_values(target, sha, branch_environments).get("environment")
+    left = data_environment is not None and branch_environments is not None and branch_environments.cleanup is None
+    return Rendered(target, sha, content, overrides, data_environment, left)
 
 
 def declared_pool_type(project: Project, overrides: Overrides, pool: str | None) -> str | None:

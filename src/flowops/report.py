@@ -11,11 +11,13 @@ _SYMBOLS = {CREATE: "+", UPDATE: "~", UNCHANGED: "=", DELETE: "-"}
 
 
 def plan_text(plan: Plan) -> str:
-    lines = [f"Plan for branch {plan.branch!r} (deployments tagged branch:{plan.slug}):"]
+    data = f"; data environment {plan.data_environment}" if plan.data_environment else ""
+    lines = [f"Plan for branch {plan.branch!r} (deployments tagged branch:{plan.slug}{data}):"]
     for change in plan.changes:
         detail = f"  ({', '.join(change.fields)})" if change.fields else ""
         lines.append(f"  {_SYMBOLS[change.action]} {change.action:<9} {change.full_name}{detail}")
     lines += [f"  ~ {pool_change}" for pool_change in plan.pool_changes]
+    lines += [f"  ! warning: {warning}" for warning in plan.warnings]
     lines.append(_counts(plan))
     return "\n".join(lines)
 
@@ -27,13 +29,14 @@ def _counts(plan: Plan) -> str:
 
 
 def plan_markdown(plan: Plan, title: str) -> str:
-    rows = [f"### {title}", "", f"Branch `{plan.branch}` · deployments tagged `branch:{plan.slug}`", ""]
+    data = f" · data environment `{plan.data_environment}`" if plan.data_environment else ""
+    rows = [f"### {title}", "", f"Branch `{plan.branch}` · deployments tagged `branch:{plan.slug}`{data}", ""]
     rows += ["| | deployment | change |", "|---|---|---|"]
     for change in plan.changes:
         detail = f" ({', '.join(change.fields)})" if change.fields else ""
         rows.append(f"| {_SYMBOLS[change.action]} | `{change.full_name}` | {change.action}{detail} |")
     rows += [f"| ~ | work pool | {pool_change} |" for pool_change in plan.pool_changes]
-    rows += ["", _counts(plan), ""]
+    rows += ["", _counts(plan), ""] + [f"> **Warning:** {warning}\n" for warning in plan.warnings]
     return "\n".join(rows)
 
 

@@ -36,3 +36,8 @@ def block_references(value: Any) -> list[tuple[str, str]]:
             block_type, _, rest = placeholder.name.removeprefix(BLOCK_DOCUMENT_PLACEHOLDER_PREFIX).partition(".")
             references.append((block_type, rest.split(".", 1)[0]))
     return sorted(references)
+
+
+def template_names(value: Any) -> set[str]:
+    """The names of every placeholder in `value` (`flowops.environment`, `$HOME`, `clone.directory`)."""
+    return {placeholder.name for placeholder in _placeholders(value)}

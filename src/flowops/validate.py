@@ -21,9 +21,9 @@ from typing import Any
 from .entrypoints import EntrypointError, FlowEntrypoint, inspect_entrypoint
 from .gitrepo import without_userinfo
 from .pool_types import job_variables_schema
-from .project import DeploymentFile, Project
+from .project import BRANCH_PLACEHOLDERS, CONFIG_FILE, DeploymentFile, Project
 from .render import GIT_CLONE_STEP, MANAGED_TAG, RESERVED_TAG_PREFIXES
-from .templating import block_references, env_variables, is_template
+from .templating import block_references, env_variables, is_template, template_names
 
 TOP_LEVEL_FIELDS = {"name", "prefect-version", "prefect_version", "build", "push", "pull", "deployments"}
 DEPLOYMENT_FIELDS = {
@@ -81,6 +81,7 @@ def validate_project(project: Project, branch: str | None = None) -> list[Proble
     for file in files:
         problems += validate_file(project, file, committed=True)
     problems += _duplicate_names(project, project.files())
+    problems += _branch_environment_problems(project)
     if branch is None:
         from .automations import load_automations  # it uses Problem: imported here, not at the top
 
@@ -367,6 +368,41 @@ def _leaves(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
             yield from _leaves(item, f"{path}[{index}]")
     else:
         yield path, value
+
+
+def _branch_environment_problems(project: Project) -> list[Problem]:
+    """flowops.yaml's branch_environments: its placeholders are flowops' own, its cleanup names a deployment of
+    the branch deployments' file."""
+    branch_environments = project.config.branch_environments
+    if branch_environments is None:
+        return []
+    config_file = str((project.deployments_dir / CONFIG_FILE).relative_to(project.root))
+    problems = []
+    sections = {"branch_environments.parameters": branch_environments.parameters}
+    if branch_environments.cleanup:
+        sections["branch_environments.cleanup.parameters"] = branch_environments.cleanup.parameters
+    for section, parameters in sections.items():
+        for field, value in _leaves(parameters, section):
+            for placeholder in sorted(template_names(value)):
+                name = placeholder.removeprefix("flowops.")
+                if not placeholder.startswith("flowops.") or name not in BRANCH_PLACEHOLDERS:
+                    known = ", ".join(f"{{{{ flowops.{n} }}}}" for n in BRANCH_PLACEHOLDERS)
+                    problems.append(
+                        Problem(config_file, None, field, f"{{{{ {placeholder} }}}}: only {known} are filled in here")
+                    )
+    cleanup = branch_environments.cleanup
+    if cleanup:
+        source = project.environment_file(project.config.branch_deployments_from)
+        if cleanup.deployment not in [d.get("name") for d in source.deployments()]:
+            problems.append(
+                Problem(
+                    config_file,
+                    None,
+                    "branch_environments.cleanup.deployment",
+                    f"{cleanup.deployment!r} is not a deployment of {source.path} (the branch deployments' file)",
+                )
+            )
+    return problems
 
 
 def _duplicate_names(project: Project, files: list[DeploymentFile]) -> list[Problem]:

@@ -229,14 +229,16 @@ def test_bootstrap_creates_the_declared_pools_and_blocks_once_and_never_prints_a
     hello_repo.env.update(ECOMMERCE_DATABASE_URL=database_url, GITHUB_TOKEN="ghp_" + "p" * 36)  # a person's own
     ambient = hello_repo.flowops("bootstrap", "--github-block", "hello-github")
     assert "block 'hello-github': skipped ($FLOWOPS_GIT_TOKEN is not set)" in ambient.stdout
+    assert "Secret blocks: none saved" in ambient.stdout  # each environment's come from its own secrets
     hello_repo.env.update(FLOWOPS_GIT_TOKEN=token)
-    first = hello_repo.flowops("bootstrap", "--github-block", "hello-github")
-    second = hello_repo.flowops("bootstrap", "--github-block", "hello-github")
+    first = hello_repo.flowops("bootstrap", "--github-block", "hello-github", "--environment", "production")
+    second = hello_repo.flowops("bootstrap", "--github-block", "hello-github", "--environment", "production")
     assert "work pool 'hello-production' (docker): created" in ambient.stdout
     assert "work pool 'hello-staging' (process): created" in ambient.stdout
     assert "block 'hello-github': created from $FLOWOPS_GIT_TOKEN" in first.stdout
     assert "work pool 'hello-production' (docker): exists" in second.stdout
-    assert "block 'ecommerce-database-url': updated" in second.stdout
+    assert "block 'hello-production-db': updated from $ECOMMERCE_DATABASE_URL (environment production)" in second.stdout
+    assert "hello-staging-db" not in first.stdout + second.stdout  # another environment's
     for output in (first.stdout + first.stderr, second.stdout + second.stderr):
         assert "s3cret" not in output
         assert token not in output

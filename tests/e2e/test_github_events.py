@@ -121,7 +121,7 @@ def test_every_event_a_team_uses_does_what_it_should_on_the_server(hello_repo):
     result, _ = github_event(hello_repo, "workflow_dispatch", "dispatch_bootstrap")
     del hello_repo.env["ECOMMERCE_DATABASE_URL"]
     assert f"work pool '{pool}' (process): exists" in result.stdout
-    assert "block 'ecommerce-database-url': " in result.stdout
+    assert "block 'hello-staging-db': " in result.stdout  # the dispatch's environment's block, and no other
     assert "never-printed" not in result.stdout + result.stderr
 
     with hello_repo.worker(pool):

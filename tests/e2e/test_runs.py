@@ -9,8 +9,8 @@ import uuid
 
 import psycopg
 
-from flowops.branches import branch_slug
-from tests.helpers import api, flow_run_logs, run_id
+from flowops.branches import branch_slug, data_environment_name
+from tests.helpers import api, deployments, drop_schema, flow_run_logs, run_id, schema_rows
 
 RUN_TIMEOUT = "240"
 
@@ -19,31 +19,36 @@ def sources_param(*paths) -> str:
     return "sources=" + json.dumps([path.as_uri() for path in paths])
 
 
-def test_main_and_a_feature_branch_deploy_and_their_runs_complete_and_load_the_rows_into_postgres(
+def test_production_and_a_branch_each_load_all_the_rows_into_their_own_data_and_teardown_drops_the_branchs(
     ecommerce_repo, sample_month, postgres_url, table_name
 ):
+    """One table name, one database: production loads into `public`, the branch into its own schema (it does
+    not find the file "already loaded"), and tearing the branch down drops its schema and nothing else."""
     pool = f"e2e-{uuid.uuid4().hex[:8]}"
-    ecommerce_repo.flowops("bootstrap", "--work-pool", pool, "--type", "process")  # + the database Secret block
+    ecommerce_repo.bootstrap(pool, "production", "staging")
     ecommerce_repo.deploy("main", "--work-pool", pool)
     ecommerce_repo.deploy("feature/load-test", "--work-pool", pool)
-    branch_table = f"{table_name}_branch"
+    schema = data_environment_name("branch_", "feature/load-test")
     try:
         with ecommerce_repo.worker(pool):
-            for deployment, table in (
-                ("ecommerce-events/production", table_name),
-                (f"ecommerce-events/staging-{branch_slug('feature/load-test')}", branch_table),
+            for deployment in (
+                "ecommerce-events/production",
+                f"ecommerce-events/staging-{branch_slug('feature/load-test')}",
             ):
                 result = ecommerce_repo.flowops(
-                    "run", deployment, "--param", sources_param(sample_month), "--param", f"table={table}",
+                    "run", deployment, "--param", sources_param(sample_month), "--param", f"table={table_name}",
                     "--wait", "--timeout", RUN_TIMEOUT,
                 )  # fmt: skip
                 assert result.stdout.rstrip().endswith(": Completed"), result.stdout
-        with psycopg.connect(postgres_url) as connection:
-            for table in (table_name, branch_table):
-                assert connection.execute(f"select count(*) from {table}").fetchone() == (50_000,)
+            assert schema_rows(postgres_url, schema, table_name) == 50_000
+            assert schema_rows(postgres_url, "public", table_name) == 50_000
+            teardown = ecommerce_repo.flowops("teardown", "--branch", "feature/load-test")
+        assert f"dropped data environment {schema}" in teardown.stdout, teardown.stdout
+        assert schema_rows(postgres_url, schema, table_name) is None
+        assert schema_rows(postgres_url, "public", table_name) == 50_000
+        assert [name for name in deployments(ecommerce_repo.api_url) if branch_slug("feature/load-test") in name] == []
     finally:
-        with psycopg.connect(postgres_url, autocommit=True) as connection:
-            connection.execute(f"drop table if exists {branch_table}, {branch_table}_rejects, {branch_table}_files")
+        drop_schema(postgres_url, schema)
 
 
 def test_runs_execute_the_code_of_the_commit_each_deployment_is_pinned_to_until_it_is_deployed_again(hello_repo):
@@ -82,9 +87,10 @@ def test_two_workers_on_one_pool_run_every_flow_run_exactly_once_and_the_row_cou
     months = ["2019-10", "2019-11", "2019-12", "2020-01"]
     files = [generate_month(month, 10_000, tmp_path / "data", seed=index) for index, month in enumerate(months)]
     pool = f"e2e-{uuid.uuid4().hex[:8]}"
-    ecommerce_repo.flowops("bootstrap", "--work-pool", pool, "--type", "process")
+    ecommerce_repo.bootstrap(pool, "staging")
     ecommerce_repo.deploy("perf/two-workers", "--work-pool", pool)
     deployment = f"ecommerce-events/staging-{branch_slug('perf/two-workers')}"
+    schema = data_environment_name("branch_", "perf/two-workers")
 
     run_ids = []
     with ecommerce_repo.worker(pool, "worker-a") as worker_a, ecommerce_repo.worker(pool, "worker-b") as worker_b:
@@ -109,9 +115,13 @@ def test_two_workers_on_one_pool_run_every_flow_run_exactly_once_and_the_row_cou
             and f"Aborted submission of flow run '{flow_run_id}'" not in log
         ]
         assert len(started_by) == 1, (flow_run_id, started_by)
-    with psycopg.connect(postgres_url) as connection:
-        assert connection.execute(f"select count(*) from {table_name}").fetchone() == (40_000,)
-        assert connection.execute(f"select count(*), count(distinct name) from {table_name}_files").fetchone() == (4, 4)
+    try:
+        with psycopg.connect(postgres_url) as connection:
+            assert connection.execute(f"select count(*) from {schema}.{table_name}").fetchone() == (40_000,)
+            ledger = connection.execute(f"select count(*), count(distinct name) from {schema}.{table_name}_files")
+            assert ledger.fetchone() == (4, 4)
+    finally:
+        drop_schema(postgres_url, schema)
 
 
 def _wait_for_final_state(api_url: str, flow_run_id: str, timeout: float = 240) -> str:

@@ -12,11 +12,11 @@ import sys
 import time
 from pathlib import Path
 
-from flowops.branches import branch_slug
+from flowops.branches import branch_slug, data_environment_name
 from flowops.local import git
 from flowops.lock import lock_name
 from tests.e2e.test_deploy import STAGING_FILE, pool_args, server_state
-from tests.helpers import api, deployments, edit_yaml
+from tests.helpers import api, deployments, drop_schema, edit_yaml
 
 CONFIG_FILE = Path("deployments/flowops.yaml")
 
@@ -337,10 +337,11 @@ def test_canaries_in_the_environment_secret_blocks_a_database_url_a_source_url_a
     database_block, git_block = f"db-{tag}", f"git-{tag}"
     edit_yaml(
         repo.path / "deployments" / "flowops.yaml",
-        lambda c: c.update(secrets={database_block: "ECOMMERCE_DATABASE_URL"}),
+        lambda c: c["environments"]["staging"]["secrets"].update({database_block: "ECOMMERCE_DATABASE_URL"}),
     )
     repo.commit("this test's own database block")
-    flowops("bootstrap", "--work-pool", pool, "--type", "process", "--github-block", git_block)
+    bootstrap = ["bootstrap", "--work-pool", pool, "--type", "process", "--github-block", git_block]
+    flowops(*bootstrap, "--environment", "staging")
     git(repo.path, "push", "--quiet", str(repo.origin), f"HEAD:refs/heads/{branch}")
     flowops("deploy", "--branch", branch, "--repository", repo.origin_url, "--work-pool", pool)
     deployment = f"ecommerce-events/staging-{branch_slug(branch)}"
@@ -370,9 +371,11 @@ def test_canaries_in_the_environment_secret_blocks_a_database_url_a_source_url_a
     ]  # fmt: skip
     run_ids = [run_id(bad.stdout), run_id(good.stdout)]
     dumped.append(api(repo.api_url, "logs/filter", {"logs": {"flow_run_id": {"any_": run_ids}}, "limit": 200}))
+    schema = data_environment_name("branch_", branch)  # the branch's runs load into its own environment
     with psycopg.connect(postgres_url) as connection:
         for table in (table_name, f"{table_name}_files", f"{table_name}_rejects"):
-            dumped.append([str(row) for row in connection.execute(f"select * from {table}")])
+            dumped.append([str(row) for row in connection.execute(f"select * from {schema}.{table}")])
+    drop_schema(postgres_url, schema)
     text = json.dumps(dumped) + "\n".join(outputs)
     for expected in (deployment.split("/")[1], database_block, git_block, run_ids[1]):  # the dump holds them
         assert expected in text

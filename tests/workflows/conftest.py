@@ -192,8 +192,23 @@ def tracked_files() -> list[str]:
     return [name for name in listed.split("\0") if name and (ROOT / name).is_file()]
 
 
+@pytest.fixture(scope="session")
+def environment_blocks(prefect_server, postgres_url, tmp_path_factory) -> None:
+    """The operator's one-time bootstrap of each environment (the Manual workflow's, with that environment's
+    secrets): the Secret blocks production's and staging's deployments name, so they deploy."""
+    from flowops.local import base_environment
+
+    env = {**base_environment(tmp_path_factory.mktemp("bootstrap-home"), prefect_server.api_url)}
+    env["ECOMMERCE_DATABASE_URL"] = postgres_url
+    for environment in ("production", "staging"):
+        subprocess.run(
+            [sys.executable, "-m", "flowops", "-C", str(ROOT), "bootstrap", "--environment", environment],
+            env=env, check=True, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+
+
 @pytest.fixture
-def repository(tmp_path, prefect_server, stand_ins) -> Repository:
+def repository(tmp_path, prefect_server, stand_ins, environment_blocks) -> Repository:
     """This repository, committed on `main` and pushed with `staging` to origin; the server has no deployments of
     the flow yet."""
     path = tmp_path / "repo"

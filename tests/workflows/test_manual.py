@@ -44,7 +44,8 @@ def test_every_dispatch_operation_and_the_refused_ones(repository, postgres_url,
     pools = {pool["name"]: pool["type"] for pool in api(api_url, "work_pools/filter", {})}
     assert pools["ecommerce-production"] == "docker"
     assert pools["ecommerce-staging"] == "process"
-    assert api(api_url, "block_types/slug/secret/block_documents/name/ecommerce-database-url")["name"]
+    assert api(api_url, "block_types/slug/secret/block_documents/name/ecommerce-staging-database-url")["name"]
+    assert "block 'ecommerce-production-database-url'" not in run.output  # a staging dispatch: staging's blocks only
     assert api(api_url, "block_types/slug/github-credentials/block_documents/name/flowops-github")["name"]
     assert postgres_url not in run.output
     assert "ghp_dispatchtoken0123456789" not in run.output
