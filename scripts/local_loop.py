@@ -27,7 +27,7 @@ from flowops.local import PrefectServer, Worker, base_environment, git, make_ori
 from flowops.project import load_project
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from flows.ecommerce.environments import sqlite_schema_path  # noqa: E402 - the flows' own naming of a schema's file
+from flows.ecommerce.environments import sqlite_schema_path  # the flows' own naming of a schema's file
 
 ROOT = Path(__file__).resolve().parent.parent
 POOL = "local-process"

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import os
 
-from prefect import flow
+import prefect
 
 from .environments import RESERVED_SCHEMAS, SchemaError, check_schema_name, marker_project, sqlite_schema_path
+
+# `from .flow import ...` binds the package's `flow` submodule: prefect.flow is named in full here
 from .flow import resolve_database_url
 from .load import is_postgres, sqlite_path
 from .redact import redact, secrets_of
@@ -23,7 +25,7 @@ class RefusedCleanup(RuntimeError):
     pass
 
 
-@flow(name="ecommerce-drop-branch-data", log_prints=True)
+@prefect.flow(name="ecommerce-drop-branch-data", log_prints=True)
 def drop_branch_data(database_schema: str, database_secret_block: str | None = None) -> str:
     """Drop the branch environment `database_schema` (its events, rejects and ledger) from the database the
     Secret block `database_secret_block` names."""
