@@ -33,6 +33,10 @@ class FakeServer:
     leases: dict[str, Lease] = field(default_factory=dict)
     automations: dict[UUID, LiveAutomation] = field(default_factory=dict)
     variables: dict[str, tuple[Any, list[str]]] = field(default_factory=dict)  # name -> (value, tags)
+    # How each deployment's runs end here (state type, message), as a worker would report them; none: no worker
+    # picks the run up, and a wait ends at its timeout with the run still Scheduled.
+    run_outcomes: dict[str, tuple[str, str]] = field(default_factory=dict)
+    runs: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (deployment, parameters) started
     failing: set[str] = field(default_factory=set)  # calls that fail as an unreachable server would
     calls: Counter[str] = field(default_factory=Counter)
 
@@ -152,7 +156,12 @@ class FakeServer:
         timeout: float | None,
         on_state: Callable[[str, str], None] | None = None,
     ) -> RunResult:
-        raise NotImplementedError("runs need a real server and worker")
+        self._call("run_deployment")
+        if full_name not in self.by_name():
+            raise PrefectAPIError(f"no deployment {full_name!r} (names are flow/deployment)")
+        self.runs.append((full_name, parameters))
+        state_type, message = self.run_outcomes.get(full_name, ("SCHEDULED", ""))
+        return RunResult(uuid.uuid4(), f"run-{len(self.runs)}", state_type, state_type.title(), message)
 
     def read_automations(self, *, names: list[str] | None = None, tag: str | None = None) -> list[LiveAutomation]:
         self._call("read_automations")

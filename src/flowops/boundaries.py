@@ -30,24 +30,29 @@ POLICY_FIELDS = ("project", "environments", "branch_deployments_from", "branch_e
 BLOCK_PARAMETER_SUFFIX = "_block"
 
 
+def policy_differences(project: Project) -> list[Problem]:
+    """Where a branch's own flowops.yaml differs from the policy's in what decides where it deploys."""
+    policy = project.policy
+    config_file = str((project.deployments_dir / CONFIG_FILE).relative_to(project.root))
+    own, trusted = project.config.model_dump(), policy.config.model_dump()
+    return [
+        Problem(
+            config_file,
+            None,
+            name,
+            f"differs from {policy.source}: a branch cannot change where branch deployments go or what they may"
+            " use; merge the change to a protected branch first",
+        )
+        for name in POLICY_FIELDS
+        if policy.ref and own.get(name) != trusted.get(name)
+    ]
+
+
 def branch_deployment_problems(project: Project, rendered: Rendered) -> list[Problem]:
-    """Why `rendered` (a branch deployment) may not deploy, under `project`'s policy."""
+    """Why `rendered` (a branch deployment) may not use the pools and blocks it names, under `project`'s policy."""
     policy = project.policy
     environment = rendered.target.environment
-    config_file = str((project.deployments_dir / CONFIG_FILE).relative_to(project.root))
     problems = []
-    own, trusted = project.config.model_dump(), policy.config.model_dump()
-    for name in POLICY_FIELDS:
-        if policy.ref and own.get(name) != trusted.get(name):
-            problems.append(
-                Problem(
-                    config_file,
-                    None,
-                    name,
-                    f"differs from {policy.source}: a branch cannot change where branch deployments go or what"
-                    " they may use; merge the change to a protected branch first",
-                )
-            )
     allowed_file = policy.files[environment]
     pools = pools_of(allowed_file)
     if rendered.overrides.work_pool:
@@ -68,13 +73,13 @@ def branch_deployment_problems(project: Project, rendered: Rendered) -> list[Pro
             )
         for block in sorted(referenced_blocks(deployment, rendered.content.get("pull")) - blocks):
             owner = policy.config.secret_owner(block)
-            whose = f"it is environment {owner!r}'s" if owner else f"{environment!r} does not declare it"
+            whose = f"it belongs to environment {owner!r}" if owner else f"{environment!r} does not declare it"
             problems.append(
                 Problem(
                     rendered.label,
                     name,
                     "blocks",
-                    f"block {block!r} is not one of environment {environment!r}'s ({_listed(blocks)}): {whose}"
+                    f"block {block!r} is not a block of environment {environment!r} ({_listed(blocks)}): {whose}"
                     f" ({policy.source}); a branch deployment uses only its environment's blocks",
                 )
             )

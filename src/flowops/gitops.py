@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from .automations import apply_automations, load_automations, refuse_unmanaged_automations
-from .boundaries import branch_deployment_problems
+from .boundaries import branch_deployment_problems, policy_differences
 from .branches import branch_slug, data_environment_of_slug
 from .entrypoints import inspect_entrypoint
 from .errors import FlowopsError
@@ -63,6 +63,10 @@ class Refused(FlowopsError):
 
 def check_rendered(project: Project, rendered: Rendered) -> list[Problem]:
     """The committed file's checks (and names unique across files), then the same checks on the rendered file."""
+    if rendered.target.is_branch_deployment:  # first: the rest is moot when the branch rewrote its policy
+        problems = policy_differences(project)
+        if problems:
+            return problems
     problems = validate_project(project, rendered.target.branch)
     if not problems:
         problems = validate_file(project, DeploymentFile(rendered.label, rendered.content), committed=False)
