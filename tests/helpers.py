@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -87,6 +87,7 @@ class Repo:
     home: Path
     env: dict
     flow_name: str = "ecommerce-events"
+    blocks: dict = field(default_factory=dict)  # environment -> its database Secret block, where it has one
 
     @property
     def origin_url(self) -> str:

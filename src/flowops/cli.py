@@ -549,10 +549,17 @@ def parse_pairs(pairs: list[str], option: str, json_values: bool = True) -> dict
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    return _run(args.deployment, parse_pairs(args.param, "--param"), args.wait, args.timeout)
+    from .project import CONFIG_FILE
+
+    # in a flowops repository, a run of its deployments is held to their environment's blocks
+    project = _project(args) if (Path(args.project) / "deployments" / CONFIG_FILE).exists() else None
+    return _run(args.deployment, parse_pairs(args.param, "--param"), args.wait, args.timeout, project)
 
 
-def _run(deployment: str, parameters: dict[str, Any], wait: bool, timeout: float | None) -> int:
+def _run(
+    deployment: str, parameters: dict[str, Any], wait: bool, timeout: float | None, project: Project | None = None
+) -> int:
+    from .gitops import refuse_other_environments_blocks
     from .prefect_api import connect
     from .validate import run_parameter_problems
 
@@ -569,6 +576,8 @@ def _run(deployment: str, parameters: dict[str, Any], wait: bool, timeout: float
         print(f"{run_name}: {state}", flush=True)
 
     with connect() as server:
+        if project is not None:
+            refuse_other_environments_blocks(server, project, deployment, parameters)
         result = server.run_deployment(deployment, parameters, wait, timeout, on_state=show)
     print(f"flow run {result.flow_run_name} ({result.flow_run_id}): {result.state_name}")
     if not wait:
@@ -625,7 +634,7 @@ def cmd_github_event(args: argparse.Namespace) -> int:
     if decision.operation == GC:
         return _gc(project, args.repository, dry_run=False, as_json=False)
     if decision.operation == RUN:
-        return _run(given(decision.deployment, "deployment"), decision.parameters, decision.wait, None)
+        return _run(given(decision.deployment, "deployment"), decision.parameters, decision.wait, None, project)
     if decision.operation == BOOTSTRAP:
         return _bootstrap(project, None, {}, DEFAULT_GITHUB_BLOCK, decision.environment)
     return 0

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from .automations import apply_automations, load_automations, refuse_unmanaged_automations
-from .boundaries import branch_deployment_problems, policy_differences
+from .boundaries import blocks_of, branch_deployment_problems, parameter_blocks, policy_differences
 from .branches import branch_slug, data_environment_of_slug
 from .entrypoints import inspect_entrypoint
 from .errors import FlowopsError
@@ -433,6 +433,32 @@ def collect_garbage(
             result.cleanups += dropped.cleanups
             result.kept += dropped.kept
     return result
+
+
+def refuse_other_environments_blocks(
+    server: ServerAPI, project: Project, full_name: str, parameters: Mapping[str, Any]
+) -> None:
+    """A run of one of this project's deployments names, in its `*_block` parameters, only blocks of the
+    deployment's own environment: a run parameter (a dispatch input) must not point a branch's run at production's
+    database. Deployments of other projects, or made by hand, are not flowops' to judge."""
+    live = server.read_deployments_by_name([full_name]).get(full_name)
+    if live is None or PROJECT_TAG_PREFIX + project.config.project not in live.tags:
+        return
+    environments = [tag.removeprefix(ENV_TAG_PREFIX) for tag in live.tags if tag.startswith(ENV_TAG_PREFIX)]
+    environment = environments[0] if environments else None
+    if environment not in project.policy.files:
+        return
+    allowed = blocks_of(project.policy.files[environment]) | set(
+        project.policy.config.environments[environment].secrets
+    )
+    for parameter, block in sorted(parameter_blocks({"parameters": dict(parameters)}).items()):
+        if block not in allowed:
+            owner = project.policy.config.secret_owner(block)
+            raise Refused(
+                f"parameter {parameter}: block {block!r} is not a block of environment {environment!r}"
+                + (f" (it belongs to {owner!r})" if owner else "")
+                + f": a run of {full_name} uses only its environment's blocks; nothing was started"
+            )
 
 
 class MissingSecrets(FlowopsError):

@@ -109,7 +109,7 @@ def test_the_ui_shows_branch_deployments_with_their_tags_and_a_runs_artifact_tab
     browser, ecommerce_repo, prefect_server, sample_month, table_name, tmp_path
 ):
     pool = f"ui-{table_name[-8:]}"
-    ecommerce_repo.flowops("bootstrap", "--work-pool", pool, "--type", "process")
+    ecommerce_repo.bootstrap(pool, "production", "staging")
     ecommerce_repo.deploy("main", "--work-pool", pool)
     ecommerce_repo.deploy(BRANCH, "--work-pool", pool)
     with ecommerce_repo.worker(pool):

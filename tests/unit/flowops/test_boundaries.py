@@ -226,7 +226,7 @@ def test_teardown_drops_the_data_then_deletes_the_deployments(project_root, serv
 def test_a_cleanup_that_fails_or_hangs_is_reported_keeps_its_deployment_and_gc_retries_it(
     project_root, server, tmp_path
 ):
-    staging, cleanup = branch_deployments(server, "feature/stuck")
+    _, cleanup = branch_deployments(server, "feature/stuck")
     project = load_project(project_root)
     result = gitops.teardown(server, project, "feature/stuck")  # no worker: the run stays Scheduled
     assert not result.complete
@@ -245,7 +245,8 @@ def test_a_cleanup_that_fails_or_hangs_is_reported_keeps_its_deployment_and_gc_r
     assert dry.would_drop == [data_environment_name("branch_", "feature/stuck")]
     server.run_outcomes[cleanup] = ("COMPLETED", "")
     done = gitops.collect_garbage(server, project, str(origin))
-    assert done.complete and [c.dropped for c in done.cleanups] == [True]
+    assert done.complete
+    assert [c.dropped for c in done.cleanups] == [True]
     assert server.deployments == {}
     assert len(server.runs) == 3
 
@@ -258,7 +259,7 @@ def test_a_cleanup_is_never_run_against_what_a_protected_environment_loads_into(
         lambda c: c["deployments"][0]["parameters"].update(name=environment),
     )
     git(project_root, "commit", "--quiet", "--all", "--message", "staging loads into a branch-like name")
-    staging, cleanup = branch_deployments(server, "feature/evil")
+    _, cleanup = branch_deployments(server, "feature/evil")
     server.run_outcomes[cleanup] = ("COMPLETED", "")
     result = gitops.teardown(server, load_project(project_root).with_policy_from("main"), "feature/evil")
     assert f"{environment!r} is what environment 'staging' loads into" in result.cleanups[0].message
@@ -311,9 +312,11 @@ def test_deploy_refuses_a_deployment_whose_block_parameter_names_a_block_the_ser
     rendered = render(project, "staging", git(project_root, "rev-parse", "HEAD"), Overrides())
     problems = [str(p) for p in check_against_server(server, project, rendered)[0]]
     assert problems == [
-        "deployments/staging/prefect.yaml (rendered for 'staging'): staging: parameters.database_secret_block: block"
-        " 'hello-staging-db' does not exist on the server, so every run would fail; run `flowops bootstrap"
-        " --environment staging` with $ECOMMERCE_DATABASE_URL set"
+        (
+            "deployments/staging/prefect.yaml (rendered for 'staging'): staging: parameters.database_secret_block:"
+            " block 'hello-staging-db' does not exist on the server, so every run would fail; run `flowops"
+            " bootstrap --environment staging` with $ECOMMERCE_DATABASE_URL set"
+        )
     ]
     server.add_block("secret", "hello-staging-db")
     assert check_against_server(server, project, rendered)[0] == []
