@@ -84,10 +84,10 @@ def work_copy(folder: Path, deployments: int) -> Path:
     work = folder / f"work-{deployments}"
     subprocess.run(["git", "clone", "--quiet", str(ROOT), str(work)], check=True)
     content = yaml.safe_load((work / STAGING_FILE).read_text())
-    first = content["deployments"][0]
+    first, *others = content["deployments"]  # the others (the branch environment's cleanup) stay as they are
     content["deployments"] = [
         {**copy.deepcopy(first), "name": f"{first['name']}-{index:03d}"} for index in range(deployments)
-    ]
+    ] + others
     (work / STAGING_FILE).write_text(yaml.safe_dump(content, sort_keys=False))
     git(work, "add", "--all")
     git(work, "commit", "--quiet", "--message", f"{deployments} staging deployments")
@@ -131,7 +131,8 @@ def measure(folder: Path, deployments: int, repeats: int, postgres_url: str | No
         env = base_environment(server.home, server.api_url)
         origin = make_origin(work, folder / f"origin-{deployments}.git", ["main", BRANCH])
         overrides = ["--branch", BRANCH, "--repository", origin, "--work-pool", POOL]
-        timed([*flowops, "bootstrap", "--work-pool", POOL, "--type", "process"], env, work)
+        bootstrap = [*flowops, "bootstrap", "--work-pool", POOL, "--type", "process", "--environment", "staging"]
+        timed(bootstrap, {**env, "ECOMMERCE_DATABASE_URL": f"sqlite:///{folder / 'staging.sqlite'}"}, work)
         timed([*flowops, "deploy", *overrides], env, work)
         rendered = folder / f"rendered-{deployments}.yaml"
         times: dict[str, list[float]] = {name: [] for name in (NEW_COMMIT, BARE, UNCHANGED, PLAN, VALIDATE)}

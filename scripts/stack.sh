@@ -144,7 +144,7 @@ deploy_production() {  # as CI does it, on the stack's process pool, cloning fro
   password=$(grep '^POSTGRES_PASSWORD=' "$STATE/.env" | cut -d= -f2)
   cd "$ROOT"
   PREFECT_API_URL=$API_URL ECOMMERCE_DATABASE_URL="postgresql://prefect:$password@postgres:5432/ecommerce" \
-    uv run --quiet flowops bootstrap --work-pool local --type process >/dev/null
+    uv run --quiet flowops bootstrap --work-pool local --type process --environment production >/dev/null
   PREFECT_API_URL=$API_URL uv run --quiet flowops deploy --branch main --work-pool local \
     --repository git://git-origin/flowops.git
 }

@@ -88,6 +88,7 @@ class Repo:
     env: dict
     flow_name: str = "ecommerce-events"
     blocks: dict = field(default_factory=dict)  # environment -> its database Secret block, where it has one
+    project: str = ""  # flowops.yaml's project, where the test gave it one of its own
 
     @property
     def origin_url(self) -> str:

@@ -151,25 +151,26 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     from .gitops import DeployFailed, ValidationFailed
+    from .gitrepo import without_userinfo as shown  # an error may quote a URL with a password: never printed
 
     try:
         return COMMANDS[args.command](args)
     except UsageError as error:
-        print(f"flowops {args.command}: {error}", file=sys.stderr)
+        print(shown(f"flowops {args.command}: {error}"), file=sys.stderr)
         return error.exit_code
     except ValidationFailed as failure:
         if getattr(args, "json", False):
-            print(json.dumps({"ok": False, "problems": [str(p) for p in failure.problems]}, indent=2))
+            print(json.dumps({"ok": False, "problems": [shown(str(p)) for p in failure.problems]}, indent=2))
         for problem in failure.problems:
-            print(f"error: {problem}", file=sys.stderr)
+            print(shown(f"error: {problem}"), file=sys.stderr)
         print(f"{len(failure.problems)} problem(s); nothing was changed on the server", file=sys.stderr)
         return failure.exit_code
     except DeployFailed as failure:
-        print(failure.output, file=sys.stderr)
-        print(f"error: {failure}", file=sys.stderr)
+        print(shown(failure.output), file=sys.stderr)
+        print(shown(f"error: {failure}"), file=sys.stderr)
         return failure.exit_code
     except FlowopsError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(shown(f"error: {error}"), file=sys.stderr)
         return error.exit_code
 
 
@@ -189,8 +190,9 @@ def _checked_branch(branch: str) -> str:
     return branch
 
 
-def _rendered(args: argparse.Namespace, project: Project, deploying: bool = True) -> Rendered:
-    """The file `--branch` deploys, with the command line's overrides (see `_render`)."""
+def _rendered(args: argparse.Namespace, project: Project, deploying: bool = True) -> tuple[Project, Rendered]:
+    """The file `--branch` deploys, with the command line's overrides, and the project under its policy (see
+    `_render`)."""
     from .render import Overrides
 
     overrides = Overrides(args.repository, args.work_pool, args.image, work_pool_type=args.work_pool_type)
@@ -204,9 +206,10 @@ def _render(
     overrides: Overrides,
     deploying: bool = True,
     policy_ref: str | None = None,
-) -> Rendered:
-    """The file the branch deploys. When `deploying` (plan and deploy), the files read must be exactly the
-    commit's: the tree is clean and `sha`, if given, is the checked-out commit. A branch deployment's
+) -> tuple[Project, Rendered]:
+    """The file the branch deploys, and the project under the policy it deploys by: every check after this
+    must be given that project, not the one loaded. When `deploying` (plan and deploy), the files read must be
+    exactly the commit's: the tree is clean and `sha`, if given, is the checked-out commit. A branch deployment's
     environment, pools and blocks are the policy's (`policy_ref`, see `_under_policy`)."""
     from dataclasses import replace
 
@@ -229,7 +232,7 @@ def _render(
                 " than it was checked with; commit or stash them"
             )
     repository = overrides.repository or default_repository(project.root)
-    return render(project, branch, sha, replace(overrides, repository=repository))
+    return project, render(project, branch, sha, replace(overrides, repository=repository))
 
 
 def _under_policy(project: Project, branch: str, policy_ref: str | None) -> Project:
@@ -279,8 +282,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_render(args: argparse.Namespace) -> int:
     from .gitops import ValidationFailed, check_rendered
 
-    project = _project(args)
-    rendered = _rendered(args, project, deploying=False)
+    project, rendered = _rendered(args, _project(args), deploying=False)
     problems = check_rendered(project, rendered)
     if problems:
         raise ValidationFailed(problems)
@@ -294,8 +296,8 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     require_api_url()
-    project = _project(args)
-    return _plan(project, _rendered(args, project), args.rollback, args.json)
+    project, rendered = _rendered(args, _project(args))
+    return _plan(project, rendered, args.rollback, args.json)
 
 
 def _plan(project: Project, rendered: Rendered, rollback: bool = False, as_json: bool = False) -> int:
@@ -312,8 +314,7 @@ def _plan(project: Project, rendered: Rendered, rollback: bool = False, as_json:
 
 def cmd_deploy(args: argparse.Namespace) -> int:
     require_api_url()
-    project = _project(args)
-    rendered = _rendered(args, project)
+    project, rendered = _rendered(args, _project(args))
     return _deploy(project, rendered, args.force, args.verbose, rollback=args.rollback)
 
 
@@ -377,12 +378,16 @@ def cmd_teardown(args: argparse.Namespace) -> int:
     return _teardown(_project(args), args.branch, args.force, args.json)
 
 
-def _teardown(project: Project, branch: str, force: bool = False, as_json: bool = False) -> int:
+def _teardown(
+    project: Project, branch: str, force: bool = False, as_json: bool = False, policy_ref: str | None = None
+) -> int:
     from .gitops import teardown
     from .prefect_api import connect
 
+    # what a branch's data environment is called, and how it is dropped, are the policy's to say
+    project = _under_policy(project, _checked_branch(branch), policy_ref)
     with connect() as server:
-        result = teardown(server, project, _checked_branch(branch), force=force)
+        result = teardown(server, project, branch, force=force)
     names = sorted(d.full_name for d in result.deleted)
     if as_json:
         print(json.dumps({"branch": branch, "deleted": names, **_cleanup_report(result)}, indent=2))
@@ -616,21 +621,21 @@ def cmd_github_event(args: argparse.Namespace) -> int:
 
     policy = decision.policy_ref
     if decision.operation == PLAN:
-        return _plan(project, _render(project, given(decision.branch, "branch"), decision.sha, overrides, True, policy))
+        return _plan(*_render(project, given(decision.branch, "branch"), decision.sha, overrides, True, policy))
     if decision.operation == DEPLOY:
         from .pull_request_comment import PullRequestComment
 
-        rendered = _render(project, given(decision.branch, "branch"), decision.sha, overrides, True, policy)
+        governed, rendered = _render(project, given(decision.branch, "branch"), decision.sha, overrides, True, policy)
         comment = PullRequestComment.from_environment(decision.pull_request) if decision.pull_request else None
-        return _deploy(project, rendered, comment=comment)
+        return _deploy(governed, rendered, comment=comment)
     if decision.operation == ROLLBACK:
         from .gitrepo import require_commit_of_branch
 
         branch, sha = given(decision.branch, "branch"), given(decision.sha, "commit")
         require_commit_of_branch(project.root, sha, branch)
-        return _deploy(project, _render(project, branch, sha, overrides, True, policy), rollback=True)
+        return _deploy(*_render(project, branch, sha, overrides, True, policy), rollback=True)
     if decision.operation == TEARDOWN:
-        return _teardown(project, given(decision.branch, "branch"))
+        return _teardown(project, given(decision.branch, "branch"), policy_ref=policy)
     if decision.operation == GC:
         return _gc(project, args.repository, dry_run=False, as_json=False)
     if decision.operation == RUN:

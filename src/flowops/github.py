@@ -118,13 +118,13 @@ def _pull_request(payload: dict[str, Any], protected_branches: set[str]) -> Deci
     if branch in protected_branches:
         return Decision(SKIP, f"{branch!r} deploys on its own pushes, not as a branch deployment")
     action = payload.get("action")
+    base = pull_request["base"]
+    policy = base.get("sha") if _FULL_SHA.fullmatch(str(base.get("sha"))) else base.get("ref")
     if action in PR_DEPLOY_ACTIONS:
         reason = f"pull request #{number} {action}"
-        base = pull_request["base"]
-        policy = base.get("sha") if _FULL_SHA.fullmatch(str(base.get("sha"))) else base.get("ref")
         return Decision(DEPLOY, reason, branch=branch, sha=head["sha"], pull_request=number, policy_ref=policy)
     if action == "closed":
-        return Decision(TEARDOWN, f"pull request #{number} closed", branch=branch)
+        return Decision(TEARDOWN, f"pull request #{number} closed", branch=branch, policy_ref=policy)
     return Decision(SKIP, f"pull request #{number} {action}: nothing to deploy")
 
 

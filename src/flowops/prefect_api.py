@@ -63,13 +63,27 @@ def require_api_url() -> str:
     return str(url)
 
 
+# A server that accepts connections and never answers kept a command waiting 423 s with Prefect's defaults (60 s
+# a try, 5 retries). flowops' own defaults give up on it in about 40 s; Prefect's settings, when set, win.
+DEFAULT_CLIENT_SETTINGS = {"PREFECT_API_REQUEST_TIMEOUT": 10.0, "PREFECT_CLIENT_MAX_RETRIES": 2}
+
+
 @contextlib.contextmanager
 def connect() -> Iterator[PrefectAPI]:
     """The configured server, through one client for the whole command."""
+    import os
+
+    import prefect.settings
     from prefect.client.orchestration import get_client
 
     api_url = require_api_url()
-    with get_client(sync_client=True) as client:  # no request yet: each call below says what failed
+    defaults = {
+        getattr(prefect.settings, name): value
+        for name, value in DEFAULT_CLIENT_SETTINGS.items()
+        if name not in os.environ
+    }
+    # no request yet: each call below says what failed
+    with prefect.settings.temporary_settings(updates=defaults), get_client(sync_client=True) as client:
         yield PrefectAPI(client, api_url)
 
 
@@ -85,7 +99,13 @@ def _calling(what: str) -> Iterator[None]:
     except (httpx.TransportError, RuntimeError) as error:
         from prefect.settings import PREFECT_API_URL
 
-        raise PrefectAPIError(f"{what}: cannot reach the Prefect API at {PREFECT_API_URL.value()!r}: {error}") from None
+        from .gitrepo import without_userinfo
+
+        where = without_userinfo(str(PREFECT_API_URL.value()))  # a URL may carry a password: never shown
+        message = without_userinfo(
+            f"{what}: cannot reach the Prefect API at {where!r}: {error or type(error).__name__}"
+        )
+        raise PrefectAPIError(message) from None
 
 
 class PrefectAPI:

@@ -330,11 +330,36 @@ def read_yaml(path: Path, relative: Path | str, when_missing: str) -> Any:
     return parse_yaml(text, relative)
 
 
+# More values than any real deployment file holds (300 deployments hold ~15,000): YAML aliases can make a small
+# file stand for billions of them ("billion laughs"), which every walk over it would expand.
+MAX_YAML_VALUES = 200_000
+
+
 def parse_yaml(text: str, relative: Path | str) -> Any:
     try:  # a command reads each file several times (validate, render, plan): parse each text once
-        return copy.deepcopy(_parsed_yaml(text))
+        parsed = _parsed_yaml(text)
     except yaml.YAMLError as error:
         raise ProjectError(f"{relative}: not valid YAML: {_one_line(error)}") from None
+    if _expands_past(parsed, MAX_YAML_VALUES):
+        raise ProjectError(
+            f"{relative}: its aliases expand to more than {MAX_YAML_VALUES:,} values (a YAML alias bomb?); refused"
+        )
+    return copy.deepcopy(parsed)
+
+
+def _expands_past(value: Any, limit: int) -> bool:
+    """Whether `value`, with every alias expanded, holds more than `limit` values (stops counting there)."""
+    pending, seen = [value], 0
+    while pending:
+        item = pending.pop()
+        seen += 1
+        if seen > limit:
+            return True
+        if isinstance(item, dict):
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False
 
 
 @functools.lru_cache(maxsize=32)

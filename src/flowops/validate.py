@@ -96,6 +96,12 @@ def validate_file(project: Project, file: DeploymentFile, committed: bool) -> li
     return checker.problems
 
 
+def _banned_name_characters() -> list[str]:
+    from prefect.types.names import BANNED_CHARACTERS as banned  # Prefect's own list: `/ % & > <`
+
+    return list(banned)
+
+
 class _FileChecker:
     def __init__(self, project: Project, file: DeploymentFile):
         self.project = project
@@ -127,6 +133,9 @@ class _FileChecker:
                 self.deployment = name
                 if names.count(name) > 1:
                     self.problem("name", "used by more than one deployment in this file")
+                banned = [character for character in _banned_name_characters() if character in name]
+                if banned:
+                    self.problem("name", f"{banned[0]!r} is not allowed in a deployment's name (Prefect refuses it)")
             self.check_deployment(deployment, content.get("pull"), committed)
         self.deployment = None
         for field, value in _leaves(content.get("pull") or [], "pull (top level)"):

@@ -102,21 +102,17 @@ def test_bootstrap_refuses_a_block_another_project_owns_and_a_missing_secret_fai
     assert f"$ECOMMERCE_DATABASE_URL (block {repo.blocks['staging']!r}) not set; nothing was changed" in missing.stderr
     assert pool not in {p["name"] for p in api_pools(repo.api_url)}
 
-    block = f"shared-{uuid.uuid4().hex[:8]}"
-    edit_yaml(
-        repo.path / "deployments" / "flowops.yaml",
-        lambda c: c["environments"]["production"]["secrets"].update({block: "ECOMMERCE_DATABASE_URL"}),
-    )
-    repo.commit("a block of production's")
-    repo.flowops("bootstrap", "--work-pool", pool, "--type", "process", "--environment", "production")
-    edit_yaml(repo.path / "deployments" / "flowops.yaml", lambda c: c.update(project="someone/else"))
-    repo.commit("another project, the same block name")
+    # another project on the server bootstrapped a block of the same name for its production
+    block = repo.blocks["production"]
+    owner = {"project": "someone/else", "environment": "production", "block": block}
+    api(repo.api_url, "variables/", {"name": f"flowops-block-{block}", "value": owner, "tags": ["flowops"]})
     taken = repo.flowops("bootstrap", "--environment", "production", check=False)
     assert taken.returncode == 1
     assert (
-        f"Secret block {block!r} belongs to environment 'production' of project 'flowops-dev/flowops', not to"
-        " 'production' of 'someone/else'"
+        f"Secret block {block!r} belongs to environment 'production' of project 'someone/else', not to"
+        f" 'production' of {repo.project!r}"
     ) in taken.stderr
+    assert not any(d["name"] == block for d in api(repo.api_url, "block_documents/filter", {}))
 
 
 def api_pools(api_url: str) -> list[dict]:
@@ -155,6 +151,11 @@ def test_a_cleanup_that_hangs_is_reported_and_gc_drops_the_data_once_the_branch_
     assert schema_rows(postgres_url, schema, "ecommerce_events") == 50_000
 
     git(repo.path, "push", "--quiet", str(repo.origin), "--delete", branch)
+    # the operator gives the cleanup the time a real run takes (5 s was to make the first one time out)
+    edit_yaml(
+        repo.path / "deployments" / "flowops.yaml", lambda c: c["branch_environments"]["cleanup"].update(timeout=240)
+    )
+    repo.commit("a cleanup timeout a run can meet", push=["main"])
     listed = repo.flowops("gc", "--repository", repo.origin_url, "--dry-run")
     assert f"would drop data environment {schema}" in listed.stdout
     assert f"would delete {cleanup}" in listed.stdout

@@ -36,13 +36,16 @@ def kubernetes_repo(tmp_path, prefect_server, broken: dict[str, str] | None = No
 
 
 def test_the_kubernetes_example_validates_bootstraps_its_pool_and_deploys_with_the_flows_image(
-    tmp_path, prefect_server
+    tmp_path, prefect_server, postgres_url
 ):
     repo = kubernetes_repo(tmp_path, prefect_server)
     validated = repo.flowops("validate")
     assert f"ok: deployments/{PRODUCTION}" in validated.stdout
 
-    bootstrap = repo.flowops("bootstrap", "--work-pool", repo.pool, "--type", "kubernetes")
+    bootstrap = repo.flowops(
+        "bootstrap", "--work-pool", repo.pool, "--type", "kubernetes", "--environment", "production",
+        env_extra={"ECOMMERCE_DATABASE_URL": postgres_url},
+    )  # fmt: skip
     assert f"work pool {repo.pool!r} (kubernetes): created" in bootstrap.stdout
     pool = httpx.get(f"{repo.api_url}/work_pools/{repo.pool}", timeout=30).json()
     assert pool["type"] == "kubernetes"

@@ -84,8 +84,14 @@ def test_the_local_loop_deploys_runs_loads_tears_down_and_stops_everything_it_st
     assert "+ create    ecommerce-events/staging-demo-local-loop-" in output
     assert output.count(": Completed\n") >= 2  # production's run, then the demo branch's
     expected = "PostgreSQL" if database == "postgresql" else "SQLite"
-    assert f"==> 20,000 rows in ecommerce_events ({expected})" in output
-    assert "1 deployment(s) of branch 'demo/local-loop' deleted" in output
+    assert f"==> 20,000 rows in ecommerce_events (production, {expected})" in output
+    schema = re.search(
+        r"==> 20,000 rows in (branch_demo_local_loop_[0-9a-f]{8})\.ecommerce_events \(the demo branch's own", output
+    )
+    assert schema, output  # the branch loaded every row too, into a data environment of its own
+    assert f"dropped data environment {schema.group(1)}" in output
+    assert f"{schema.group(1)}: gone; production keeps 20,000 rows" in output
+    assert "2 deployment(s) of branch 'demo/local-loop' deleted" in output
 
     port = int(re.search(r"server up at http://127\.0\.0\.1:(\d+)/api", output).group(1))
     with socket.socket() as probe:

@@ -133,7 +133,7 @@ def test_the_ui_shows_branch_deployments_with_their_tags_and_a_runs_artifact_tab
         f"{prefect_server.ui_url}/deployments/deployment/{deployment['id']}",
         f"branch:{branch_slug(BRANCH)}",
         "env:staging",
-        "project:flowops-dev/flowops",
+        f"project:{ecommerce_repo.project}",
     )
     keep_screenshot(browser, tmp_path, "ui-branch-deployment.png")
 
