@@ -213,7 +213,7 @@ def _render(
     environment, pools and blocks are the policy's (`policy_ref`, see `_under_policy`)."""
     from dataclasses import replace
 
-    from .gitrepo import GitError, default_repository, head_sha, is_clean, resolve_sha
+    from .gitrepo import GitError, default_repository, head_sha, in_commit, is_clean, resolve_sha
     from .render import render
 
     branch = _checked_branch(branch)
@@ -231,6 +231,9 @@ def _render(
                 f"{project.root} has uncommitted changes: a deployment pinned to {sha[:12]} would run other code"
                 " than it was checked with; commit or stash them"
             )
+        deployed_file = project.target(branch).file.path
+        if not in_commit(project.root, sha, deployed_file):
+            raise GitError(f"{deployed_file} is not in commit {sha[:12]} (untracked?): only committed files deploy")
     repository = overrides.repository or default_repository(project.root)
     return project, render(project, branch, sha, replace(overrides, repository=repository))
 

@@ -29,6 +29,9 @@ def inspect_entrypoint(root: Path, entrypoint: str) -> FlowEntrypoint:
         raise EntrypointError(f"{entrypoint!r} is not of the form path/to/file.py:flow_function")
     relative_path, function = entrypoint.split(":")
     path = root / relative_path
+    # inside the repository, symlinks followed: Prefect imports the module's own imports to read its parameters
+    if not path.resolve().is_relative_to(root.resolve()):
+        raise EntrypointError(f"{relative_path} is outside the repository (nothing outside it is read or imported)")
     if not path.is_file():
         raise EntrypointError(f"{relative_path} does not exist")
     try:

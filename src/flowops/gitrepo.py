@@ -55,6 +55,11 @@ def first_commit_of(root: Path, revisions: list[str]) -> str | None:
     return None
 
 
+def in_commit(root: Path, sha: str, path: str) -> bool:
+    """Whether the commit `sha` holds the file `path` (relative to `root`)."""
+    return _git(root, "cat-file", "-e", f"{sha}:./{path}") is not None  # ./: relative to `root`, not the top
+
+
 def default_repository(root: Path, environ: Mapping[str, str] = os.environ) -> str | None:
     """The URL workers clone: GitHub's own in Actions, else the `origin` remote, else None (keep the file's)."""
     server, repository = environ.get("GITHUB_SERVER_URL"), environ.get("GITHUB_REPOSITORY")

@@ -311,7 +311,9 @@ def _first_line(result: subprocess.CompletedProcess[str]) -> str:
 
 
 def load_deployment_file(root: Path, path: Path) -> DeploymentFile:
-    relative = str(path.relative_to(root))
+    if not path.resolve().is_relative_to(root.resolve()):  # `file: ../../elsewhere.yaml`, an absolute path, a symlink
+        raise ProjectError(f"{path}: outside the repository {root}: a deployment file must be one of its own")
+    relative = str(path.resolve().relative_to(root.resolve()))
     content = read_yaml(path, relative, "not found")
     if not isinstance(content, dict):
         raise ProjectError(f"{relative}: expected a mapping with a `deployments` list")

@@ -31,24 +31,33 @@ def hello_repo(tmp_path, prefect_server) -> Repo:
 def ecommerce_repo(tmp_path, prefect_server, postgres_url, sample_month) -> Repo:
     """This repository's flows and deployment files, committed, with an origin; runs load into PostgreSQL and
     read local files under the sample's folder and the test's own (the worker's $ECOMMERCE_DATA_DIR). Tests share
-    the server: each has a project of its own (`flowops-dev/flowops-e2e-<hex>`: one test's gc or teardown never
-    sees another's deployments) and Secret blocks of its own (`ecommerce-staging-database-url-<hex>`: one test's
-    bootstrap never points another's runs at its database)."""
+    the server: each has Secret blocks of its own (`ecommerce-staging-database-url-<hex>`: one test's bootstrap
+    never points another's runs at its database); `own_project` gives one a project of its own too."""
     sources = {"flows": ROOT / "flows", "deployments": ROOT / "deployments"}
     data_dirs = os.pathsep.join([str(sample_month.parent), str(tmp_path)])
     suffix = uuid.uuid4().hex[:8]
     make = make_repo(
         sources, tmp_path, prefect_server, {"ECOMMERCE_DATABASE_URL": postgres_url, "ECOMMERCE_DATA_DIR": data_dirs}
     )
-    project = f"flowops-dev/flowops-e2e-{suffix}"
     for path in (make.path / "deployments").glob("**/*.yaml"):
-        text = path.read_text().replace("project: flowops-dev/flowops\n", f"project: {project}\n")
-        text = text.replace("project:flowops-dev/flowops", f"project:{project}")  # the automations' tag
+        text = path.read_text()
         for environment in ("production", "staging"):
             block = f"ecommerce-{environment}-database-url"
             text = text.replace(block, f"{block}-{suffix}")
         path.write_text(text)
     make.commit("Secret blocks of this test's own", push=["main", "staging"])
     make.blocks = {env: f"ecommerce-{env}-database-url-{suffix}" for env in ("production", "staging")}
-    make.project = project
+    make.project = "flowops-dev/flowops"
     return make
+
+
+def own_project(repo: Repo) -> str:
+    """Give `repo` a project of its own, committed on main: its gc and teardown never see another test's branch
+    deployments. (Its production deployment would then clash with other tests' `ecommerce-events/production`,
+    which belongs to another project: a test with a project of its own deploys branches only.)"""
+    repo.project = f"flowops-dev/flowops-e2e-{uuid.uuid4().hex[:8]}"
+    for path in (repo.path / "deployments").glob("**/*.yaml"):
+        text = path.read_text().replace("project: flowops-dev/flowops\n", f"project: {repo.project}\n")
+        path.write_text(text.replace("project:flowops-dev/flowops", f"project:{repo.project}"))  # automations' tag
+    repo.commit("a project of this test's own", push=["main", "staging"])
+    return repo.project

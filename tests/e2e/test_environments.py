@@ -11,7 +11,9 @@ import psycopg
 import pytest
 
 from flowops.branches import branch_slug, data_environment_name
+from flowops.gitops import block_owner_variable
 from flowops.local import git
+from tests.e2e.conftest import own_project
 from tests.helpers import api, deployments, edit_yaml, schema_rows
 
 RUN_TIMEOUT = "240"
@@ -33,7 +35,17 @@ def two_databases(postgres_url):
 def test_a_pull_request_never_reaches_productions_database_pool_or_blocks(ecommerce_repo, two_databases, sample_month):
     production_url, staging_url = two_databases
     repo = ecommerce_repo
-    pool = f"e2e-{uuid.uuid4().hex[:8]}"
+    pool, production_pool = f"e2e-{uuid.uuid4().hex[:8]}", f"e2e-production-{uuid.uuid4().hex[:8]}"
+    # production's own pool here is a process pool (this machine runs no Docker for it): data in main's files
+    edit_yaml(
+        repo.path / "deployments" / "flowops.yaml",
+        lambda c: c["work_pools"].update({production_pool: {"type": "process"}}),
+    )
+    edit_yaml(
+        repo.path / "deployments" / "main" / "prefect.yaml",
+        lambda c: c["deployments"][0]["work_pool"].update(name=production_pool, job_variables={}),
+    )
+    repo.commit("production on a process pool of its own", push=["main"])
     for environment, url in (("production", production_url), ("staging", staging_url)):
         saved = repo.flowops(
             "bootstrap", "--work-pool", pool, "--type", "process", "--environment", environment,
@@ -59,11 +71,11 @@ def test_a_pull_request_never_reaches_productions_database_pool_or_blocks(ecomme
         staging_file,
         lambda c: c["deployments"][0]["parameters"].update(database_secret_block=repo.blocks["staging"]),
     )
-    edit_yaml(staging_file, lambda c: c["deployments"][0]["work_pool"].update(name="ecommerce-production"))
+    edit_yaml(staging_file, lambda c: c["deployments"][0]["work_pool"].update(name=production_pool))
     repo.commit("run on production's pool", push=["feature/reach"])
     refused = repo.flowops("deploy", "--branch", "feature/reach", "--repository", repo.origin_url, check=False)
     assert refused.returncode == 1
-    assert "'ecommerce-production' is not a work pool of environment 'staging'" in refused.stderr
+    assert f"{production_pool!r} is not a work pool of environment 'staging' ('ecommerce-staging'" in refused.stderr
     assert deployments(repo.api_url) == before  # nothing changed
 
     # The same branch with staging's file as main has it: deployed, and its runs load into staging's database.
@@ -105,7 +117,7 @@ def test_bootstrap_refuses_a_block_another_project_owns_and_a_missing_secret_fai
     # another project on the server bootstrapped a block of the same name for its production
     block = repo.blocks["production"]
     owner = {"project": "someone/else", "environment": "production", "block": block}
-    api(repo.api_url, "variables/", {"name": f"flowops-block-{block}", "value": owner, "tags": ["flowops"]})
+    api(repo.api_url, "variables/", {"name": block_owner_variable(block), "value": owner, "tags": ["flowops"]})
     taken = repo.flowops("bootstrap", "--environment", "production", check=False)
     assert taken.returncode == 1
     assert (

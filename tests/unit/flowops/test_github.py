@@ -153,3 +153,19 @@ def test_a_dispatched_bootstrap_is_a_bootstrap():
     from flowops.github import BOOTSTRAP
 
     assert decide("workflow_dispatch", payload("dispatch_bootstrap"), PROTECTED).operation == BOOTSTRAP
+
+
+def test_a_pull_requests_policy_is_its_base_commit_never_its_head():
+    opened = payload("pull_request_opened")
+    assert decide("pull_request", opened, PROTECTED).policy_ref == "main"  # no full SHA given: the base branch
+    opened["pull_request"]["base"]["sha"] = "b" * 40
+    decision = decide("pull_request", opened, PROTECTED)
+    assert (decision.policy_ref, decision.sha) == ("b" * 40, "HEAD_SHA")
+    closed = payload("pull_request_closed")
+    assert decide("pull_request", closed, PROTECTED).policy_ref == "main"
+
+
+def test_a_dispatched_branch_is_governed_by_the_default_branch_and_a_bootstrap_by_its_environment():
+    assert decide("workflow_dispatch", payload("dispatch_deploy"), PROTECTED).policy_ref == "main"
+    bootstrap = decide("workflow_dispatch", payload("dispatch_bootstrap"), PROTECTED)
+    assert bootstrap.environment == "staging"

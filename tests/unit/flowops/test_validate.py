@@ -376,3 +376,55 @@ def test_every_set_field_of_prefects_triggers_is_put_in_order():
         if typing.get_origin(field.annotation) is set
     }
     assert set_fields == set(SET_TRIGGER_FIELDS)
+
+
+def test_an_entrypoint_outside_the_repository_is_refused_and_never_imported(sample_project, tmp_path):
+    outside = tmp_path / "outside.py"
+    marker = tmp_path / "imported"
+    outside.write_text(
+        f"import pathlib\npathlib.Path({str(marker)!r}).write_text('ran')\nfrom prefect import flow\n\n\n"
+        "@flow\ndef evil():\n    pass\n"
+    )
+    (sample_project / "flows" / "link.py").symlink_to(outside)
+    for entrypoint in ("../outside.py:evil", "flows/link.py:evil"):
+        edit_yaml(
+            sample_project / "deployments" / "staging" / "prefect.yaml",
+            lambda c, e=entrypoint: c["deployments"][0].update(entrypoint=e),
+        )
+        problems = [str(p) for p in validate_project(load_project(sample_project), "staging")]
+        relative = entrypoint.split(":")[0]
+        assert (
+            f"deployments/staging/prefect.yaml: staging: entrypoint: {relative} is outside the repository"
+            " (nothing outside it is read or imported)"
+        ) in problems
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("file", ["../../elsewhere.yaml", "/etc/passwd"])
+def test_an_environment_file_outside_the_repository_is_one_clear_error(sample_project, file):
+    edit_yaml(sample_project / "deployments" / "flowops.yaml", lambda c: c["environments"]["staging"].update(file=file))
+    with pytest.raises(ProjectError, match=r"outside the repository .*: a deployment file must be one of its own"):
+        load_project(sample_project).files()
+
+
+def test_a_deployment_name_prefect_refuses_is_reported(sample_project):
+    edit_yaml(
+        sample_project / "deployments" / "staging" / "prefect.yaml",
+        lambda c: c["deployments"][0].update(name="a/b"),
+    )
+    problems = [str(p) for p in validate_project(load_project(sample_project))]
+    assert (
+        "deployments/staging/prefect.yaml: a/b: name: '/' is not allowed in a deployment's name (Prefect refuses it)"
+        in problems
+    )
+
+
+def test_an_alias_bomb_is_refused_before_anything_expands_it(sample_project):
+    laughs = ["a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    for level in "bcdefghi":
+        previous = chr(ord(level) - 1)
+        laughs.append(f"{level}: &{level} [{', '.join(['*' + previous] * 9)}]")
+    path = sample_project / "deployments" / "staging" / "prefect.yaml"
+    path.write_text(path.read_text() + "\n".join(["x-bomb:", *(f"  {line}" for line in laughs)]) + "\n")
+    with pytest.raises(ProjectError, match=r"prefect.yaml: its aliases expand to more than 200,000 values"):
+        load_project(sample_project).files()
