@@ -13,7 +13,6 @@ import pytest
 from flowops.branches import branch_slug, data_environment_name
 from flowops.gitops import block_owner_variable
 from flowops.local import git
-from tests.e2e.conftest import own_project
 from tests.helpers import api, deployments, edit_yaml, schema_rows
 
 RUN_TIMEOUT = "240"
