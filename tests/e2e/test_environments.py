@@ -80,7 +80,7 @@ def test_a_pull_request_never_reaches_productions_database_pool_or_blocks(ecomme
     # The same branch with staging's file as main has it: deployed, and its runs load into staging's database.
     git(repo.path, "checkout", "--quiet", "main")
     git(repo.path, "checkout", "--quiet", "-b", "feature/honest")
-    repo.commit("honest work", push=["feature/honest"])
+    git(repo.path, "push", "--quiet", str(repo.origin), "HEAD:refs/heads/feature/honest")
     repo.deploy("feature/honest", "--work-pool", pool)
     branch_deployment = f"ecommerce-events/staging-{branch_slug('feature/honest')}"
     sources = f'sources=["{sample_month.as_uri()}"]'

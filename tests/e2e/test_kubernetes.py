@@ -62,7 +62,13 @@ def test_the_kubernetes_example_validates_bootstraps_its_pool_and_deploys_with_t
         "flows-runner",
         0,
     )
-    assert variables["env"] == {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30"}
+    assert variables["env"] == {
+        "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30",
+        "FLOWOPS_PROJECT": "flowops-dev/flowops",
+        "FLOWOPS_BRANCH": "main",
+        "FLOWOPS_ENVIRONMENT": "production",
+        "FLOWOPS_BRANCH_DEPLOYMENT": "false",
+    }
 
 
 def test_validate_checks_kubernetes_job_variables_against_prefect_kubernetes_template(tmp_path, prefect_server):

@@ -227,6 +227,15 @@ def repository(tmp_path, prefect_server, stand_ins, environment_blocks) -> Repos
     return repo
 
 
+@pytest.fixture
+def staging_worker(repository):
+    """A process worker on staging's pool, as staging has: teardown and gc run each branch's cleanup there."""
+    from flowops.local import Worker
+
+    with Worker(repository.api_url, "ecommerce-staging", repository.path.parent / "staging-worker") as worker:
+        yield worker
+
+
 def delete_deployments(api_url: str, flow_name: str) -> None:
     import urllib.request
 

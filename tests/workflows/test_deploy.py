@@ -19,7 +19,7 @@ PULL_REQUEST_JOB = "branch deployments of the pull request"
 STAGING_JOB = "deploy staging, tear down deleted branches"
 
 
-def test_a_pull_request_gets_branch_deployments_one_comment_and_a_teardown(repository, github_api):
+def test_a_pull_request_gets_branch_deployments_one_comment_and_a_teardown(repository, github_api, staging_worker):
     api_url = repository.api_url
     github_api.comment_by(7, f"{MARKER} quoted by a person: never ours to edit")
     run = repository.act("deploy.yml", "push", event("push_staging", HEAD_SHA=repository.commit("staging")))

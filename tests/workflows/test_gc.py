@@ -21,7 +21,7 @@ def flowops(repository, *args: str) -> None:
     )  # fmt: skip
 
 
-def test_the_daily_gc_deletes_the_deployments_of_branches_gone_from_origin_and_nothing_else(repository):
+def test_the_daily_gc_deletes_the_deployments_of_branches_gone_from_origin_and_nothing_else(repository, staging_worker):
     origin = repository.origin.as_uri()
     flowops(repository, "bootstrap", "--work-pool", "ecommerce-staging", "--type", "process")
     for branch in ("feature/gone", "feature/kept", "staging"):

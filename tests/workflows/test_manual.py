@@ -86,7 +86,8 @@ def test_every_dispatch_operation_and_the_refused_ones(repository, postgres_url,
     assert git_clone_step(deployments(api_url, FLOW)[by_hand])["commit_sha"] == sha
 
     git(repository.path, "push", "--quiet", str(repository.origin), "--delete", BY_HAND)  # gone: nothing to check out
-    run = dispatch(repository, "teardown", BY_HAND)
+    with Worker(api_url, "ecommerce-staging", repository.path.parent / "cleanup-worker"):  # runs its cleanup
+        run = dispatch(repository, "teardown", BY_HAND)
     assert run.job("teardown") == "succeeded", run.output[-3000:]
     assert deployment_names(api_url) == set()
 
