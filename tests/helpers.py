@@ -156,11 +156,11 @@ def event(fixture: str, **replace: str) -> dict:
 
 
 def schema_rows(postgres_url: str, schema: str, table: str) -> int | None:
-    """The rows of `schema.table`, or None when the schema does not exist."""
+    """The rows of `schema.table`, or None when there is no such table."""
     import psycopg
 
     with psycopg.connect(postgres_url) as connection:
-        if connection.execute("select 1 from pg_namespace where nspname = %s", [schema]).fetchone() is None:
+        if connection.execute("select to_regclass(%s)", [f"{schema}.{table}"]).fetchone()[0] is None:
             return None
         return connection.execute(f"select count(*) from {schema}.{table}").fetchone()[0]
 
