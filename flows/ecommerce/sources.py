@@ -7,7 +7,9 @@ Sources are run parameters, which anyone who may start a run chooses, so only th
 (`check_source`, before any read): Kaggle file names, https URLs, object-store URLs whose fsspec backend
 is installed (`s3://` with s3fs, ...), local paths under $ECOMMERCE_DATA_DIR, and URLs under the prefixes
 in $ECOMMERCE_ALLOWED_URLS (the operator's: an internal mirror, a test server). Never `file:///proc/...`,
-`memory://`, `ftp://` or an internal `http://` service.
+`memory://`, `ftp://` or an internal `http://` service. An https URL must lead outside: a host that is, or
+resolves to, a loopback, private, link-local or otherwise internal address is refused (checked as each
+connection is made, redirects included), unless the URL is under $ECOMMERCE_ALLOWED_URLS.
 Remote files are downloaded once into a cache and verified (size, sha256) on reuse, so a retried
 task does not download again.
 """
@@ -15,6 +17,7 @@ task does not download again.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import os
 import posixpath
@@ -109,7 +112,8 @@ def _refusal(source: str, any_local_path: bool) -> str | None:
         return None
     scheme = urlsplit(source).scheme
     if scheme == "https":
-        return None
+        host = urlsplit(source).hostname or ""
+        return f"https to an internal address ({host})" if is_internal_address(host) else None
     if scheme in OBJECT_STORES:
         import fsspec
 
@@ -119,6 +123,19 @@ def _refusal(source: str, any_local_path: bool) -> str | None:
             return f"the fsspec backend for {scheme}:// is not installed ({error})"
         return None
     return f"{scheme}:// is not a kind this flow reads"
+
+
+def is_internal_address(host: str) -> bool:
+    """Whether `host`, an IP address, is one no public file lives at: loopback, private, link-local, shared
+    (100.64/10), reserved, multicast or unspecified; an IPv4 address inside IPv6 is judged as IPv4. Names: False
+    (they are judged by what they resolve to, as the connection is made)."""
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    return not address.is_global or address.is_multicast
 
 
 def _local_refusal(path: Path) -> str | None:
@@ -222,7 +239,12 @@ def _fetch_url(source: str, cache_dir: Path) -> Path:
     partial = target.with_name(f"{target.name}.{os.getpid()}.{threading.get_ident()}.part")
     try:
         web = scheme in ("http", "https")
-        storage_options = {"client_kwargs": {"trace_configs": [_redirects_checked()]}} if web else {}
+        storage_options: dict = {}
+        if web:
+            storage_options = {
+                "client_kwargs": {"trace_configs": [_redirects_checked()]},
+                "get_client": _guarded_client,
+            }
         filesystem, remote_path = fsspec.core.url_to_fs(source, **storage_options)
         expected_size = filesystem.info(remote_path).get("size")
         # One streaming GET for HTTP; other filesystems choose their own block size.
@@ -262,6 +284,40 @@ def _redirects_checked():
     trace = aiohttp.TraceConfig()
     trace.on_request_redirect.append(check_redirect)
     return trace
+
+
+async def _guarded_client(**kwargs):
+    """fsspec's HTTP session, whose every connection is refused when the host resolves to an internal address
+    (a name pointing at 127.0.0.1 or 10.x, at the first request or after a redirect), unless its URL's host and
+    port are those of a prefix in $ECOMMERCE_ALLOWED_URLS."""
+    import aiohttp
+
+    class ExternalOnlyResolver(aiohttp.ThreadedResolver):
+        async def resolve(self, host: str, port: int = 0, family: int = 0):  # type: ignore[override]
+            addresses = await super().resolve(host, port, family)
+            internal = [a["host"] for a in addresses if is_internal_address(a["host"])]
+            if internal and not _host_allowed(host, port):
+                raise SourceRefusedError(
+                    f"https://{host}: refused, it resolves to an internal address ({internal[0]}); allowed:"
+                    f" {ALLOWED_KINDS}"
+                )
+            return addresses
+
+    connector = aiohttp.TCPConnector(resolver=ExternalOnlyResolver())
+    return aiohttp.ClientSession(connector=connector, **kwargs)
+
+
+def _host_allowed(host: str, port: int) -> bool:
+    """Whether $ECOMMERCE_ALLOWED_URLS names a prefix on this host and port (whatever its scheme's default)."""
+    for prefix in os.environ.get(ALLOWED_URLS_VARIABLE, "").replace(",", " ").split():
+        allowed = urlsplit(prefix)
+        try:
+            allowed_port = allowed.port or {"http": 80, "https": 443}.get(allowed.scheme)
+        except ValueError:
+            continue
+        if allowed.hostname == host and allowed_port == port:
+            return True
+    return False
 
 
 def _refusal_behind(error: BaseException) -> SourceRefusedError | None:

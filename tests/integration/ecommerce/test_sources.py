@@ -193,3 +193,16 @@ def test_a_redirect_is_followed_only_to_a_source_the_flow_would_read_itself(samp
         server.shutdown()
         server.server_close()  # its listening socket too
         server.server_close()
+
+
+def test_https_to_a_name_that_resolves_to_loopback_is_refused_as_the_connection_is_made(tmp_path, monkeypatch):
+    """`localhost` passes the check of the URL's text; the connection's own resolution refuses it, before any
+    byte is sent. Under $ECOMMERCE_ALLOWED_URLS the connection is tried (and fails: nothing listens there)."""
+    monkeypatch.delenv("ECOMMERCE_ALLOWED_URLS", raising=False)
+    with pytest.raises(SourceRefusedError, match=r"https://localhost: refused, it resolves to an internal address"):
+        fetch("https://localhost:9/2019-Oct.csv", cache_dir=tmp_path)
+    monkeypatch.setenv("ECOMMERCE_ALLOWED_URLS", "https://localhost:9/")
+    with pytest.raises(SourceError) as error:
+        fetch("https://localhost:9/2019-Oct.csv", cache_dir=tmp_path)
+    assert not isinstance(error.value, SourceRefusedError)
+    assert "download failed" in str(error.value)

@@ -104,3 +104,21 @@ def test_a_refused_url_shows_no_credential(data_dir):
     message = refusal("ftp://reader:hunter2-canary@files.example.com/x.csv")
     assert "hunter2-canary" not in message
     assert message.startswith("ftp://reader:***@files.example.com/x.csv: refused")
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "https://127.0.0.1/2019-Oct.csv",
+        "https://10.1.2.3/2019-Oct.csv",
+        "https://192.168.0.10/x.csv",
+        "https://169.254.169.254/latest/meta-data",  # a cloud's metadata service
+        "https://100.64.0.1/x.csv",
+        "https://0.0.0.0/x.csv",
+    ],
+)
+def test_https_to_an_internal_address_is_refused_unless_the_operator_allows_it(data_dir, monkeypatch, source):
+    host = source.split("/")[2]
+    assert f"refused, https to an internal address ({host})" in refusal(source)
+    monkeypatch.setenv("ECOMMERCE_ALLOWED_URLS", f"https://{host}/")
+    assert refusal(source) is None
