@@ -87,8 +87,8 @@ def test_blocks_carry_line_numbers_across_block_boundaries():
     stream = io.BytesIO((HEADER + "\n" + body).encode())
     blocks = list(read_blocks(stream, "f.csv", block_size=4096))
     assert len(blocks) > 5
-    first_lines = [first for _, first in blocks]
-    counts = [block.count(b"\n") for block, _ in blocks]
+    first_lines = [first for _, first, _ in blocks]
+    counts = [block.count(b"\n") for block, _, _ in blocks]
     assert first_lines[0] == 2
     assert all(first_lines[i + 1] == first_lines[i] + counts[i] for i in range(len(blocks) - 1))
     assert sum(counts) == 1000
@@ -97,7 +97,7 @@ def test_blocks_carry_line_numbers_across_block_boundaries():
 def test_a_last_line_without_newline_is_read():
     stream = io.BytesIO((HEADER + "\n" + GOOD + "\n" + GOOD).encode())
     blocks = list(read_blocks(stream, "f.csv", block_size=1 << 20))
-    assert sum(block.count(b"\n") for block, _ in blocks) == 2
+    assert sum(block.count(b"\n") for block, _, _ in blocks) == 2
 
 
 @pytest.mark.parametrize("first_line", ["event_time,event_type,product_id", "", "a,b,c,d,e,f,g,h,i"])
@@ -123,3 +123,65 @@ def test_a_header_like_first_line_is_shown_with_the_expected_one():
     stream = io.BytesIO(b"event_time,event_type,price\n")
     with pytest.raises(HeaderError, match=r"found 'event_time,event_type,price'$"):
         next(read_blocks(stream, "f.csv", block_size=1 << 20))
+
+
+def load_all(text: str, block_size: int) -> tuple[list[list], list[tuple[int, str]]]:
+    """Every row and every reject (line, reason) of a file, read `block_size` bytes at a time."""
+    stream = io.BytesIO((HEADER + "\n" + text).encode())
+    rows, rejects = [], []
+    for parsed in (parse_block(*block) for block in read_blocks(stream, "f.csv", block_size)):
+        rows += parsed.rows.to_pylist()
+        rejects += [(reject.line_number, reject.reason) for reject in parsed.rejects]
+    return rows, rejects
+
+
+ODD_ROWS = {
+    "a padded integer": GOOD.replace("5802432", " 777"),
+    "a hexadecimal integer": GOOD.replace("5802432", "0x10"),
+    "a one-digit day": GOOD.replace("2019-10-01", "2019-10-1"),
+    "a quoted newline": GOOD.replace("5802432,", "5802432,").replace(",,", ',"two\nlines",', 1),
+    "a 200 KB brand": GOOD.replace(",,", f",{'b' * 200_000},", 1),
+    "an unclosed quote": GOOD.replace(",,", ',"never closed,', 1),
+}
+
+
+@pytest.mark.parametrize("odd", ODD_ROWS)
+def test_a_row_is_accepted_or_rejected_on_its_own_content_whatever_block_it_falls_in(odd):
+    good = [GOOD.replace("5802432", str(1000 + i)) for i in range(300)]
+    bad = "x,y,z"  # a bad line: the block it shares goes through the per-line path
+    text = "\n".join([*good[:150], ODD_ROWS[odd], *good[150:]]) + "\n"
+    beside_a_bad_line = "\n".join([*good[:150], ODD_ROWS[odd], bad, *good[150:]]) + "\n"
+    outcomes = set()
+    for block_size in (1 << 10, 1 << 14, 1 << 16, 1 << 22):
+        rows, rejects = load_all(text, block_size)
+        with_bad_rows, with_bad_rejects = load_all(beside_a_bad_line, block_size)
+        odd_rejects = [r for r in rejects if r[0] == 152]
+        assert [r for r in with_bad_rejects if r[0] == 152] == odd_rejects  # same verdict on the slow path
+        assert len(with_bad_rows) == len(rows)
+        outcomes.add((len(rows), tuple(odd_rejects)))
+    assert len(outcomes) == 1, outcomes  # the same rows and rejects at every block size
+    ((row_count, odd_rejects),) = outcomes
+    assert row_count + len(odd_rejects) == 301  # the odd row is one row or one reject, never two
+    assert all(line == 152 for line, _ in odd_rejects)
+
+
+def test_a_one_digit_day_is_a_reject_of_its_line_not_a_failure_of_the_file():
+    rows, rejects = load_all(GOOD + "\n" + GOOD.replace("2019-10-01", "2019-10-1") + "\n", 1 << 20)
+    assert len(rows) == 1
+    assert rejects == [(3, "event_time: not a time like 2019-10-01 00:00:00 UTC: '2019-10-1 00:00:05 UTC'")]
+
+
+def test_a_huge_line_is_one_reject_and_is_never_held_whole_in_memory():
+    import tracemalloc
+
+    huge = GOOD.replace(",,", f",{'b' * (30 << 20)},", 1)  # 30 MiB in one line
+    stream = io.BytesIO((HEADER + "\n" + GOOD + "\n" + huge + "\n" + GOOD + "\n").encode())
+    tracemalloc.start()
+    parsed = [parse_block(*block) for block in read_blocks(stream, "f.csv", block_size=1 << 20)]
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert sum(p.rows.num_rows for p in parsed) == 2
+    rejects = [r for p in parsed for r in p.rejects]
+    assert [(r.line_number, r.reason) for r in rejects] == [(3, "line longer than 1,048,576 bytes")]
+    assert rejects[0].raw_line.endswith("... (cut: too long to keep)")
+    assert peak < 16 << 20, f"peak {peak / 2**20:.0f} MiB for a 30 MiB line"
