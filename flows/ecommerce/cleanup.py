@@ -11,21 +11,19 @@ from __future__ import annotations
 
 import os
 
-import prefect
+from prefect import flow
 
 from .environments import RESERVED_SCHEMAS, SchemaError, check_schema_name, marker_project, sqlite_schema_path
-
-# `from .flow import ...` binds the package's `flow` submodule: prefect.flow is named in full here
-from .flow import resolve_database_url
 from .load import is_postgres, sqlite_path
 from .redact import redact, secrets_of
+from .settings import resolve_database_url
 
 
 class RefusedCleanup(RuntimeError):
     pass
 
 
-@prefect.flow(name="ecommerce-drop-branch-data", log_prints=True)
+@flow(name="ecommerce-drop-branch-data", log_prints=True)
 def drop_branch_data(database_schema: str, database_secret_block: str | None = None) -> str:
     """Drop the branch environment `database_schema` (its events, rejects and ledger) from the database the
     Secret block `database_secret_block` names."""

@@ -7,7 +7,7 @@ retries are safe. Files load concurrently, at most `concurrency` at a time.
 
 from __future__ import annotations
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.blocks.system import Secret
 from prefect.cache_policies import NO_CACHE
@@ -19,7 +19,7 @@ from .parse import HeaderError
 from .redact import redact, secrets_of, shown_url
 from .report import summary_markdown
 from .schema import MONTH_FILES
-from .settings import database_url_from_environment, embedded_database_url
+from .settings import MissingDatabaseError, resolve_database_url
 from .sources import (
     KAGGLE_SECRET_BLOCK,
     MissingCredentialsError,
@@ -29,38 +29,11 @@ from .sources import (
     fetch,
 )
 
-
-class MissingDatabaseError(LookupError):
-    """The deployment names a Secret block the server does not have: loading elsewhere would lose the rows."""
-
-
 # Bad input fails the same way every time: not retried.
 _BAD_INPUT = (HeaderError, MissingCredentialsError, FileChangedError, SourceRefusedError, MissingDatabaseError)
 # Our own errors are built from redacted text and say what to fix; anything else (a driver's, fsspec's) may
 # echo a password or a whole malformed URL, so it leaves as a redacted one-line RuntimeError.
 _OWN_ERRORS = (*_BAD_INPUT, SourceError)
-
-
-def resolve_database_url(secret_block: str | None) -> str:
-    """The Secret block's value when a block is named, and nothing else: a missing block is an error, never a
-    quiet load into a file on the worker. With no block named (the command line, `make demo`):
-    ECOMMERCE_DATABASE_URL, else the embedded SQLite file."""
-    if secret_block:
-        try:
-            return Secret.load(secret_block).get()
-        except ValueError:  # no such block
-            raise MissingDatabaseError(
-                f"database_secret_block: Secret block {secret_block!r} does not exist on the Prefect server; run"
-                " `flowops bootstrap --environment ENVIRONMENT` with its variable set; nothing was loaded"
-            ) from None
-    url = database_url_from_environment()
-    if url:
-        return url
-    url = embedded_database_url()
-    get_run_logger().warning(
-        "No Secret block and no ECOMMERCE_DATABASE_URL: loading into the embedded SQLite database %s", url
-    )
-    return url
 
 
 def _kaggle_credentials() -> dict | None:

@@ -59,7 +59,20 @@ def inspect_entrypoint(root: Path, entrypoint: str) -> FlowEntrypoint:
     schema = parameter_schema_from_entrypoint(absolute).model_dump_for_openapi()
     # as Prefect's Flow does: the decorator's description, else the function's docstring (cleaned as getdoc does)
     description = arguments.get("description") or ast.get_docstring(definition, clean=True)
-    return FlowEntrypoint(entrypoint, arguments["name"], schema, description)
+    # Prefect's reader sees `@flow(name=...)` only, not `@prefect.flow(name=...)`: `prefect deploy` (which imports
+    # the flow) would name it, and so its deployments, by the decorator's name all the same
+    name = _decorator_name(definition) or arguments["name"]
+    return FlowEntrypoint(entrypoint, name, schema, description)
+
+
+def _decorator_name(definition: ast.FunctionDef | ast.AsyncFunctionDef) -> str | None:
+    """The literal `name=` of the function's flow decorator, whichever way the decorator is spelt."""
+    for decorator in definition.decorator_list:
+        if isinstance(decorator, ast.Call) and _is_flow_decorator(decorator):
+            for keyword in decorator.keywords:
+                if keyword.arg == "name" and isinstance(keyword.value, ast.Constant):
+                    return str(keyword.value.value)
+    return None
 
 
 def _is_flow_decorator(decorator: ast.expr) -> bool:

@@ -69,6 +69,22 @@ def decide(
     environment_of: Callable[[str], str] | None = None,
     branch_environment: str | None = None,
 ) -> Decision:
+    """What `event` calls for (see `_decide`), with the policy read from the repository's default branch unless
+    the event names a better one (a pull request's base)."""
+    decision = _decide(event, payload, protected_branches, environment_of, branch_environment)
+    default_branch = (payload.get("repository") or {}).get("default_branch")
+    if decision.policy_ref is None and default_branch:
+        return replace(decision, policy_ref=default_branch)
+    return decision
+
+
+def _decide(
+    event: str,
+    payload: dict[str, Any],
+    protected_branches: set[str],
+    environment_of: Callable[[str], str] | None = None,
+    branch_environment: str | None = None,
+) -> Decision:
     """What `event` calls for. `environment_of(branch)` names the environment a branch deploys into, and
     `branch_environment` the one branch deployments live in (where gc deletes): a dispatch that names another
     environment is refused (GitHub's environment rules see the dispatch ref, not its inputs)."""
@@ -86,11 +102,7 @@ def decide(
     if event == "schedule":
         return Decision(GC, f"scheduled ({payload.get('schedule', 'cron')})")
     if event == "workflow_dispatch":
-        decision = _dispatch(payload.get("inputs") or {}, protected_branches, environment_of, branch_environment)
-        default_branch = (payload.get("repository") or {}).get("default_branch")
-        if decision.branch and decision.branch not in protected_branches and default_branch:
-            return replace(decision, policy_ref=default_branch)
-        return decision
+        return _dispatch(payload.get("inputs") or {}, protected_branches, environment_of, branch_environment)
     return Decision(SKIP, f"the {event!r} event deploys nothing")
 
 

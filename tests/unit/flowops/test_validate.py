@@ -428,3 +428,12 @@ def test_an_alias_bomb_is_refused_before_anything_expands_it(sample_project):
     path.write_text(path.read_text() + "\n".join(["x-bomb:", *(f"  {line}" for line in laughs)]) + "\n")
     with pytest.raises(ProjectError, match=r"prefect.yaml: its aliases expand to more than 200,000 values"):
         load_project(sample_project).files()
+
+
+def test_a_flow_decorated_as_prefect_flow_is_named_as_prefect_deploy_names_it(sample_project):
+    from flowops.entrypoints import inspect_entrypoint
+
+    (sample_project / "flows" / "spelt.py").write_text(
+        'import prefect\n\n\n@prefect.flow(name="spelt-out")\ndef spelt(count: int = 1):\n    return count\n'
+    )
+    assert inspect_entrypoint(sample_project, "flows/spelt.py:spelt").flow_name == "spelt-out"
