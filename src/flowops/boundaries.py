@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .project import CONFIG_FILE, DeploymentFile, Project
+from .project import CONFIG_FILE, DeploymentFile, Policy, Project
 from .render import Rendered
 from .templating import block_references, is_template
 from .validate import Problem
@@ -57,7 +57,7 @@ def branch_deployment_problems(project: Project, rendered: Rendered) -> list[Pro
     pools = pools_of(allowed_file)
     if rendered.overrides.work_pool:
         pools.add(rendered.overrides.work_pool)  # the command line's own choice, not the branch's files
-    blocks = blocks_of(allowed_file) | set(policy.config.environments[environment].secrets)
+    blocks = environment_blocks(policy, environment)
     for deployment in rendered.content.get("deployments") or []:
         name = deployment.get("name")
         pool = (deployment.get("work_pool") or {}).get("name")
@@ -84,6 +84,11 @@ def branch_deployment_problems(project: Project, rendered: Rendered) -> list[Pro
                 )
             )
     return problems
+
+
+def environment_blocks(policy: Policy, environment: str) -> set[str]:
+    """The blocks `environment` may use: those it declares (its `secrets`) and those its policy file refers to."""
+    return blocks_of(policy.files[environment]) | set(policy.config.environments[environment].secrets)
 
 
 def pools_of(file: DeploymentFile) -> set[str]:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from .automations import apply_automations, load_automations, refuse_unmanaged_automations
-from .boundaries import blocks_of, branch_deployment_problems, parameter_blocks, policy_differences
+from .boundaries import branch_deployment_problems, environment_blocks, parameter_blocks, policy_differences
 from .branches import branch_slug, data_environment_of_slug
 from .entrypoints import inspect_entrypoint
 from .errors import FlowopsError
@@ -448,9 +448,7 @@ def refuse_other_environments_blocks(
     environment = environments[0] if environments else None
     if environment not in project.policy.files:
         return
-    allowed = blocks_of(project.policy.files[environment]) | set(
-        project.policy.config.environments[environment].secrets
-    )
+    allowed = environment_blocks(project.policy, environment)
     for parameter, block in sorted(parameter_blocks({"parameters": dict(parameters)}).items()):
         if block not in allowed:
             owner = project.policy.config.secret_owner(block)
