@@ -64,8 +64,8 @@ def require_api_url() -> str:
 
 
 # A server that accepts connections and never answers kept a command waiting 423 s with Prefect's defaults (60 s
-# a try, 5 retries). flowops' own defaults give up on it in about 40 s; Prefect's settings, when set, win.
-DEFAULT_CLIENT_SETTINGS = {"PREFECT_API_REQUEST_TIMEOUT": 10.0, "PREFECT_CLIENT_MAX_RETRIES": 2}
+# a try, 5 retries). flowops' own (20 s a try, 2 retries) give up in about a minute; Prefect's settings, set, win.
+DEFAULT_CLIENT_SETTINGS = {"PREFECT_API_REQUEST_TIMEOUT": 20.0, "PREFECT_CLIENT_MAX_RETRIES": 2}
 
 
 @contextlib.contextmanager

@@ -47,7 +47,9 @@ def run_serving(command: list[str]) -> subprocess.CompletedProcess:
             lines.append(line)
             if "==> the UI is at" in line:
                 break
-        ui_url = re.search(r"the UI is at (http://\S+)", "".join(lines)).group(1)
+        found = re.search(r"the UI is at (http://\S+)", "".join(lines))
+        assert found, "the loop ended before serving its UI:\n" + "".join(lines)[-4000:]
+        ui_url = found.group(1)
         with urllib.request.urlopen(ui_url, timeout=30) as page:  # noqa: S310 - the loop's server
             assert "<title>Prefect Server</title>" in page.read().decode()  # the UI's page
         loop.send_signal(signal.SIGINT)

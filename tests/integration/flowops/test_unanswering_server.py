@@ -44,7 +44,7 @@ def test_a_silent_server_is_given_up_on_in_bounded_time_and_its_urls_password_is
         for connection in held:
             connection.close()
     elapsed = time.monotonic() - started
-    print(f"gave up after {elapsed:.0f} s")  # noqa: T201 - measured here: 38 s; with Prefect's own defaults, 423 s
+    print(f"gave up after {elapsed:.0f} s")  # noqa: T201 - measured here: 67 s; with Prefect's own defaults, 423 s
     assert result.returncode == 1
     assert "hunter2" not in result.stdout + result.stderr
     lines = result.stderr.strip().splitlines()
@@ -54,4 +54,4 @@ def test_a_silent_server_is_given_up_on_in_bounded_time_and_its_urls_password_is
         f"cannot reach the Prefect API at 'http://***@127.0.0.1:{api_url.rsplit(':', 1)[1].split('/')[0]}/api'"
         in lines[0]
     )
-    assert elapsed < 150, f"waited {elapsed:.0f} s for an unanswering server"  # a safety net, ~4x the measured
+    assert elapsed < 240, f"waited {elapsed:.0f} s for an unanswering server"  # a safety net, 3.5x the measured
