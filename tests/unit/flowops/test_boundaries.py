@@ -320,3 +320,17 @@ def test_deploy_refuses_a_deployment_whose_block_parameter_names_a_block_the_ser
     ]
     server.add_block("secret", "hello-staging-db")
     assert check_against_server(server, project, rendered)[0] == []
+
+
+def test_gc_collects_a_gone_branchs_deployments_whatever_environment_their_tag_names(project_root, server, tmp_path):
+    """A branch deployment that once got itself tagged env:production (a pull request that moved
+    branch_deployments_from) is still the project's branch deployment: gc deletes it once its branch is gone."""
+    tags = ["flowops", "project:acme/hello", f"branch:{branch_slug('feature/escalated')}", "env:production"]
+    server.add_deployment("hello", f"production-{branch_slug('feature/escalated')}", tags=tags)
+    origin = tmp_path / "origin.git"
+    git(tmp_path, "init", "--quiet", "--bare", str(origin))
+    for branch in ("main", "staging"):
+        git(project_root, "push", "--quiet", str(origin), f"HEAD:refs/heads/{branch}")
+    result = gitops.collect_garbage(server, load_project(project_root), str(origin))
+    assert [d.name for d in result.deleted] == [f"production-{branch_slug('feature/escalated')}"]
+    assert server.deployments == {}
