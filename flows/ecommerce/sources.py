@@ -308,8 +308,10 @@ async def _guarded_client(**kwargs):
 
 
 def _host_allowed(host: str, port: int) -> bool:
-    """Whether $ECOMMERCE_ALLOWED_URLS names a prefix on this host and port (whatever its scheme's default)."""
-    for prefix in os.environ.get(ALLOWED_URLS_VARIABLE, "").replace(",", " ").split():
+    """Whether $ECOMMERCE_ALLOWED_URLS or $ECOMMERCE_MIRROR_URL (the operator's) names a URL on this host and port
+    (whatever its scheme's default)."""
+    prefixes = os.environ.get(ALLOWED_URLS_VARIABLE, "").replace(",", " ").split()
+    for prefix in [*prefixes, os.environ.get(MIRROR_VARIABLE, "").strip()]:
         allowed = urlsplit(prefix)
         try:
             allowed_port = allowed.port or {"http": 80, "https": 443}.get(allowed.scheme)

@@ -139,6 +139,8 @@ def test_a_docker_pool_runs_the_flow_in_the_flows_image_and_a_code_only_change_b
     ]
     bootstrap = [
         "bootstrap",
+        "--environment",  # production's database block, from this repository's ECOMMERCE_DATABASE_URL
+        "production",
         "--work-pool",
         pool,
         "--type",
