@@ -183,13 +183,15 @@ def test_a_docker_pool_runs_the_flow_in_the_flows_image_and_a_code_only_change_b
         assert re.search(r"[0-9a-f]{64}$", flow_run["infrastructure_pid"] or "")  # <docker host>:<container id>
 
         flow_file = repo.path / "flows" / "ecommerce" / "flow.py"
+        before = flow_file.read_text()
         flow_file.write_text(
             flow_file.read_text().replace(
-                "    prepare_database(database_secret_block, table)",
-                '    print("code revision 2")\n    prepare_database(database_secret_block, table)',
+                "    prepare_database(database_secret_block, table, database_schema)",
+                '    print("code revision 2")\n    prepare_database(database_secret_block, table, database_schema)',
                 1,
             )
         )
+        assert flow_file.read_text() != before, "flow.py no longer has the line this code change edits"
         repo.commit("a code-only change", push=["main"])
         second = repo.flowops("image", "ensure", "--build-arg", build_arg)
         assert second.stdout.splitlines()[-1] == f"present: {image} (nothing built)"
