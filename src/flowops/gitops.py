@@ -324,7 +324,7 @@ def _drop_branch(
 ) -> TeardownResult:
     """Run the branch's cleanup (when flowops.yaml declares one and the branch has deployments), then delete its
     deployments, all but the cleanup's own when it did not succeed."""
-    branch_environments = project.policy.config.branch_environments
+    branch_environments = project.policy_config.branch_environments
     cleanup = branch_environments.cleanup if branch_environments else None
     if cleanup is None or branch_environments is None or not live:
         server.delete_deployments(live)
@@ -421,7 +421,7 @@ def collect_garbage(
             if slugs and slugs[0] not in kept:
                 by_slug.setdefault(slugs[0], []).append(deployment)
         result = GarbageResult([])
-        branch_environments = project.policy.config.branch_environments
+        branch_environments = project.policy_config.branch_environments
         for slug, orphans in sorted(by_slug.items()):
             if dry_run:
                 result.deleted += orphans

@@ -240,13 +240,18 @@ class Project:
             return None
         return str((self.deployments_dir / self.config.automations).relative_to(self.root))
 
+    @property
+    def policy_config(self) -> FlowopsConfig:
+        """The policy's flowops.yaml (without reading its files, as `policy` does)."""
+        return self.policy_from.config if self.policy_from is not None else self.config
+
     def protected_branches(self) -> set[str]:
-        return {environment.branch for environment in self.policy.config.environments.values()}
+        return {environment.branch for environment in self.policy_config.environments.values()}
 
     def target(self, branch: str) -> Target:
         """What `branch` deploys: which environment (the policy says), from the checked-out file at the path the
         policy names for it."""
-        policy = self.policy.config
+        policy = self.policy_config
         for name, environment in policy.environments.items():
             if environment.branch == branch:
                 return Target(branch, name, self._file_at(environment.file), False, policy.project)

@@ -202,7 +202,7 @@ def render(project: Project, branch: str, sha: str, overrides: Overrides = Overr
     image_pools = frozenset(p for p in pools if p and declared_pool_type(project, overrides, p) in IMAGE_POOL_TYPES)
     if overrides.image is None and project.config.image and image_pools:
         overrides = replace(overrides, default_image=str(default_image_ref(project)), image_pools=image_pools)
-    branch_environments = project.policy.config.branch_environments
+    branch_environments = project.policy_config.branch_environments
     content = render_branch_deployments(target, sha, overrides, branch_environments)
     data_environment = branch_values(target, sha, branch_environments).get("environment")
     left = data_environment is not None and branch_environments is not None and branch_environments.cleanup is None
