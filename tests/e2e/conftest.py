@@ -39,25 +39,33 @@ def ecommerce_repo(tmp_path, prefect_server, postgres_url, sample_month) -> Repo
     make = make_repo(
         sources, tmp_path, prefect_server, {"ECOMMERCE_DATABASE_URL": postgres_url, "ECOMMERCE_DATA_DIR": data_dirs}
     )
+    # The workflows tests deploy this repository too, as flowops-dev/flowops: a project and flow names of the e2e
+    # tests' own keep the two apart (a workflows test's gc or set-up never deletes an e2e test's deployments).
+    for name, flow in (("flow.py", "ecommerce-events"), ("cleanup.py", "ecommerce-drop-branch-data")):
+        path = make.path / "flows" / "ecommerce" / name
+        path.write_text(path.read_text().replace(f'@flow(name="{flow}"', f'@flow(name="{flow}-e2e"'))
     for path in (make.path / "deployments").glob("**/*.yaml"):
-        text = path.read_text()
+        text = path.read_text().replace("project: flowops-dev/flowops\n", "project: flowops-dev/flowops-e2e\n")
+        text = text.replace("project:flowops-dev/flowops", "project:flowops-dev/flowops-e2e")  # the automations' tag
         for environment in ("production", "staging"):
             block = f"ecommerce-{environment}-database-url"
             text = text.replace(block, f"{block}-{suffix}")
         path.write_text(text)
     make.commit("Secret blocks of this test's own", push=["main", "staging"])
     make.blocks = {env: f"ecommerce-{env}-database-url-{suffix}" for env in ("production", "staging")}
-    make.project = "flowops-dev/flowops"
+    make.project = "flowops-dev/flowops-e2e"
+    make.flow_name = "ecommerce-events-e2e"
     return make
 
 
 def own_project(repo: Repo) -> str:
     """Give `repo` a project of its own, committed on main: its gc and teardown never see another test's branch
-    deployments. (Its production deployment would then clash with other tests' `ecommerce-events/production`,
+    deployments. (Its production deployment would then clash with other tests' `ecommerce-events-e2e/production`,
     which belongs to another project: a test with a project of its own deploys branches only.)"""
-    repo.project = f"flowops-dev/flowops-e2e-{uuid.uuid4().hex[:8]}"
+    own = f"{repo.project}-{uuid.uuid4().hex[:8]}"
     for path in (repo.path / "deployments").glob("**/*.yaml"):
-        text = path.read_text().replace("project: flowops-dev/flowops\n", f"project: {repo.project}\n")
-        path.write_text(text.replace("project:flowops-dev/flowops", f"project:{repo.project}"))  # automations' tag
+        text = path.read_text().replace(f"project: {repo.project}\n", f"project: {own}\n")
+        path.write_text(text.replace(f"project:{repo.project}", f"project:{own}"))  # the automations' tag
+    repo.project = own
     repo.commit("a project of this test's own", push=["main", "staging"])
     return repo.project

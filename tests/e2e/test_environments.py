@@ -15,6 +15,8 @@ from flowops.gitops import block_owner_variable
 from flowops.local import git
 from tests.helpers import api, deployments, edit_yaml, schema_rows
 
+ECOMMERCE = "ecommerce-events-e2e"  # the e2e copy's flow name (tests/e2e/conftest.py)
+
 RUN_TIMEOUT = "240"
 
 
@@ -82,7 +84,7 @@ def test_a_pull_request_never_reaches_productions_database_pool_or_blocks(ecomme
     git(repo.path, "checkout", "--quiet", "-b", "feature/honest")
     git(repo.path, "push", "--quiet", str(repo.origin), "HEAD:refs/heads/feature/honest")
     repo.deploy("feature/honest", "--work-pool", pool)
-    branch_deployment = f"ecommerce-events/staging-{branch_slug('feature/honest')}"
+    branch_deployment = f"{ECOMMERCE}/staging-{branch_slug('feature/honest')}"
     sources = f'sources=["{sample_month.as_uri()}"]'
     schema = data_environment_name("branch_", "feature/honest")
     with repo.worker(pool):
@@ -93,7 +95,7 @@ def test_a_pull_request_never_reaches_productions_database_pool_or_blocks(ecomme
         assert leak.returncode == 1
         assert f"block {repo.blocks['production']!r} is not a block of environment 'staging'" in leak.stderr
         assert "flow run" not in leak.stdout  # never created
-        for deployment in ("ecommerce-events/production", branch_deployment):
+        for deployment in (f"{ECOMMERCE}/production", branch_deployment):
             result = repo.flowops("run", deployment, "--param", sources, "--wait", "--timeout", RUN_TIMEOUT)
             assert result.stdout.rstrip().endswith(": Completed"), result.stdout
         repo.flowops("teardown", "--branch", "feature/honest")
@@ -144,10 +146,10 @@ def test_a_cleanup_that_hangs_is_reported_and_gc_drops_the_data_once_the_branch_
     git(repo.path, "push", "--quiet", str(repo.origin), f"HEAD:refs/heads/{branch}")
     repo.deploy(branch, "--work-pool", pool)
     schema = data_environment_name("branch_", branch)
-    cleanup = f"ecommerce-drop-branch-data/drop-branch-data-{branch_slug(branch)}"
+    cleanup = f"ecommerce-drop-branch-data-e2e/drop-branch-data-{branch_slug(branch)}"
     with repo.worker(pool):
         loaded = repo.flowops(
-            "run", f"ecommerce-events/staging-{branch_slug(branch)}", "--param", f'sources=["{sample_month.as_uri()}"]',
+            "run", f"{ECOMMERCE}/staging-{branch_slug(branch)}", "--param", f'sources=["{sample_month.as_uri()}"]',
             "--wait", "--timeout", RUN_TIMEOUT,
         )  # fmt: skip
         assert loaded.stdout.rstrip().endswith(": Completed"), loaded.stdout
@@ -158,7 +160,7 @@ def test_a_cleanup_that_hangs_is_reported_and_gc_drops_the_data_once_the_branch_
     assert f"data environment {schema} NOT dropped: run" in hung.stderr
     assert "did not end within 5 s (still Scheduled)" in hung.stderr
     assert f"kept {cleanup}" in hung.stderr
-    assert set(deployments(repo.api_url)) & {cleanup, f"ecommerce-events/staging-{branch_slug(branch)}"} == {cleanup}
+    assert set(deployments(repo.api_url)) & {cleanup, f"{ECOMMERCE}/staging-{branch_slug(branch)}"} == {cleanup}
     assert schema_rows(postgres_url, schema, "ecommerce_events") == 50_000
 
     git(repo.path, "push", "--quiet", str(repo.origin), "--delete", branch)

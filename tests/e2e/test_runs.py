@@ -12,6 +12,8 @@ import psycopg
 from flowops.branches import branch_slug, data_environment_name
 from tests.helpers import api, deployments, drop_schema, flow_run_logs, run_id, schema_rows
 
+ECOMMERCE = "ecommerce-events-e2e"  # the e2e copy's flow name (tests/e2e/conftest.py)
+
 RUN_TIMEOUT = "240"
 
 
@@ -32,8 +34,8 @@ def test_production_and_a_branch_each_load_all_the_rows_into_their_own_data_and_
     try:
         with ecommerce_repo.worker(pool):
             for deployment in (
-                "ecommerce-events/production",
-                f"ecommerce-events/staging-{branch_slug('feature/load-test')}",
+                f"{ECOMMERCE}/production",
+                f"{ECOMMERCE}/staging-{branch_slug('feature/load-test')}",
             ):
                 result = ecommerce_repo.flowops(
                     "run", deployment, "--param", sources_param(sample_month), "--param", f"table={table_name}",
@@ -89,7 +91,7 @@ def test_two_workers_on_one_pool_run_every_flow_run_exactly_once_and_the_row_cou
     pool = f"e2e-{uuid.uuid4().hex[:8]}"
     ecommerce_repo.bootstrap(pool, "staging")
     ecommerce_repo.deploy("perf/two-workers", "--work-pool", pool)
-    deployment = f"ecommerce-events/staging-{branch_slug('perf/two-workers')}"
+    deployment = f"{ECOMMERCE}/staging-{branch_slug('perf/two-workers')}"
     schema = data_environment_name("branch_", "perf/two-workers")
 
     run_ids = []

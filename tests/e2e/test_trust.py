@@ -18,6 +18,8 @@ from flowops.lock import lock_name
 from tests.e2e.test_deploy import STAGING_FILE, pool_args, server_state
 from tests.helpers import api, deployments, drop_schema, edit_yaml
 
+ECOMMERCE = "ecommerce-events-e2e"  # the e2e copy's flow name (tests/e2e/conftest.py)
+
 CONFIG_FILE = Path("deployments/flowops.yaml")
 
 
@@ -344,7 +346,7 @@ def test_canaries_in_the_environment_secret_blocks_a_database_url_a_source_url_a
     flowops(*bootstrap, "--environment", "staging")
     git(repo.path, "push", "--quiet", str(repo.origin), f"HEAD:refs/heads/{branch}")
     flowops("deploy", "--branch", branch, "--repository", repo.origin_url, "--work-pool", pool)
-    deployment = f"ecommerce-events/staging-{branch_slug(branch)}"
+    deployment = f"{ECOMMERCE}/staging-{branch_slug(branch)}"
     common = ["--param", f"table={table_name}", "--param", f"database_secret_block={database_block}"]
 
     source = f"http://reader:{canary['srcpass']}@127.0.0.1:9/2019-Oct.csv?sig={canary['srcsig']}"

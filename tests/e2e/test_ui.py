@@ -14,6 +14,8 @@ import pytest
 from flowops.branches import branch_slug
 from tests.helpers import api, run_id
 
+ECOMMERCE = "ecommerce-events-e2e"  # the e2e copy's flow name (tests/e2e/conftest.py)
+
 BRANCH = "feature/ui-check"
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
@@ -114,7 +116,7 @@ def test_the_ui_shows_branch_deployments_with_their_tags_and_a_runs_artifact_tab
     ecommerce_repo.deploy(BRANCH, "--work-pool", pool)
     with ecommerce_repo.worker(pool):
         result = ecommerce_repo.flowops(
-            "run", "ecommerce-events/production", "--param", f'sources=["{sample_month.as_uri()}"]',
+            "run", f"{ECOMMERCE}/production", "--param", f'sources=["{sample_month.as_uri()}"]',
             "--param", f"table={table_name}", "--wait", "--timeout", "240",
         )  # fmt: skip
     assert result.stdout.rstrip().endswith(": Completed"), result.stdout
@@ -127,7 +129,7 @@ def test_the_ui_shows_branch_deployments_with_their_tags_and_a_runs_artifact_tab
     wait_for_text(browser, branch_deployment)
     keep_screenshot(browser, tmp_path, "ui-deployments.png")
     # the list folds tags into "+6"; the deployment's own page lists them
-    deployment = api(prefect_server.api_url, f"deployments/name/ecommerce-events/{branch_deployment}")
+    deployment = api(prefect_server.api_url, f"deployments/name/{ECOMMERCE}/{branch_deployment}")
     page_text_with(
         browser,
         f"{prefect_server.ui_url}/deployments/deployment/{deployment['id']}",
