@@ -62,14 +62,16 @@ def worker_running(env: dict[str, str], project: str, flow_run: dict, workers: i
 def a_worker_with_every_run_running(
     env: dict[str, str], project: str, api_url: str, run_ids: list[str]
 ) -> tuple[str, set[str]] | None:
-    """A worker whose runs are all Running (so all covered by the automation that reschedules silent runs: it
-    watches a run from its Running event on; a Pending one is left to the other automation, three minutes
-    later), and those runs."""
+    """A worker whose runs that have not ended are all Running (so all covered by the automation that reschedules
+    silent runs: it watches a run from its Running event on; a Pending one is left to the other automation, three
+    minutes later), and those runs. A run that already ended needs no rescheduling: on a loaded machine a worker's
+    first run can end before its second one starts, and two Running at once may never come."""
     runs = flow_runs(api_url, run_ids)
     for flow_run in runs.values():
         if flow_run["state_type"] == "RUNNING":
             worker, held = worker_running(env, project, flow_run)
-            if all(runs[run_id]["state_type"] == "RUNNING" for run_id in held if run_id in runs):
+            states = [runs[run_id]["state_type"] for run_id in held if run_id in runs]
+            if all(state == "RUNNING" or state in FINAL for state in states):
                 return worker, held
     return None
 
