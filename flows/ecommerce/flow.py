@@ -7,17 +7,30 @@ retries are safe. Files load concurrently, at most `concurrency` at a time.
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 from prefect import flow, task
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.blocks.system import Secret
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
 
 from .environments import check_schema_name
-from .load import DEFAULT_BLOCK_SIZE, FileChangedError, FileSummary, failed, load_file, prepare_tables
+from .load import (
+    DEFAULT_BLOCK_SIZE,
+    FileChangedError,
+    FileSummary,
+    TableDescription,
+    describe_table,
+    failed,
+    first_records,
+    load_file,
+    prepare_tables,
+)
 from .parse import HeaderError
 from .redact import redact, secrets_of, shown_url
-from .report import summary_markdown
+from .report import SUMMARY_ARTIFACT_KEY, summary_markdown, summary_measures
 from .schema import MONTH_FILES
 from .settings import MissingDatabaseError, resolve_database_url
 from .sources import (
@@ -84,12 +97,16 @@ def load_source(
     chunk_size: int,
     replace: bool = False,
     schema: str | None = None,
+    sample_rows: int | None = None,
 ) -> FileSummary:
     url = None
     try:
         path = fetch(source, kaggle_credentials=_kaggle_credentials())
         url = resolve_database_url(secret_block)
-        summary = load_file(url, table, path, source, chunk_size, replace=replace, schema=schema)
+        with tempfile.TemporaryDirectory(prefix="ecommerce-sample-") as folder:
+            if sample_rows is not None:
+                path = first_records(path, sample_rows, Path(folder))
+            summary = load_file(url, table, path, source, chunk_size, replace=replace, schema=schema)
     except Exception as error:  # noqa: BLE001 - re-raised, redacted
         raise _redacted_failure(error, url) from None
     print(
@@ -97,6 +114,15 @@ def load_source(
         + (" (already loaded, unchanged)" if summary.already_loaded else f" in {summary.seconds:.1f} s")
     )
     return summary
+
+
+@task(cache_policy=NO_CACHE)
+def describe_loaded_table(secret_block: str | None, table: str, schema: str | None = None) -> TableDescription:
+    url = resolve_database_url(secret_block)
+    try:
+        return describe_table(url, table, schema)
+    except Exception as error:  # noqa: BLE001 - re-raised, redacted
+        raise _redacted_failure(error, url) from None
 
 
 @flow(name="ecommerce-events", log_prints=True)
@@ -108,6 +134,7 @@ def ingest_events(
     concurrency: int = 2,
     replace: bool = False,
     database_schema: str | None = None,
+    sample_rows: int | None = None,
 ) -> list[FileSummary]:
     """Load `sources` into `table`.
 
@@ -120,9 +147,12 @@ def ingest_events(
     replace: load a file whose name is loaded already with other content, replacing its rows (else refused).
     database_schema: the data environment to load into (a branch deployment's own; made on its first load); None: the
         database's default (`public`).
+    sample_rows: load only the first this many rows of each file (a pull request's sample run); None: all.
     """
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+    if sample_rows is not None and sample_rows < 1:
+        raise ValueError(f"sample_rows must be at least 1, got {sample_rows}")
     if database_schema is not None:
         check_schema_name(database_schema)
     for index, source in enumerate(sources):  # every source, before anything is read or written
@@ -136,7 +166,9 @@ def ingest_events(
     for source in sources:
         if len(running) >= concurrency:
             running.remove(next(as_completed(running)))
-        future = load_source.submit(source, database_secret_block, table, chunk_size, replace, database_schema)
+        future = load_source.submit(
+            source, database_secret_block, table, chunk_size, replace, database_schema, sample_rows
+        )
         futures.append(future)
         running.append(future)
 
@@ -148,6 +180,10 @@ def ingest_events(
         else:
             summaries.append(failed(source, future.state.result(raise_on_failure=False)))
     create_markdown_artifact(summary_markdown(summaries), key="ecommerce-events-load", description="Rows per file")
+    description = describe_loaded_table(database_secret_block, table, database_schema)
+    create_table_artifact(
+        summary_measures(summaries, description), key=SUMMARY_ARTIFACT_KEY, description="What this run loaded"
+    )
     failures = [summary.source for summary in summaries if summary.error]
     if failures:
         raise RuntimeError(f"{len(failures)} of {len(summaries)} files failed: {', '.join(failures)}")

@@ -139,6 +139,39 @@ def load_file(
     return FileSummary(key, loaded, rejected, seconds=time.perf_counter() - started)
 
 
+@dataclass(frozen=True)
+class TableDescription:
+    """What a load left in a table, for the run's summary: rows per event type, and each column's type."""
+
+    rows_per_event_type: dict[str, int]
+    column_types: dict[str, str]
+
+
+def describe_table(database_url: str, table: str, schema: str | None = None) -> TableDescription:
+    """The rows per `event_type` and the column types of `table` (in `schema`) as the database reports them."""
+    with _target(database_url, table, schema).transaction(f"describe:{table}") as target:
+        return target.describe()
+
+
+def first_records(path: Path, rows: int, folder: Path) -> Path:
+    """A copy of `path` in `folder` holding its header and first `rows` records (a quoted newline stays inside its
+    record): the small sample a pull request's run loads instead of the whole file."""
+    if rows < 1:
+        raise ValueError(f"sample_rows must be at least 1, got {rows}")
+    sample = folder / f"{path.stem}.first-{rows}{path.suffix}"
+    with open(path, "rb") as source, open(sample, "wb") as out:
+        out.write(source.readline())  # the header
+        quotes = written = 0
+        for line in source:
+            out.write(line)
+            quotes += line.count(b'"')
+            if quotes % 2 == 0:  # the record ends here, outside quotes
+                written += 1
+                if written == rows:
+                    break
+    return sample
+
+
 def prepare_tables(database_url: str, table: str, schema: str | None = None) -> None:
     """Create the events, rejects and ledger tables (in `schema`, made if need be) if they do not exist."""
     with _target(database_url, table, schema).transaction(f"prepare:{table}") as target:
@@ -235,6 +268,8 @@ class Target(Protocol):
 
     def create_tables(self) -> None: ...
 
+    def describe(self) -> TableDescription: ...
+
     def ledger_entry(self, name: str) -> LedgerEntry | None: ...
 
     def new_ledger_entry(self, name: str) -> int: ...
@@ -287,6 +322,10 @@ class _SqlTables:
             )""",
         ):
             self.conn.execute(statement)
+
+    def rows_per_event_type(self) -> dict[str, int]:
+        rows = self.conn.execute(f"select event_type, count(*) from {self.table} group by event_type").fetchall()
+        return {str(event_type): int(count) for event_type, count in sorted(rows)}
 
     def ledger_entry(self, name: str) -> LedgerEntry | None:
         row = self.conn.execute(
@@ -345,6 +384,14 @@ class PostgresTarget(_SqlTables):
             # Two loads of the same file (or two set-ups) wait for each other instead of racing.
             self.conn.execute("select pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"{self.table}:{lock_name}"])
             yield self
+
+    def describe(self) -> TableDescription:
+        columns = self.conn.execute(
+            "select column_name, data_type from information_schema.columns"
+            " where table_schema = coalesce(%s, current_schema()) and table_name = %s order by ordinal_position",
+            [self.schema, self.table.rpartition(".")[2]],
+        ).fetchall()
+        return TableDescription(self.rows_per_event_type(), {str(name): str(kind) for name, kind in columns})
 
     def new_ledger_entry(self, name: str) -> int:
         insert = f"insert into {self.table}_files (name) values (%s) returning id"
@@ -422,6 +469,12 @@ class SqliteTarget(_SqlTables):
             raise
         finally:
             self.conn.close()
+
+    def describe(self) -> TableDescription:
+        where = f"{self.schema}." if self.schema else ""
+        name = self.table.rpartition(".")[2]
+        columns = self.conn.execute(f"pragma {where}table_info({name})").fetchall()  # (cid, name, type, ...)
+        return TableDescription(self.rows_per_event_type(), {str(c[1]): str(c[2]) for c in columns})
 
     def new_ledger_entry(self, name: str) -> int:
         return int(self.conn.execute(f"insert into {self.table}_files (name) values (?)", [name]).lastrowid)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from .load import FileSummary
+from .load import FileSummary, TableDescription
+
+# The key flowops reads a run's summary from (a table artifact of {"measure", "value"} rows): the pull request's
+# comment shows a sample run's summary beside the latest staging run's, differences marked.
+SUMMARY_ARTIFACT_KEY = "flowops-summary"
 
 _HEADINGS = ("file", "rows loaded", "rejected", "seconds", "rows/s", "status")
 
@@ -46,3 +50,19 @@ def summary_markdown(summaries: list[FileSummary]) -> str:
     return "\n".join(
         ["# E-commerce events load", "", *lines, "", f"Total: {total:,} rows loaded, {rejected:,} rejected."]
     )
+
+
+def summary_measures(summaries: list[FileSummary], table: TableDescription | None) -> list[dict[str, object]]:
+    """The run's summary as flowops shows it on a pull request: rows loaded and rejected per file, then what the
+    table holds (rows per event type, each column's type)."""
+    rows: list[dict[str, object]] = []
+    for summary in summaries:
+        if summary.error:
+            rows.append({"measure": f"{summary.source}: status", "value": "FAILED"})
+            continue
+        rows.append({"measure": f"{summary.source}: rows loaded", "value": summary.rows_loaded})
+        rows.append({"measure": f"{summary.source}: rows rejected", "value": summary.rows_rejected})
+    if table is not None:
+        rows += [{"measure": f"rows with event_type {k}", "value": v} for k, v in table.rows_per_event_type.items()]
+        rows += [{"measure": f"column {name}", "value": kind} for name, kind in table.column_types.items()]
+    return rows

@@ -328,8 +328,10 @@ def _deploy(
     verbose: bool = False,
     comment: PullRequestComment | None = None,
     rollback: bool = False,
+    samples: bool = False,
 ) -> int:
-    """Deploy and report: terminal, step summary and, given a PullRequestComment, the plan then the result on it."""
+    """Deploy and report: terminal, step summary and, given a PullRequestComment, the plan then the result on it.
+    With `samples` (a pull request's deploy), then run its sample runs (samples.py): a failed one fails it."""
     from .gitops import DeployFailed, ValidationFailed, deploy
     from .prefect_api import connect
     from .report import append_step_summary, failure_markdown, plan_markdown, plan_text
@@ -359,8 +361,40 @@ def _deploy(
     if not result.deployed:
         print("nothing to deploy: the server already matches this commit")
     summary = plan_markdown(result.plan, f"flowops deploy: {where}")
-    append_step_summary(summary)
-    _comment(comment, summary + "Deployed.\n")
+    if not samples:
+        append_step_summary(summary)
+        _comment(comment, summary + "Deployed.\n")
+        return 0
+    return _sample_runs(project, rendered, result.plan, summary + "Deployed.\n", comment)
+
+
+def _sample_runs(
+    project: Project, rendered: Rendered, plan: Plan, deployed: str, comment: PullRequestComment | None
+) -> int:
+    """Run the sample runs of a branch deploy's `plan` and show them under `deployed` (the deploy's markdown)."""
+    from prefect.settings import PREFECT_UI_URL
+
+    from .prefect_api import connect
+    from .report import append_step_summary, samples_markdown, samples_text
+    from .samples import run_samples
+
+    def show_start(names: list[str]) -> None:
+        print(f"sample runs: {', '.join(names)}", flush=True)
+        _comment(comment, deployed + f"\nSample runs of {', '.join(f'`{n}`' for n in names)}: running...\n")
+
+    with connect() as server:
+        report = run_samples(server, project, rendered, plan, on_start=show_start)
+    if not report.runs and report.reset is None:
+        append_step_summary(deployed)
+        _comment(comment, deployed)
+        return 0
+    markdown = deployed + "\n" + samples_markdown(report, PREFECT_UI_URL.value() or None)
+    append_step_summary(markdown)
+    _comment(comment, markdown)
+    print(samples_text(report))
+    if not report.succeeded:
+        print("error: a sample run of the pull request did not succeed (see above)", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -630,7 +664,7 @@ def cmd_github_event(args: argparse.Namespace) -> int:
 
         governed, rendered = _render(project, given(decision.branch, "branch"), decision.sha, overrides, True, policy)
         comment = PullRequestComment.from_environment(decision.pull_request) if decision.pull_request else None
-        return _deploy(governed, rendered, comment=comment)
+        return _deploy(governed, rendered, comment=comment, samples=decision.pull_request is not None)
     if decision.operation == ROLLBACK:
         from .gitrepo import require_commit_of_branch
 

@@ -331,14 +331,14 @@ def _drop_branch(
         return TeardownResult(live)
     environment = data_environment_of_slug(branch_environments.prefix, slug)
     runner = next((d for d in live if d.name == f"{cleanup.deployment}-{slug}"), None)
-    outcome = _run_cleanup(server, project, cleanup, environment, runner, {**values, "slug": slug})
+    outcome = run_cleanup(server, project, cleanup, environment, runner, {**values, "slug": slug})
     kept = [runner] if runner is not None and not outcome.dropped else []
     deleted = [d for d in live if d not in kept]
     server.delete_deployments(deleted)
     return TeardownResult(deleted, [outcome], kept)
 
 
-def _run_cleanup(
+def run_cleanup(
     server: ServerAPI,
     project: Project,
     cleanup: Cleanup,

@@ -397,13 +397,84 @@ class PrefectAPI:
                     break
                 time.sleep(TERMINAL_POLL_SECONDS)
                 flow_run = self._client.read_flow_run(flow_run.id)
-        return RunResult(
-            flow_run.id,
-            flow_run.name,
-            state.type.value if state else "UNKNOWN",
-            str(state.name) if state else "Unknown",
-            state.message if state else None,
+        return _run_result(flow_run)
+
+    def start_run(self, full_name: str, parameters: dict[str, Any]) -> RunResult:
+        """A new flow run of `flow/name` with `parameters`, not waited for."""
+        return self.run_deployment(full_name, parameters, wait=False, timeout=None)
+
+    def read_run(self, flow_run_id: UUID) -> RunResult:
+        with _calling(f"reading flow run {flow_run_id}"):
+            return _run_result(self._client.read_flow_run(flow_run_id))
+
+    def cancel_run(self, flow_run_id: UUID) -> None:
+        """Stop a run that has not ended: one not started yet is Cancelled, a running one is asked to stop."""
+        from prefect.client.schemas.objects import State
+        from prefect.states import Cancelled, Cancelling
+
+        with _calling(f"cancelling flow run {flow_run_id}"):
+            flow_run = self._client.read_flow_run(flow_run_id)
+            if flow_run.state is None or flow_run.state.is_final():
+                return
+            stop: State[Any] = Cancelling() if flow_run.state.is_running() else Cancelled()
+            self._client.set_flow_run_state(flow_run_id, stop, force=True)
+
+    def read_run_artifact(self, flow_run_id: UUID, key: str) -> Any:
+        """The data of the artifact `key` a flow run made (its latest version; JSON decoded when it is JSON), or
+        None when it made none."""
+        import json
+
+        from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
+        from prefect.client.schemas.sorting import ArtifactSort
+
+        artifact_filter = ArtifactFilter(
+            key=ArtifactFilterKey(any_=[key]), flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])
         )
+        with _calling(f"reading artifact {key!r} of flow run {flow_run_id}"):
+            found = self._client.read_artifacts(
+                artifact_filter=artifact_filter, sort=ArtifactSort.CREATED_DESC, limit=1
+            )
+        if not found:
+            return None
+        data = found[0].data
+        if isinstance(data, str):
+            try:
+                return json.loads(data)
+            except json.JSONDecodeError:
+                return data
+        return data
+
+    def latest_completed_run(self, full_name: str, artifact_key: str) -> tuple[RunResult, Any] | None:
+        """The latest Completed run of `flow/name` that made the artifact `artifact_key`, and that artifact's data
+        (among its last 10 Completed runs); None when there is none (or no such deployment)."""
+        from prefect.client.schemas.filters import (
+            FlowRunFilter,
+            FlowRunFilterDeploymentId,
+            FlowRunFilterState,
+            FlowRunFilterStateType,
+        )
+        from prefect.client.schemas.objects import StateType
+        from prefect.client.schemas.sorting import FlowRunSort
+        from prefect.exceptions import ObjectNotFound
+
+        with _calling(f"reading the latest runs of {full_name}"):
+            try:
+                deployment = self._client.read_deployment_by_name(full_name)
+            except ObjectNotFound:
+                return None
+            runs = self._client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(
+                    deployment_id=FlowRunFilterDeploymentId(any_=[deployment.id]),
+                    state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.COMPLETED])),
+                ),
+                sort=FlowRunSort.END_TIME_DESC,
+                limit=10,
+            )
+        for flow_run in runs:
+            data = self.read_run_artifact(flow_run.id, artifact_key)
+            if data is not None:
+                return _run_result(flow_run), data
+        return None
 
     def read_automations(self, *, names: list[str] | None = None, tag: str | None = None) -> list[LiveAutomation]:
         """The automations with any of these names, or carrying this tag (every page of them)."""
@@ -497,6 +568,26 @@ class PrefectAPI:
             except httpx.HTTPStatusError as error:
                 if error.response.status_code != 404:
                     raise
+
+
+def _run_result(flow_run: Any) -> RunResult:
+    state = flow_run.state
+    seconds = None
+    if flow_run.start_time is not None:
+        end = flow_run.end_time
+        if end is None:
+            import datetime
+
+            end = datetime.datetime.now(datetime.UTC)
+        seconds = max(0.0, (end - flow_run.start_time).total_seconds())
+    return RunResult(
+        flow_run.id,
+        flow_run.name,
+        state.type.value if state else "UNKNOWN",
+        str(state.name) if state else "Unknown",
+        state.message if state else None,
+        seconds,
+    )
 
 
 def _default_base_job_template(pool_type: str) -> dict[str, Any]:

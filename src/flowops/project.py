@@ -15,6 +15,9 @@ branch_environments:                  # each branch deployment's own data (see b
   prefix: branch_                     # its name: branch_<slug>, a PostgreSQL identifier
   parameters: {database_schema: "{{ flowops.environment }}"}  # given to every branch deployment
   cleanup: {deployment: drop-branch-data, parameters: {database_schema: "{{ flowops.environment }}"}, timeout: 300}
+  sample_runs:                        # on a pull request: each changed deployment named here runs once, on a sample
+    deployments: {staging: {sample_rows: 10000}}
+    timeout: 600
 work_pools:
   ecommerce-production: {type: docker}
   ecommerce-staging: {type: process}
@@ -90,6 +93,22 @@ class Cleanup(BaseModel):
     timeout: float = Field(default=300, gt=0, le=3600)  # seconds to wait for the cleanup run to end
 
 
+class SampleRuns(BaseModel):
+    """What a pull request proves on data: after its branch deploy, each changed branch deployment named here runs
+    once with these parameters (a small sample), and the pull request's comment shows its state, duration and
+    summary (the artifact `flowops-summary`) beside the latest staging run's."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # A deployment of the branch deployments' file (its name there) -> the parameters of its sample run, on top of
+    # the deployment's own; `{{ flowops.* }}` placeholders are filled in as in `parameters`.
+    deployments: dict[str, dict[str, Any]] = Field(min_length=1)
+    timeout: float = Field(default=600, gt=0, le=3600)  # seconds to wait for the sample runs to end
+    # Run the cleanup first, so each push's sample runs start from an empty data environment (a transform that
+    # changed is never hidden behind rows the last push loaded). False: the branch's data stays between pushes.
+    reset: bool = True
+
+
 class BranchEnvironments(BaseModel):
     """Every branch deployment's own data environment: a name derived from the branch, handed to its flows as
     parameters (and as $FLOWOPS_DATA_ENVIRONMENT), and dropped by `cleanup` when the branch goes."""
@@ -101,6 +120,16 @@ class BranchEnvironments(BaseModel):
     prefix: str = Field(default="branch_", pattern=r"^[a-z][a-z0-9_]{0,22}$")
     parameters: dict[str, Any] = {}
     cleanup: Cleanup | None = None
+    sample_runs: SampleRuns | None = None
+
+    @model_validator(mode="after")
+    def _a_reset_needs_a_cleanup(self) -> BranchEnvironments:
+        if self.sample_runs and self.sample_runs.reset and self.cleanup is None:
+            raise ValueError(
+                "sample_runs.reset: resetting a branch environment runs its cleanup, and none is declared"
+                " (declare branch_environments.cleanup, or set reset: false)"
+            )
+        return self
 
 
 class WorkPool(BaseModel):

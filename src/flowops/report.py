@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .plan import CREATE, DELETE, UNCHANGED, UPDATE, Plan
+
+if TYPE_CHECKING:
+    from .samples import SampleReport, SampleRun
+    from .server import RunResult
 
 _SYMBOLS = {CREATE: "+", UPDATE: "~", UNCHANGED: "=", DELETE: "-"}
 
@@ -51,3 +56,81 @@ def append_step_summary(markdown: str) -> None:
     if path:
         with Path(path).open("a") as summary:
             summary.write(markdown + "\n")
+
+
+def samples_markdown(report: SampleReport, ui_url: str | None) -> str:
+    """The sample runs for the pull request's comment: each run's state, duration and link, then its summary
+    beside staging's latest, differences marked."""
+    rows = ["### Sample runs", ""]
+    if report.reset is not None:
+        outcome = "emptied first" if report.reset.dropped else "NOT emptied"
+        rows += [f"Data environment `{report.reset.environment}` {outcome} ({report.reset.message}).", ""]
+    rows += ["| | deployment | state | duration | run |", "|---|---|---|---|---|"]
+    for sample in report.runs:
+        mark = "✅" if sample.succeeded else "❌"
+        state = sample.run.state_name if sample.run else "not started"
+        rows.append(
+            f"| {mark} | `{sample.deployment}` | {state} | {_duration(sample.run)} | {_run_link(sample.run, ui_url)} |"
+        )
+    rows += [""] + [f"- `{s.deployment}`: {s.problem}" for s in report.runs if s.problem]
+    if report.not_sampled:
+        rows += ["", "Changed, with no sample declared: " + ", ".join(f"`{name}`" for name in report.not_sampled)]
+    for sample in report.runs:
+        if sample.summary is None and sample.baseline_summary is None and not sample.note:
+            continue
+        rows += ["", *_comparison(sample, ui_url)]
+    return "\n".join([*rows, ""])
+
+
+def samples_text(report: SampleReport) -> str:
+    lines = []
+    if report.reset is not None:
+        outcome = "emptied" if report.reset.dropped else "NOT emptied"
+        lines.append(f"data environment {report.reset.environment} {outcome}: {report.reset.message}")
+    for sample in report.runs:
+        state = sample.run.state_name if sample.run else "not started"
+        problem = f": {sample.problem}" if sample.problem else ""
+        lines.append(f"sample run of {sample.deployment}: {state} ({_duration(sample.run)}){problem}")
+    lines += [f"changed, no sample declared: {name}" for name in report.not_sampled]
+    return "\n".join(lines)
+
+
+def _duration(run: RunResult | None) -> str:
+    return f"{run.seconds:.1f} s" if run is not None and run.seconds is not None else "-"
+
+
+def _run_link(run: RunResult | None, ui_url: str | None) -> str:
+    if run is None:
+        return "-"
+    return (
+        f"[{run.flow_run_name}]({ui_url.rstrip('/')}/runs/flow-run/{run.flow_run_id})" if ui_url else run.flow_run_name
+    )
+
+
+def _comparison(sample: SampleRun, ui_url: str | None) -> list[str]:
+    ours, theirs = sample.summary or {}, sample.baseline_summary or {}
+    if sample.baseline is None:
+        baseline = f"no Completed run of `{sample.baseline_deployment}` with a summary yet"
+    else:
+        baseline = f"`{sample.baseline_deployment}`'s latest Completed run, {_run_link(sample.baseline, ui_url)}"
+    rows = [f"#### `{sample.deployment}` beside {baseline}", ""]
+    if sample.note:
+        rows += [f"Note: {sample.note}", ""]
+    elif sample.summary is None and sample.run is not None and sample.run.completed:
+        rows += ["This run published no `flowops-summary` artifact.", ""]
+    rows += ["| measure | this pull request | staging | |", "|---|---|---|---|"]
+    differences = 0
+    for measure in [*ours, *(m for m in theirs if m not in ours)]:
+        mine, staging = ours.get(measure), theirs.get(measure)
+        if mine == staging:
+            mark = ""
+        else:
+            differences += 1
+            mark = "**new**" if staging is None else "**gone**" if mine is None else "**≠**"
+        rows.append(f"| {_cell(measure)} | {_cell(mine)} | {_cell(staging)} | {mark} |")
+    rows += ["", f"{differences} difference(s)." if differences else "No differences."]
+    return rows
+
+
+def _cell(value: str | None) -> str:
+    return "-" if value is None else value.replace("|", "\\|").replace("\n", " ")

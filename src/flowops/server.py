@@ -72,10 +72,18 @@ class RunResult:
     state_type: str
     state_name: str
     message: str | None
+    seconds: float | None = None  # from its start to its end (or to now), once it has started
 
     @property
     def completed(self) -> bool:
         return self.state_type == "COMPLETED"
+
+    @property
+    def ended(self) -> bool:
+        return self.state_type in FINAL_STATE_TYPES
+
+
+FINAL_STATE_TYPES = frozenset({"COMPLETED", "FAILED", "CRASHED", "CANCELLED"})
 
 
 @dataclass(frozen=True)
@@ -132,6 +140,16 @@ class ServerAPI(Protocol):
         timeout: float | None,
         on_state: Callable[[str, str], None] | None = None,
     ) -> RunResult: ...
+
+    def start_run(self, full_name: str, parameters: dict[str, Any]) -> RunResult: ...
+
+    def read_run(self, flow_run_id: UUID) -> RunResult: ...
+
+    def cancel_run(self, flow_run_id: UUID) -> None: ...
+
+    def read_run_artifact(self, flow_run_id: UUID, key: str) -> Any: ...
+
+    def latest_completed_run(self, full_name: str, artifact_key: str) -> tuple[RunResult, Any] | None: ...
 
     def read_automations(self, *, names: list[str] | None = None, tag: str | None = None) -> list[LiveAutomation]: ...
 

@@ -390,6 +390,9 @@ def _branch_environment_problems(project: Project) -> list[Problem]:
     sections = {"branch_environments.parameters": branch_environments.parameters}
     if branch_environments.cleanup:
         sections["branch_environments.cleanup.parameters"] = branch_environments.cleanup.parameters
+    samples = branch_environments.sample_runs
+    for name, parameters in (samples.deployments if samples else {}).items():
+        sections[f"branch_environments.sample_runs.deployments.{name}"] = parameters
     for section, parameters in sections.items():
         for field, value in _leaves(parameters, section):
             for placeholder in sorted(template_names(value)):
@@ -400,17 +403,64 @@ def _branch_environment_problems(project: Project) -> list[Problem]:
                         Problem(config_file, None, field, f"{{{{ {placeholder} }}}}: only {known} are filled in here")
                     )
     cleanup = branch_environments.cleanup
-    if cleanup:
-        source = project.environment_file(project.config.branch_deployments_from)
-        if cleanup.deployment not in [d.get("name") for d in source.deployments()]:
+    source = project.environment_file(project.config.branch_deployments_from)
+    if cleanup and cleanup.deployment not in [d.get("name") for d in source.deployments()]:
+        problems.append(
+            Problem(
+                config_file,
+                None,
+                "branch_environments.cleanup.deployment",
+                f"{cleanup.deployment!r} is not a deployment of {source.path} (the branch deployments' file)",
+            )
+        )
+    if samples:
+        problems += _sample_run_problems(project, config_file, source, samples.deployments)
+    return problems
+
+
+def _sample_run_problems(
+    project: Project, config_file: str, source: DeploymentFile, samples: dict[str, dict[str, Any]]
+) -> list[Problem]:
+    """Each sample run names a deployment of the branch deployments' file (not the cleanup, which drops data),
+    with parameters its flow takes."""
+    cleanup = project.config.branch_environments.cleanup if project.config.branch_environments else None
+    by_name = {d.get("name"): d for d in source.deployments()}
+    problems = []
+    for name, parameters in samples.items():
+        field = f"branch_environments.sample_runs.deployments.{name}"
+        deployment = by_name.get(name)
+        if deployment is None:
             problems.append(
                 Problem(
                     config_file,
                     None,
-                    "branch_environments.cleanup.deployment",
-                    f"{cleanup.deployment!r} is not a deployment of {source.path} (the branch deployments' file)",
+                    field,
+                    f"{name!r} is not a deployment of {source.path} (the branch deployments' file)",
                 )
             )
+            continue
+        if cleanup and name == cleanup.deployment:
+            problems.append(
+                Problem(config_file, None, field, f"{name!r} is the cleanup: it drops data, it is no sample")
+            )
+            continue
+        try:
+            flow = inspect_entrypoint(project.root, str(deployment.get("entrypoint")))
+        except EntrypointError:
+            continue  # the deployment's own check reports it
+        known = flow.parameter_schema.get("properties", {})
+        for parameter in sorted(parameters.keys() - known.keys()):
+            problems.append(
+                Problem(
+                    config_file,
+                    None,
+                    f"{field}.{parameter}",
+                    f"not a parameter of flow {flow.flow_name!r} (it has: {', '.join(known)})",
+                )
+            )
+        given = {key: value for key, value in parameters.items() if key in known and not is_template(value)}
+        for path, message in schema_errors(given, flow.parameter_schema):
+            problems.append(Problem(config_file, None, f"{field}.{path}", message))
     return problems
 
 

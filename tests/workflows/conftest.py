@@ -227,13 +227,66 @@ def repository(tmp_path, prefect_server, stand_ins, environment_blocks) -> Repos
     return repo
 
 
+@pytest.fixture(scope="session")
+def dataset_mirror(sample_month) -> str:
+    """The operator's internal mirror of the Kaggle dataset (the worker's $ECOMMERCE_MIRROR_URL), serving the
+    generated October: what staging's `2019-Oct.csv` and the pull requests' sample runs read."""
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(sample_month.parent)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+
+
 @pytest.fixture
-def staging_worker(repository):
-    """A process worker on staging's pool, as staging has: teardown and gc run each branch's cleanup there."""
+def staging_worker(repository, dataset_mirror, tmp_path):
+    """A process worker on staging's pool, as staging has: teardown and gc run each branch's cleanup there, and a
+    pull request's sample runs load from the dataset's mirror."""
     from flowops.local import Worker
 
-    with Worker(repository.api_url, "ecommerce-staging", repository.path.parent / "staging-worker") as worker:
+    env = {"ECOMMERCE_MIRROR_URL": dataset_mirror, "ECOMMERCE_CACHE_DIR": str(tmp_path / "dataset-cache")}
+    with Worker(repository.api_url, "ecommerce-staging", repository.path.parent / "staging-worker", env=env) as worker:
         yield worker
+
+
+@pytest.fixture
+def staging_database(repository, postgres_url):
+    """Staging's database of this test's own (its Secret block saved by the operator's bootstrap, put back after):
+    what no other test writes to, so its tables can be compared before and after."""
+    import re
+
+    import psycopg
+
+    from flowops.local import base_environment
+
+    name = f"flowops_staging_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(postgres_url, autocommit=True) as connection:
+        connection.execute(f"create database {name}")
+    url = re.sub(r"/[^/]*$", f"/{name}", postgres_url)
+    home = repository.path.parent / "operator-home"
+
+    def bootstrap(database_url: str) -> None:
+        env = {**base_environment(home, repository.api_url), "ECOMMERCE_DATABASE_URL": database_url}
+        subprocess.run(
+            [sys.executable, "-m", "flowops", "-C", str(ROOT), "bootstrap", "--environment", "staging"],
+            env=env, check=True, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+
+    bootstrap(url)
+    try:
+        yield url
+    finally:
+        bootstrap(postgres_url)
+        with psycopg.connect(postgres_url, autocommit=True) as connection:
+            connection.execute(f"drop database if exists {name} with (force)")
 
 
 def delete_deployments(api_url: str, flow_name: str) -> None:

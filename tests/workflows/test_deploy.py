@@ -9,50 +9,117 @@ import sys
 import urllib.request
 import uuid
 
-from flowops.branches import branch_slug
-from flowops.local import git
+import psycopg
+import pytest
+
+from flowops.branches import branch_slug, data_environment_name
+from flowops.local import base_environment, git
 from flowops.pull_request_comment import MARKER
-from tests.helpers import FLOW, api, deployment_names, deployments, event, git_clone_step
+from tests.helpers import FLOW, api, deployment_names, deployments, event, git_clone_step, schema_rows
 
 BRANCH = "feature/Foo_Bar"  # the head branch of the pull requests in tests/fixtures/github_events
 PULL_REQUEST_JOB = "branch deployments of the pull request"
 STAGING_JOB = "deploy staging, tear down deleted branches"
 
 
-def test_a_pull_request_gets_branch_deployments_one_comment_and_a_teardown(repository, github_api, staging_worker):
+def pull_request(action: str, number: int, branch: str, sha: str) -> dict:
+    """A pull_request event of the fixtures' repository, for pull request `number` from `branch` at `sha`."""
+    payload = event(f"pull_request_{action}", HEAD_SHA=sha)
+    payload["number"] = payload["pull_request"]["number"] = number
+    payload["pull_request"]["head"]["ref"] = branch
+    return payload
+
+
+def staging_table(database_url: str) -> tuple[int, str]:
+    """Staging's events: their number and a checksum of every row."""
+    with psycopg.connect(database_url) as connection:
+        count, digest = connection.execute(
+            "select count(*), md5(coalesce(string_agg(e::text, '|' order by e::text), ''))"
+            " from public.ecommerce_events e"
+        ).fetchone()
+    return count, digest
+
+
+def columns(database_url: str, schema: str, table: str = "ecommerce_events") -> list[str]:
+    with psycopg.connect(database_url) as connection:
+        rows = connection.execute(
+            "select column_name from information_schema.columns where table_schema = %s and table_name = %s"
+            " order by ordinal_position",
+            [schema, table],
+        ).fetchall()
+    return [name for (name,) in rows]
+
+
+def our_comment(github_api, number: int) -> dict:
+    ours = [c for c in github_api.comments if c["issue"] == number and c["user"]["type"] == "Bot"]
+    assert len(ours) == 1, ours  # one comment per pull request, updated in place
+    return ours[0]
+
+
+@pytest.mark.timeout(1800)
+def test_two_pull_requests_prove_their_changes_on_data_of_their_own_and_leave_nothing(
+    repository, github_api, staging_worker, staging_database
+):
     api_url = repository.api_url
     github_api.comment_by(7, f"{MARKER} quoted by a person: never ours to edit")
     run = repository.act("deploy.yml", "push", event("push_staging", HEAD_SHA=repository.commit("staging")))
     assert run.job(STAGING_JOB) == "succeeded", run.output[-3000:]
     assert run.job("flows image") == "not run"
     assert deployment_names(api_url) == {"staging"}
+    # staging's nightly run (by hand here): its table, and the summary a pull request's sample is shown beside
+    operator = {**base_environment(repository.path.parent / "operator-home", api_url)}
+    started = subprocess.run(
+        [sys.executable, "-m", "flowops", "run", f"{FLOW}/staging", "--wait", "--timeout", "300"],
+        env=operator, capture_output=True, text=True, timeout=400, check=False,
+    )  # fmt: skip
+    assert started.returncode == 0, started.stdout + started.stderr
+    staging_before = staging_table(staging_database)
+    assert staging_before[0] == 50_000
 
-    git(repository.path, "checkout", "--quiet", "-b", BRANCH)
-    (repository.path / "flows" / "feature.py").write_text("FEATURE = 1\n")
-    first = repository.commit("feature work", push=[BRANCH])
-    run = repository.act("deploy.yml", "pull_request", event("pull_request_opened", HEAD_SHA=first))
+    # Two pull requests open at once, each deployed, sample-run and shown on its own comment.
+    branches = {7: BRANCH, 8: "feature/other"}
+    heads = {}
+    for number, branch in branches.items():
+        git(repository.path, "checkout", "--quiet", "main")
+        git(repository.path, "checkout", "--quiet", "-b", branch)
+        (repository.path / "flows" / f"feature_{number}.py").write_text("FEATURE = 1\n")
+        heads[number] = repository.commit(f"work of pull request {number}", push=[branch])
+        run = repository.act("deploy.yml", "pull_request", pull_request("opened", number, branch, heads[number]))
+        assert run.job(PULL_REQUEST_JOB) == "succeeded", run.output[-3000:]
+    schemas = {number: data_environment_name("branch_", branch) for number, branch in branches.items()}
+    assert schemas[7] != schemas[8]
+    for number, branch in branches.items():
+        branch_deployment = f"{FLOW}/staging-{branch_slug(branch)}"
+        live = deployments(api_url, FLOW)[branch_deployment]
+        assert git_clone_step(live)["commit_sha"] == heads[number]  # the PR head, not a merge commit
+        assert git_clone_step(live)["repository"] == repository.origin.as_uri()  # GITHUB_SERVER_URL/repository
+        assert schema_rows(staging_database, schemas[number], "ecommerce_events") == 10_000  # the sample, its own
+        body = our_comment(github_api, number)["body"]
+        assert body.startswith(MARKER)
+        assert f"`{branch_deployment}` | create" in body
+        assert f"| ✅ | `{branch_deployment}` | Completed |" in body
+        assert f"{api_url.removesuffix('/api')}/runs/flow-run/" in body  # a link to the run in the UI
+        assert f"beside `{FLOW}/staging`'s latest Completed run" in body
+        assert "| 2019-Oct.csv: rows loaded | 10,000 | 50,000 | **≠** |" in body
+        assert "| column brand | text | text |  |" in body
+
+    # Pull request 7 changes its transform (brand is no longer loaded): its sample runs again from an emptied
+    # data environment, and its comment shows the difference; pull request 8's data is untouched.
+    git(repository.path, "checkout", "--quiet", BRANCH)
+    schema_file = repository.path / "flows" / "ecommerce" / "schema.py"
+    brand = 'Column("brand", TEXT, nullable=True)'
+    assert brand in schema_file.read_text(), "the test's transform change no longer matches flows/ecommerce/schema.py"
+    schema_file.write_text(schema_file.read_text().replace(brand, 'Column("brand", TEXT, nullable=True, loaded=False)'))
+    second = repository.commit("stop loading brand", push=[BRANCH])
+    run = repository.act("deploy.yml", "pull_request", pull_request("synchronize", 7, BRANCH, second))
     assert run.job(PULL_REQUEST_JOB) == "succeeded", run.output[-3000:]
-    branch_deployment = f"{FLOW}/staging-{branch_slug(BRANCH)}"
-    live = deployments(api_url, FLOW)[branch_deployment]
-    assert git_clone_step(live)["commit_sha"] == first  # the PR head, not a merge commit
-    assert git_clone_step(live)["repository"] == f"{repository.origin.as_uri()}"  # GITHUB_SERVER_URL/repository
-    assert f"branch:{branch_slug(BRANCH)}" in live["tags"]
-
-    ours = [c for c in github_api.comments if c["user"]["type"] == "Bot"]
-    assert len(ours) == 1
-    assert ours[0]["body"].startswith(MARKER)
-    assert f"`{branch_deployment}` | create" in ours[0]["body"]
-    assert ours[0]["body"].rstrip().endswith("Deployed.")
-    methods = [method for method, _ in github_api.calls]
-    assert methods == ["GET", "POST", "PATCH"]  # found none of ours, showed the plan, then the result
-
-    (repository.path / "flows" / "feature.py").write_text("FEATURE = 2\n")
-    second = repository.commit("more work", push=[BRANCH])
-    run = repository.act("deploy.yml", "pull_request", event("pull_request_synchronize", HEAD_SHA=second))
-    assert run.job(PULL_REQUEST_JOB) == "succeeded", run.output[-3000:]
-    assert git_clone_step(deployments(api_url, FLOW)[branch_deployment])["commit_sha"] == second
-    assert [c["id"] for c in github_api.comments if c["user"]["type"] == "Bot"] == [ours[0]["id"]]  # same comment
-    assert f"`{branch_deployment}` | update" in ours[0]["body"]
+    body = our_comment(github_api, 7)["body"]
+    assert f"`{FLOW}/staging-{branch_slug(BRANCH)}` | update" in body
+    assert f"Data environment `{schemas[7]}` emptied first" in body
+    assert "| column brand | - | text | **gone** |" in body
+    assert schema_rows(staging_database, schemas[7], "ecommerce_events") == 10_000  # loaded again, not "already"
+    assert "brand" not in columns(staging_database, schemas[7])
+    assert "brand" in columns(staging_database, schemas[8])
     assert github_api.comments[0]["body"] == f"{MARKER} quoted by a person: never ours to edit"
     assert github_api.problems == []
 
@@ -61,16 +128,29 @@ def test_a_pull_request_gets_branch_deployments_one_comment_and_a_teardown(repos
     assert run.job(PULL_REQUEST_JOB) == "not run"  # a fork's pull request gets no secrets and no job
     assert deployments(api_url, FLOW) == before
 
-    run = repository.act("deploy.yml", "pull_request", event("pull_request_closed", HEAD_SHA=second))
-    assert run.job(PULL_REQUEST_JOB) == "succeeded", run.output[-3000:]
+    # Both closed: their deployments and their data are gone; staging's table is as it was.
+    for number, branch in branches.items():
+        run = repository.act("deploy.yml", "pull_request", pull_request("closed", number, branch, heads[number]))
+        assert run.job(PULL_REQUEST_JOB) == "succeeded", run.output[-3000:]
+        assert f"dropped data environment {schemas[number]}" in run.output
+        assert schema_rows(staging_database, schemas[number], "ecommerce_events") is None
     assert deployment_names(api_url) == {"staging"}
-    run = repository.act("deploy.yml", "pull_request", event("pull_request_reopened", HEAD_SHA=second))
-    assert deployment_names(api_url) == {"staging", f"staging-{branch_slug(BRANCH)}"}
+    assert not [name for name in deployments(api_url) if branch_slug(BRANCH) in name or "feature-other" in name]
+    with psycopg.connect(staging_database) as connection:
+        left = connection.execute("select nspname from pg_namespace where nspname like 'branch_%'").fetchall()
+    assert left == []
+    assert staging_table(staging_database) == staging_before
 
-    git(repository.path, "checkout", "--quiet", "main")  # GitHub runs `delete` on the default branch
+    # Reopened, it is deployed again; its branch deleted (GitHub runs `delete` on the default branch), it goes.
+    run = repository.act("deploy.yml", "pull_request", pull_request("reopened", 7, BRANCH, second))
+    assert run.job(PULL_REQUEST_JOB) == "succeeded", run.output[-3000:]
+    assert deployment_names(api_url) == {"staging", f"staging-{branch_slug(BRANCH)}"}
+    git(repository.path, "checkout", "--quiet", "main")
     run = repository.act("deploy.yml", "delete", event("delete_branch"))
     assert run.job(STAGING_JOB) == "succeeded", run.output[-3000:]
     assert deployment_names(api_url) == {"staging"}
+    assert schema_rows(staging_database, schemas[7], "ecommerce_events") is None
+    assert staging_table(staging_database) == staging_before
 
 
 def test_a_push_to_main_builds_and_pushes_the_image_then_deploys_production_with_it(repository, container_stack):
