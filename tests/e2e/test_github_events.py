@@ -9,7 +9,7 @@ from pathlib import Path
 
 from flowops.branches import branch_slug
 from flowops.local import git
-from tests.helpers import deployments, edit_yaml
+from tests.helpers import api, deployments, edit_yaml
 
 EVENTS = Path(__file__).resolve().parents[1] / "fixtures" / "github_events"
 
@@ -170,3 +170,81 @@ def test_a_pull_request_whose_files_are_refused_says_so_on_the_pull_request(hell
     assert comment["body"].rstrip().endswith("Nothing was changed.")
     assert github.problems == []
     assert names(hello_repo) == set()
+
+
+SUMMARY_FLOW = """
+from prefect.artifacts import create_table_artifact
+
+
+@flow(name="FLOW_NAME", log_prints=True)
+def hello(name: str = "world", count: int = 1) -> str:
+    if name == "broken":
+        raise ValueError("a transform that breaks on the sample")
+    create_table_artifact([{"measure": "greeting", "value": f"hello {name}"}, {"measure": "count", "value": count}], key="flowops-summary")
+    return name
+"""
+
+
+def test_a_pull_requests_sample_runs_show_their_outcome_and_a_failed_or_hung_one_fails_the_job(hello_repo):
+    """Any flow takes part: the sample project's, with a summary artifact of its own. A sample run that completes
+    passes the job; one that fails, or that no worker picks up before the timeout (then cancelled), fails it."""
+    pool = production_on_a_process_pool(hello_repo)
+    samples = {"deployments": {"staging": {"count": 3}}, "reset": False, "timeout": 120}
+    edit_yaml(
+        hello_repo.path / "deployments" / "flowops.yaml",
+        lambda c: c.update(branch_environments={"sample_runs": samples}),
+    )
+    flow_file = hello_repo.path / "flows" / "hello.py"
+    original = flow_file.read_text()
+    head, _, _ = original.partition('@flow(name="')
+    flow_file.write_text(head + SUMMARY_FLOW.replace("FLOW_NAME", hello_repo.flow_name))
+    main_sha = hello_repo.commit("sample runs, and a flow with a summary", push=["main", "staging"])
+    github_event(hello_repo, "push", "push_staging", main_sha)
+    branch_deployment = f"{hello_repo.flow_name}/staging-{branch_slug('feature/Foo_Bar')}"
+
+    git(hello_repo.path, "checkout", "--quiet", "-b", "feature/Foo_Bar")
+    (hello_repo.path / "flows" / "extra.py").write_text("X = 1\n")
+    first = hello_repo.commit("feature work", push=["feature/Foo_Bar"])
+    with hello_repo.worker(pool):
+        result, summary = github_event(hello_repo, "pull_request", "pull_request_opened", first)
+    assert f"sample run of {branch_deployment}: Completed" in result.stdout
+    assert f"| ✅ | `{branch_deployment}` | Completed |" in summary
+    assert f"no Completed run of `{hello_repo.flow_name}/staging` with a summary yet" in summary
+    assert "| greeting | hello staging | - | **new** |" in summary  # the deployment's name, the sample's count
+    assert "| count | 3 | - | **new** |" in summary
+
+    flow_file.write_text(flow_file.read_text().replace('name == "broken"', "count == 3"))
+    broken = hello_repo.commit("a transform that breaks", push=["feature/Foo_Bar"])
+    with hello_repo.worker(pool):
+        result, summary = github_event(hello_repo, "pull_request", "pull_request_synchronize", broken, check=False)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "error: a sample run of the pull request did not succeed" in result.stderr
+    assert f"| ❌ | `{branch_deployment}` | Failed |" in summary
+    assert "a transform that breaks on the sample" in summary
+
+    # No worker serves the pool: the run is given up on at the (policy's) timeout, and cancelled.
+    git(hello_repo.path, "checkout", "--quiet", "main")
+    edit_yaml(
+        hello_repo.path / "deployments" / "flowops.yaml",
+        lambda c: c["branch_environments"]["sample_runs"].update(timeout=3),
+    )
+    hello_repo.commit("a short timeout", push=["main"])
+    git(hello_repo.path, "checkout", "--quiet", "feature/Foo_Bar")
+    git(hello_repo.path, "merge", "--quiet", "main")
+    flow_file.write_text(flow_file.read_text().replace("count == 3", 'name == "broken"'))
+    fixed = hello_repo.commit("fixed, but nobody runs it", push=["feature/Foo_Bar"])
+    result, summary = github_event(hello_repo, "pull_request", "pull_request_synchronize", fixed, check=False)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"did not end within 3 s (still Scheduled: is a worker serving work pool {pool!r}?); cancelled" in summary
+    flows = {"flows": {"name": {"any_": [hello_repo.flow_name]}}}
+    runs = api(hello_repo.api_url, "flow_runs/filter", {**flows, "sort": "EXPECTED_START_TIME_DESC", "limit": 10})
+    assert [run["state_type"] for run in runs if run["parameters"].get("count") == 3] == [
+        "CANCELLED",
+        "FAILED",
+        "COMPLETED",
+    ]  # the one the job gave up on never runs later
+
+    # The same commit again: nothing changed, so nothing runs (only the plan's changed deployments are sampled).
+    result, summary = github_event(hello_repo, "pull_request", "pull_request_synchronize", fixed, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Sample runs" not in summary

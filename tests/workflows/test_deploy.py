@@ -62,7 +62,8 @@ def test_two_pull_requests_prove_their_changes_on_data_of_their_own_and_leave_no
 ):
     api_url = repository.api_url
     github_api.comment_by(7, f"{MARKER} quoted by a person: never ours to edit")
-    run = repository.act("deploy.yml", "push", event("push_staging", HEAD_SHA=repository.commit("staging")))
+    staging = repository.commit("staging", push=["staging"])
+    run = repository.act("deploy.yml", "push", event("push_staging", HEAD_SHA=staging))
     assert run.job(STAGING_JOB) == "succeeded", run.output[-3000:]
     assert run.job("flows image") == "not run"
     assert deployment_names(api_url) == {"staging"}

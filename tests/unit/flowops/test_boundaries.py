@@ -334,3 +334,68 @@ def test_gc_collects_a_gone_branchs_deployments_whatever_environment_their_tag_n
     result = gitops.collect_garbage(server, load_project(project_root), str(origin))
     assert [d.name for d in result.deleted] == [f"production-{branch_slug('feature/escalated')}"]
     assert server.deployments == {}
+
+
+def with_samples(root, samples: dict) -> None:
+    edit_yaml(root / "deployments" / "flowops.yaml", lambda c: c["branch_environments"].update(sample_runs=samples))
+
+
+def test_validate_reports_a_sample_run_that_names_no_deployment_the_cleanup_or_parameters_the_flow_lacks(project_root):
+    from flowops.validate import validate_project
+
+    samples = {
+        "deployments": {
+            "nowhere": {"count": 1},
+            "drop-branch-data": {"count": 1},
+            "staging": {"rows": 10, "count": "many", "name": "{{ flowops.pull_request }}"},
+        }
+    }
+    with_samples(project_root, samples)
+    problems = [str(p) for p in validate_project(load_project(project_root))]
+    where = "deployments/flowops.yaml: branch_environments.sample_runs.deployments"
+    filled = "{{ flowops.environment }}, {{ flowops.branch }}, {{ flowops.slug }}, {{ flowops.commit }}"
+    branch_file = "deployments/staging/prefect.yaml (the branch deployments' file)"
+    assert sorted(p for p in problems if p.startswith(where)) == sorted([
+        f"{where}.nowhere: 'nowhere' is not a deployment of {branch_file}",
+        f"{where}.drop-branch-data: 'drop-branch-data' is the cleanup: it drops data, it is no sample",
+        f"{where}.staging.rows: not a parameter of flow 'hello' (it has: name, count)",
+        f"{where}.staging.count: 'many' is not of type 'integer'",
+        f"{where}.staging.name: {{{{ flowops.pull_request }}}}: only {filled} are filled in here",
+    ])  # fmt: skip
+
+
+def test_a_sample_run_that_resets_without_a_cleanup_is_one_clear_error(project_root):
+    from flowops.project import ProjectError
+
+    edit_yaml(
+        project_root / "deployments" / "flowops.yaml",
+        lambda c: c["branch_environments"].update(cleanup=None, sample_runs={"deployments": {"staging": {}}}),
+    )
+    with pytest.raises(ProjectError, match=r"sample_runs\.reset: resetting a branch environment runs its cleanup"):
+        load_project(project_root)
+
+
+def test_only_the_plans_created_and_updated_deployments_that_declare_a_sample_run_it(project_root):
+    from flowops.plan import CREATE, UNCHANGED, UPDATE, Change, Plan
+    from flowops.samples import planned_sample_runs
+
+    with_samples(project_root, {"deployments": {"staging": {"count": 3, "name": "{{ flowops.environment }}"}}})
+    git(project_root, "commit", "--quiet", "--all", "--message", "sample runs")
+    sha = on_branch(project_root, "feature/sample")
+    project = load_project(project_root).with_policy_from("main")
+    rendered = render(project, "feature/sample", sha, Overrides())
+    slug = branch_slug("feature/sample")
+    staging, cleanup = f"hello/staging-{slug}", f"hello/drop-branch-data-{slug}"
+    environment = data_environment_name("branch_", "feature/sample")
+    for action in (CREATE, UPDATE):
+        plan = Plan("feature/sample", slug, [Change(action, staging), Change(action, cleanup)])
+        planned, not_sampled = planned_sample_runs(project, rendered, plan)
+        assert [(p.deployment, p.baseline_deployment, p.parameters) for p in planned] == [
+            (staging, "hello/staging", {"count": 3, "name": environment})
+        ]  # the cleanup drops data: never a sample
+        assert not_sampled == []
+    unchanged = Plan("feature/sample", slug, [Change(UNCHANGED, staging), Change(UPDATE, cleanup)])
+    assert planned_sample_runs(project, rendered, unchanged) == ([], [])
+    with_samples(project_root, {"deployments": {"staging": {"count": 3}}})
+    main = render(load_project(project_root).with_policy_from("main"), "main", sha, Overrides())
+    assert planned_sample_runs(project, main, Plan("main", "main", [Change(CREATE, "hello/production")])) == ([], [])
