@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -64,7 +65,7 @@ def samples_markdown(report: SampleReport, ui_url: str | None) -> str:
     rows = ["### Sample runs", ""]
     if report.reset is not None:
         outcome = "emptied first" if report.reset.dropped else "NOT emptied"
-        rows += [f"Data environment `{report.reset.environment}` {outcome} ({report.reset.message}).", ""]
+        rows += [f"Data environment `{report.reset.environment}` {outcome} ({_cell(report.reset.message)}).", ""]
     rows += ["| | deployment | state | duration | run |", "|---|---|---|---|---|"]
     for sample in report.runs:
         mark = "✅" if sample.succeeded else "❌"
@@ -72,7 +73,7 @@ def samples_markdown(report: SampleReport, ui_url: str | None) -> str:
         rows.append(
             f"| {mark} | `{sample.deployment}` | {state} | {_duration(sample.run)} | {_run_link(sample.run, ui_url)} |"
         )
-    rows += [""] + [f"- `{s.deployment}`: {s.problem}" for s in report.runs if s.problem]
+    rows += [""] + [f"- `{s.deployment}`: {_cell(s.problem)}" for s in report.runs if s.problem]
     if report.not_sampled:
         rows += ["", "Changed, with no sample declared: " + ", ".join(f"`{name}`" for name in report.not_sampled)]
     for sample in report.runs:
@@ -115,7 +116,7 @@ def _comparison(sample: SampleRun, ui_url: str | None) -> list[str]:
         baseline = f"`{sample.baseline_deployment}`'s latest Completed run, {_run_link(sample.baseline, ui_url)}"
     rows = [f"#### `{sample.deployment}` beside {baseline}", ""]
     if sample.note:
-        rows += [f"Note: {sample.note}", ""]
+        rows += [f"Note: {_cell(sample.note)}", ""]
     elif sample.summary is None and sample.run is not None and sample.run.completed:
         rows += ["This run published no `flowops-summary` artifact.", ""]
     rows += ["| measure | this pull request | staging | |", "|---|---|---|---|"]
@@ -133,4 +134,9 @@ def _comparison(sample: SampleRun, ui_url: str | None) -> list[str]:
 
 
 def _cell(value: str | None) -> str:
-    return "-" if value is None else value.replace("|", "\\|").replace("\n", " ")
+    """A value a pull request's code chose (its summary, its error), as inert text in a table cell: no markup, no
+    mention that pings anyone, no line break or `|` that ends the cell."""
+    if value is None:
+        return "-"
+    text = html.escape(" ".join(value.split()), quote=False).replace("|", "\\|").replace("@", "&#64;")
+    return text.replace("`", "&#96;").replace("[", "&#91;").replace("*", "&#42;")

@@ -31,7 +31,7 @@ from .render import Rendered, branch_values, fill_branch_values, ownership_tags
 from .server import PrefectAPIError, RunResult, ServerAPI
 
 SUMMARY_ARTIFACT_KEY = "flowops-summary"
-POLL_SECONDS = 1.0
+POLL_SECONDS = 0.25
 
 
 @dataclass(frozen=True)

@@ -75,3 +75,17 @@ def test_a_failed_a_hung_and_an_unstarted_run_each_fail_the_report_and_say_why()
     assert "Data environment `branch_x` NOT emptied (run r ended Failed)." in samples_markdown(
         SampleReport([], not_reset), UI
     )
+
+
+def test_what_a_pull_requests_code_chose_is_inert_text_in_the_comment():
+    """A summary or an error message comes from the pull request's code: it cannot add markup, links, mentions
+    or table rows to the comment."""
+    hostile = "x|y\n| ✅ | `flow/forged` | Completed |\n<img src=https://evil.example/p> @everyone [click](https://evil.example) **bold**"
+    sample = SampleRun(
+        "flow/a-x", "flow/a", "pool", run("FAILED", "Failed"), problem=hostile, summary={hostile: hostile},
+    )  # fmt: skip
+    markdown = samples_markdown(SampleReport([sample]), UI)
+    assert "\n| ✅ | `flow/forged`" not in markdown
+    for forbidden in ("<img", "@everyone", "[click]", "**bold**", "`flow/forged`"):
+        assert forbidden not in markdown, forbidden
+    assert "&lt;img src=https://evil.example/p&gt; &#64;everyone" in markdown  # still readable as text
