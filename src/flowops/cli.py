@@ -363,9 +363,9 @@ def _deploy(
     summary = plan_markdown(result.plan, f"flowops deploy: {where}")
     if not samples:
         append_step_summary(summary)
-        _comment(comment, summary + "Deployed.\n")
+        _comment(comment, summary + "\nDeployed.\n")
         return 0
-    return _sample_runs(project, rendered, result.plan, summary + "Deployed.\n", comment)
+    return _sample_runs(project, rendered, result.plan, summary + "\nDeployed.\n", comment)
 
 
 def _sample_runs(
