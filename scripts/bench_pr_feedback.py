@@ -101,8 +101,9 @@ def seconds(timestamp: str) -> float:
 
 
 def latest_run(api_url: str, flow_name: str) -> dict:
-    """The newest run of the flow `flow_name` (only the bench's branch runs them after staging's baseline)."""
-    body = {"flows": {"name": {"any_": [flow_name]}}, "sort": "EXPECTED_START_TIME_DESC", "limit": 1}
+    """The newest run of the flow `flow_name` that has ended (staging's schedule makes runs due later)."""
+    ended = {"state": {"type": {"any_": ["COMPLETED", "FAILED", "CRASHED", "CANCELLED"]}}}
+    body = {"flows": {"name": {"any_": [flow_name]}}, "flow_runs": ended, "sort": "END_TIME_DESC", "limit": 1}
     return httpx.post(f"{api_url}/flow_runs/filter", json=body, timeout=30).json()[0]
 
 

@@ -45,8 +45,8 @@ def main() -> int:
         f"<div class='header'><b>github-actions</b> bot commented</div><div class='body'>{body}</div></div>"
         "</body></html>"
     )
-    # every line of the comment is a row of text or of a table: about 27 px each, and the margins
-    height = 110 + 27 * len(text.splitlines())
+    # every line of the comment is a row of text or of a table: about 24 px each, and the margins
+    height = 100 + 24 * len(text.splitlines())
     with tempfile.TemporaryDirectory() as folder:
         html = Path(folder) / "comment.html"
         html.write_text(page)

@@ -88,6 +88,10 @@ def planned_sample_runs(project: Project, rendered: Rendered, plan: Plan) -> tup
     slug = branch_slug(rendered.target.branch)
     values = branch_values(rendered.target, rendered.sha, branch_environments)
     cleanup = branch_environments.cleanup if branch_environments else None
+    pools = {}  # as deployed: an overridden work pool included
+    for deployment in rendered.content.get("deployments") or []:
+        work_pool = deployment.get("work_pool")
+        pools[deployment.get("name")] = work_pool.get("name") if isinstance(work_pool, dict) else None
     planned, not_sampled = [], []
     for deployment in rendered.target.file.deployments():
         name = str(deployment.get("name"))
@@ -101,10 +105,8 @@ def planned_sample_runs(project: Project, rendered: Rendered, plan: Plan) -> tup
         if name not in samples.deployments:
             not_sampled.append(full_name)
             continue
-        work_pool = deployment.get("work_pool")
-        pool = work_pool.get("name") if isinstance(work_pool, dict) else None
         parameters = fill_branch_values(samples.deployments[name], values)
-        planned.append(_Planned(full_name, f"{flow_name}/{name}", pool, parameters))
+        planned.append(_Planned(full_name, f"{flow_name}/{name}", pools.get(f"{name}-{slug}"), parameters))
     return planned, not_sampled
 
 
@@ -171,7 +173,7 @@ def _settled(sample: SampleRun) -> bool:
 
 
 def _refreshed(server: ServerAPI, sample: SampleRun) -> SampleRun:
-    if sample.problem is not None or sample.run is None or sample.run.ended:
+    if _settled(sample) or sample.run is None:
         return sample
     try:
         return replace(sample, run=server.read_run(sample.run.flow_run_id))
