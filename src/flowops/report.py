@@ -1,4 +1,4 @@
-"""Plans and deploy results as text for a terminal and as markdown for GitHub's step summary."""
+"""Plans, deploy results and sample runs as text for a terminal and as markdown for GitHub (step summary, pull request)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import html
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit, urlunsplit
 
 from .plan import CREATE, DELETE, UNCHANGED, UPDATE, Plan
 
@@ -103,9 +104,15 @@ def _duration(run: RunResult | None) -> str:
 def _run_link(run: RunResult | None, ui_url: str | None) -> str:
     if run is None:
         return "-"
-    return (
-        f"[{run.flow_run_name}]({ui_url.rstrip('/')}/runs/flow-run/{run.flow_run_id})" if ui_url else run.flow_run_name
-    )
+    if not ui_url:
+        return run.flow_run_name
+    return f"[{run.flow_run_name}]({_public(ui_url)}/runs/flow-run/{run.flow_run_id})"
+
+
+def _public(url: str) -> str:
+    """The UI's address as a pull request may show it: never a password the API URL carries."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2])).rstrip("/")
 
 
 def _comparison(sample: SampleRun, ui_url: str | None) -> list[str]:

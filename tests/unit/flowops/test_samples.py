@@ -89,3 +89,10 @@ def test_what_a_pull_requests_code_chose_is_inert_text_in_the_comment():
     for forbidden in ("<img", "@everyone", "[click]", "**bold**", "`flow/forged`"):
         assert forbidden not in markdown, forbidden
     assert "&lt;img src=https://evil.example/p&gt; &#64;everyone" in markdown  # still readable as text
+
+
+def test_a_password_in_the_prefect_url_never_reaches_the_pull_request():
+    sample = SampleRun("flow/a-x", "flow/a", "pool", run("COMPLETED", "Completed"), summary={"rows": "1"})
+    markdown = samples_markdown(SampleReport([sample]), "https://ci:hunter2@prefect.example/")
+    assert "hunter2" not in markdown
+    assert f"(https://prefect.example/runs/flow-run/{sample.run.flow_run_id})" in markdown
