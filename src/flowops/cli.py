@@ -9,6 +9,7 @@
     flowops run FLOW/DEPLOYMENT [--param k=v] [--wait]
     flowops image tag | ensure               the flows' image: content tag; build and push only when missing
     flowops github-event                     in GitHub Actions: what the event calls for (see github.py)
+    flowops schema [--markdown]              flowops.yaml's JSON Schema (for editors), or its reference
 
 Exit status: 0 ok, 1 problems found or operation failed, 2 usage error. Read commands take --json.
 Prefect is imported only by the commands that need it, so `--help` answers at once.
@@ -141,6 +142,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="VALUE is JSON if it parses")
     run.add_argument("--wait", action="store_true", help="follow the run; exit 0 only if it Completes")
     run.add_argument("--timeout", type=float, help="with --wait: give up after this many seconds")
+
+    schema = commands.add_parser("schema", help="flowops.yaml's JSON Schema (for editors), or its reference")
+    schema.add_argument("--markdown", action="store_true", help="every key, type, default and meaning, and an example")
     return parser
 
 
@@ -629,6 +633,13 @@ def _run(
     return 0 if result.completed else 1
 
 
+def cmd_schema(args: argparse.Namespace) -> int:
+    from .reference import json_schema_text, reference_markdown
+
+    sys.stdout.write(reference_markdown() if args.markdown else json_schema_text())
+    return 0
+
+
 def cmd_github_event(args: argparse.Namespace) -> int:
     """Do what the GitHub Actions event in GITHUB_EVENT_NAME / GITHUB_EVENT_PATH calls for (see github.py)."""
     from .github import BOOTSTRAP, DEPLOY, GC, PLAN, ROLLBACK, RUN, SKIP, TEARDOWN, EventError, decide, read_event
@@ -693,6 +704,7 @@ COMMANDS = {
     "image": cmd_image,
     "run": cmd_run,
     "github-event": cmd_github_event,
+    "schema": cmd_schema,
 }
 
 

@@ -1,30 +1,7 @@
 """The project's deployment files: `deployments/flowops.yaml` (ours) and the prefect.yaml files it names.
 
-project: acme/flows                   # who owns a deployment: tagged project:acme/flows, the only ones flowops touches
-environments:
-  production:
-    branch: main
-    file: main/prefect.yaml
-    secrets: {acme-production-db: ACME_DATABASE_URL}  # Secret blocks `bootstrap --environment production` saves
-  staging:
-    branch: staging
-    file: staging/prefect.yaml
-    secrets: {acme-staging-db: ACME_DATABASE_URL}     # the same variable, from the staging environment's secrets
-branch_deployments_from: staging      # every other branch deploys this file, as its own deployments
-branch_environments:                  # each branch deployment's own data (see branch_environment_name)
-  prefix: branch_                     # its name: branch_<slug>, a PostgreSQL identifier
-  parameters: {database_schema: "{{ flowops.environment }}"}  # given to every branch deployment
-  cleanup: {deployment: drop-branch-data, parameters: {database_schema: "{{ flowops.environment }}"}, timeout: 300}
-  sample_runs:                        # on a pull request: each changed deployment named here runs once, on a sample
-    deployments: {staging: {sample_rows: 10000}}
-    timeout: 600
-work_pools:
-  ecommerce-production: {type: docker}
-  ecommerce-staging: {type: process}
-automations: automations.yaml         # Prefect automations bootstrap applies (automations.py)
-image:                                # the flows' image, for Docker pools; tagged by content hash
-  name: ghcr.io/acme/flows
-  registry_credentials: acme-registry # a private image: Docker workers pull it with this DockerRegistryCredentials block
+Every key, its type, default and meaning: `flowops schema --markdown` (reference.py generates it from the models
+below, whose field descriptions are the reference's text), with a whole example.
 
 What a branch deployment may use (its environment, that environment's work pools and blocks, its data
 environment's name) is read from a protected branch's commit, the *policy* (`Project.with_policy_from`), never
@@ -67,19 +44,27 @@ class ProjectError(FlowopsError):
 
 
 class Environment(BaseModel):
+    """A protected branch and the prefect.yaml it deploys."""
+
     model_config = ConfigDict(extra="forbid")
 
-    branch: str
-    file: str
-    # The Secret blocks `flowops bootstrap --environment NAME` saves, each from an environment variable: block name
-    # -> variable. Each environment has its own: a block shared by two environments lets one load into the other's
-    # database. The variable is read from that environment's own secrets (a GitHub environment's, in Actions).
-    secrets: dict[BlockName, SecretVariable] = {}
+    branch: str = Field(description="The git branch whose pushes deploy this environment (`main`, `staging`).")
+    file: str = Field(
+        description="Its prefect.yaml, relative to `deployments/` (`main/prefect.yaml`; `../prefect.yaml` for a root"
+        " file)."
+    )
+    secrets: dict[BlockName, SecretVariable] = Field(
+        default={},
+        description="The Secret blocks `flowops bootstrap --environment NAME` saves, block name -> the environment"
+        " variable holding its value (in Actions, that GitHub environment's secret). Each environment has blocks of"
+        " its own: a block shared by two environments would let one load into the other's database.",
+    )
 
 
 # `{{ flowops.NAME }}` placeholders of branch_environments' parameters, filled in by render for each branch.
 BRANCH_PLACEHOLDERS = ("environment", "branch", "slug", "commit")
 MAX_IDENTIFIER_BYTES = 63  # PostgreSQL's limit on a schema's (or any identifier's) name
+_PLACEHOLDERS_NOTE = "`{{ flowops.environment }}`, `.branch`, `.slug` and `.commit` are filled in for each branch."
 
 
 class Cleanup(BaseModel):
@@ -87,10 +72,16 @@ class Cleanup(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    # A deployment of the branch deployments' file: each branch's own copy of it (`NAME-<slug>`) is run.
-    deployment: str = Field(min_length=1)
-    parameters: dict[str, Any] = {}
-    timeout: float = Field(default=300, gt=0, le=3600)  # seconds to wait for the cleanup run to end
+    deployment: str = Field(
+        min_length=1,
+        description="A deployment of the branch deployments' file: each branch's own copy of it (`NAME-<slug>`) is"
+        " run.",
+    )
+    parameters: dict[str, Any] = Field(default={}, description=f"The cleanup run's parameters. {_PLACEHOLDERS_NOTE}")
+    timeout: float = Field(
+        default=300, gt=0, le=3600, description="Seconds to wait for the cleanup run; one not ended then is reported"
+        " (exit 1), and gc retries it."
+    )  # fmt: skip
 
 
 class SampleRuns(BaseModel):
@@ -100,13 +91,20 @@ class SampleRuns(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    # A deployment of the branch deployments' file (its name there) -> the parameters of its sample run, on top of
-    # the deployment's own; `{{ flowops.* }}` placeholders are filled in as in `parameters`.
-    deployments: dict[str, dict[str, Any]] = Field(min_length=1)
-    timeout: float = Field(default=600, gt=0, le=3600)  # seconds to wait for the sample runs to end
-    # Run the cleanup first, so each push's sample runs start from an empty data environment (a transform that
-    # changed is never hidden behind rows the last push loaded). False: the branch's data stays between pushes.
-    reset: bool = True
+    deployments: dict[str, dict[str, Any]] = Field(
+        min_length=1,
+        description="A deployment of the branch deployments' file (its name there) -> the parameters of its sample"
+        f" run, on top of the deployment's own. {_PLACEHOLDERS_NOTE}",
+    )
+    timeout: float = Field(
+        default=600, gt=0, le=3600, description="Seconds to wait for the sample runs; one not ended then is"
+        " cancelled and fails the job."
+    )  # fmt: skip
+    reset: bool = Field(
+        default=True,
+        description="Run the cleanup first, so each push's sample runs start from an empty data environment (a"
+        " changed transform is never hidden behind rows the last push loaded). false: the data stays between pushes.",
+    )
 
 
 class BranchEnvironments(BaseModel):
@@ -115,12 +113,18 @@ class BranchEnvironments(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    # The name is prefix + the branch's slug with `_` for `-`: at most 23 + 40 bytes, a PostgreSQL identifier;
-    # two branches never share one (slugs are unique, and the change of `-` to `_` keeps them apart).
-    prefix: str = Field(default="branch_", pattern=r"^[a-z][a-z0-9_]{0,22}$")
-    parameters: dict[str, Any] = {}
-    cleanup: Cleanup | None = None
-    sample_runs: SampleRuns | None = None
+    # at most 23 + 40 bytes, a PostgreSQL identifier; two branches never share one (slugs are unique, and the change
+    # of `-` to `_` keeps them apart)
+    prefix: str = Field(
+        default="branch_",
+        pattern=r"^[a-z][a-z0-9_]{0,22}$",
+        description="The name is this prefix and the branch's slug, `-` as `_`: `branch_feature_foo_1a2b3c4d`.",
+    )
+    parameters: dict[str, Any] = Field(
+        default={}, description=f"Given to every branch deployment (but the cleanup). {_PLACEHOLDERS_NOTE}"
+    )
+    cleanup: Cleanup | None = Field(default=None, description="How teardown and gc drop the data.")
+    sample_runs: SampleRuns | None = Field(default=None, description="What a pull request runs to prove its change.")
 
     @model_validator(mode="after")
     def _a_reset_needs_a_cleanup(self) -> BranchEnvironments:
@@ -133,34 +137,55 @@ class BranchEnvironments(BaseModel):
 
 
 class WorkPool(BaseModel):
+    """A work pool the deployment files name."""
+
     model_config = ConfigDict(extra="forbid")
 
-    type: str
+    type: str = Field(description="Its Prefect worker type (`process`, `docker`, `kubernetes`, ...).")
 
 
 class Image(BaseModel):
+    """The flows' image, for Docker and Kubernetes pools: `flowops deploy` fills in its tag."""
+
     model_config = ConfigDict(extra="forbid")
 
-    name: str  # registry/repository; the tag is a content hash (flowops image tag)
-    dockerfile: str = "Dockerfile"
-    # The DockerRegistryCredentials block workers pull a private image with: bootstrap saves it, deploy makes a
-    # reference to it the `registry_credentials` default of each Docker pool (resolved as each run starts).
-    registry_credentials: str | None = Field(default=None, pattern=BLOCK_NAME_PATTERN)
+    name: str = Field(description="registry/repository; the tag is a hash of what it is built from.")
+    dockerfile: str = Field(default="Dockerfile", description="Relative to the repository's root.")
+    registry_credentials: str | None = Field(
+        default=None,
+        pattern=BLOCK_NAME_PATTERN,
+        description="A private image: the DockerRegistryCredentials block Docker workers pull it with (bootstrap"
+        " saves it from REGISTRY_USERNAME / REGISTRY_PASSWORD).",
+    )
 
 
 class FlowopsConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """`deployments/flowops.yaml`: which prefect.yaml each branch deploys, and what flowops needs to know of it."""
 
-    # This repository's identity on a shared Prefect server (owner/name by convention): every deployment flowops
-    # makes is tagged with it, and plan, prune, teardown and gc never consider a deployment without it.
-    project: str = Field(pattern=PROJECT_PATTERN, max_length=100)
-    environments: dict[str, Environment]
-    branch_deployments_from: str
-    work_pools: dict[str, WorkPool] = {}
-    image: Image | None = None
-    branch_environments: BranchEnvironments | None = None
-    # The file under deployments/ holding the Prefect automations `flowops bootstrap` applies (automations.py).
-    automations: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_./-]*\.ya?ml$")
+    model_config = ConfigDict(extra="forbid", title="flowops.yaml")
+
+    project: str = Field(
+        pattern=PROJECT_PATTERN,
+        max_length=100,
+        description="This repository's identity on a shared Prefect server (owner/name): every deployment flowops"
+        " makes is tagged `project:<it>`, and plan, prune, teardown and gc touch no deployment without it.",
+    )
+    environments: dict[str, Environment] = Field(
+        description="Each environment by name (`production`, `staging`): the branch that deploys it and its file."
+    )
+    branch_deployments_from: str = Field(
+        description="The environment whose file every other branch deploys, renamed, as its own branch deployments."
+    )
+    work_pools: dict[str, WorkPool] = Field(default={}, description="The type of each work pool the files name.")
+    image: Image | None = Field(default=None, description="The flows' image, for Docker and Kubernetes pools.")
+    branch_environments: BranchEnvironments | None = Field(
+        default=None, description="Each branch deployment's own data, and what a pull request proves on it."
+    )
+    automations: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_][A-Za-z0-9_./-]*\.ya?ml$",
+        description="The file under deployments/ holding the Prefect automations `flowops bootstrap` applies.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -310,7 +335,7 @@ def _validated_config(raw: Any, relative: Path | str) -> FlowopsConfig:
         first = error.errors()[0]
         field = ".".join(str(part) for part in first["loc"]) or "(top level)"
         message = first["msg"].removeprefix("Value error, ")  # pydantic's prefix for a validator's own message
-        raise ProjectError(f"{relative}: {field}: {message}") from None
+        raise ProjectError(f"{relative}: {field}: {message} (every key: `flowops schema --markdown`)") from None
 
 
 def load_policy(project: Project, ref: str) -> Policy:
