@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import FlowopsError
+from .problems import Problem
 from .project import Project, ProjectError, read_yaml
 from .render import MANAGED_TAG, PROJECT_TAG_PREFIX, RESERVED_TAG_PREFIXES
 from .server import LiveAutomation, ServerAPI
-from .validate import Problem
 
 
 class AutomationsRefused(FlowopsError):

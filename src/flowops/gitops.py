@@ -25,6 +25,7 @@ from .image import ImageRef, image_name
 from .lock import environment_lock
 from .plan import CREATE, DELETE, UPDATE, DesiredDeployment, Plan, desired_fields, plan_changes
 from .prefect_deploy import inferred_version, prefect_deploy_all
+from .problems import Problem
 from .project import Cleanup, DeploymentFile, Project
 from .render import (
     BRANCH_TAG_PREFIX,
@@ -40,7 +41,7 @@ from .render import (
 )
 from .server import LiveDeployment, PrefectAPIError, ServerAPI
 from .server_checks import REGISTRY_CREDENTIALS_VARIABLE, ServerFacts, check_against_server, owned_elsewhere
-from .validate import Problem, validate_file, validate_project
+from .validate import validate_file, validate_project
 
 
 class ValidationFailed(FlowopsError):

@@ -10,11 +10,12 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .boundaries import parameter_blocks
+from .problems import Problem
 from .project import CONFIG_FILE, Project
 from .render import DOCKER_POOL_TYPES, GIT_CLONE_STEP, IMAGE_POOL_TYPES, PROJECT_TAG_PREFIX, Rendered
 from .server import REGISTRY_CREDENTIALS_BLOCK_TYPE, LiveDeployment, ServerAPI, WorkPoolInfo
 from .templating import block_references, is_template
-from .validate import Problem, schema_errors
+from .validate import schema_errors
 
 REGISTRY_CREDENTIALS_VARIABLE = "registry_credentials"  # the Docker worker's job variable
 _BLOCK_CLASSES = {"github-credentials": "GitHubCredentials"}  # as problems name a block type

@@ -15,12 +15,13 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
+from .automations import load_automations
 from .entrypoints import EntrypointError, FlowEntrypoint, inspect_entrypoint
 from .gitrepo import without_userinfo
 from .pool_types import job_variables_schema
+from .problems import Problem
 from .project import BRANCH_PLACEHOLDERS, CONFIG_FILE, DeploymentFile, Project
 from .render import GIT_CLONE_STEP, MANAGED_TAG, RESERVED_TAG_PREFIXES
 from .templating import block_references, env_variables, is_template, template_names
@@ -56,18 +57,6 @@ _SECRET_VALUE = re.compile(
 )
 
 
-@dataclass(frozen=True)
-class Problem:
-    file: str
-    deployment: str | None
-    field: str
-    message: str
-
-    def __str__(self) -> str:
-        where = f"{self.file}: {self.deployment}: " if self.deployment else f"{self.file}: "
-        return f"{where}{self.field}: {self.message}" if self.field else f"{where}{self.message}"
-
-
 def validate_project(project: Project, branch: str | None = None) -> list[Problem]:
     """Every committed file (or only the one `branch` deploys), plus names unique per flow across all files; with
     no `branch`, the automations file too."""
@@ -83,8 +72,6 @@ def validate_project(project: Project, branch: str | None = None) -> list[Proble
     problems += _duplicate_names(project, project.files())
     problems += _branch_environment_problems(project)
     if branch is None:
-        from .automations import load_automations  # it uses Problem: imported here, not at the top
-
         problems += load_automations(project)[1]
     return problems
 
