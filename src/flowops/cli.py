@@ -533,6 +533,10 @@ def cmd_image(args: argparse.Namespace) -> int:
     project = _project(args)
     if project.config.image is None:
         raise ImageError("flowops.yaml declares no image")
+    if args.image_command != "tag":
+        from .extras import require
+
+        require("docker", "flowops image ensure (builds and pushes with prefect-docker)")
     ref = _image_ref(args, project)
     if args.image_command == "tag":
         if args.json:

@@ -20,6 +20,7 @@ from .boundaries import branch_deployment_problems, environment_blocks, paramete
 from .branches import branch_slug, data_environment_of_slug
 from .entrypoints import inspect_entrypoint
 from .errors import FlowopsError
+from .extras import missing_for_pool, require
 from .gitrepo import is_ancestor, remote_branches, without_userinfo
 from .image import ImageRef, image_name
 from .lock import environment_lock
@@ -510,6 +511,15 @@ def bootstrap(
                 " flowops.yaml; nothing was changed"
             )
     refuse_unmanaged_automations(server, automations)
+    registry_block = project.config.image.registry_credentials if project.config.image else None
+    if environ.get("FLOWOPS_GIT_TOKEN"):
+        require("github", "$FLOWOPS_GIT_TOKEN is set: its GitHubCredentials block")
+    if registry_block and environ.get("REGISTRY_USERNAME") and environ.get("REGISTRY_PASSWORD"):
+        require("docker", f"image.registry_credentials: the DockerRegistryCredentials block {registry_block!r}")
+    for pool_type in set((pools or {n: p.type for n, p in project.config.work_pools.items()}).values()):
+        extra = missing_for_pool(pool_type)
+        if extra:
+            require(extra, f"a {pool_type} work pool's job template")
     lines = []
     for name, pool_type in (pools or {n: p.type for n, p in project.config.work_pools.items()}).items():
         created = server.ensure_work_pool(name, pool_type, defaults)
@@ -537,7 +547,6 @@ def bootstrap(
         lines.append(f"block {github_block!r}: {done} from $FLOWOPS_GIT_TOKEN")
     else:
         lines.append(f"block {github_block!r}: skipped ($FLOWOPS_GIT_TOKEN is not set)")
-    registry_block = project.config.image.registry_credentials if project.config.image else None
     if registry_block:  # a private image: Docker workers log in to its registry with this block
         username, password = environ.get("REGISTRY_USERNAME"), environ.get("REGISTRY_PASSWORD")
         if username and password:

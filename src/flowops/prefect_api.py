@@ -600,10 +600,11 @@ def _default_base_job_template(pool_type: str) -> dict[str, Any]:
     if template is None:
         template = run_coro_as_sync(get_default_base_job_template_for_infrastructure_type(pool_type))
     if not template:
-        raise PrefectAPIError(
-            f"unknown work pool type {pool_type!r}: no installed worker provides it (docker needs prefect-docker,"
-            " kubernetes prefect-kubernetes)"
-        )
+        from .extras import install_hint, missing_for_pool
+
+        extra = missing_for_pool(pool_type)
+        hint = install_hint(extra) if extra else "no installed worker package provides it"
+        raise PrefectAPIError(f"work pool type {pool_type!r}: {hint}")
     return dict(template)
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from .automations import load_automations
 from .entrypoints import EntrypointError, FlowEntrypoint, inspect_entrypoint
+from .extras import install_hint, missing_for_pool
 from .gitrepo import without_userinfo
 from .pool_types import job_variables_schema
 from .problems import Problem
@@ -227,6 +228,10 @@ class _FileChecker:
         server needed: a Kubernetes pool is checked where no cluster is). Deploy checks them again against the
         pool the server really has, which may have been customised."""
         pool_type = self.project.pool_type(pool)
+        extra = missing_for_pool(pool_type) if pool_type else None
+        if extra:
+            self.problem("work_pool.name", f"{pool!r} is a {pool_type} pool: {install_hint(extra)}")
+            return
         schema = job_variables_schema(pool_type) if pool_type else None
         if schema is None:
             return
