@@ -261,3 +261,9 @@ class GitHubAPI:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()  # its listening socket too
+
+
+def tracked_files() -> list[str]:
+    """The repository's files as they are now (committed or not, never ignored ones): what a push would carry."""
+    listed = git(ROOT, "ls-files", "-z", "--cached", "--others", "--exclude-standard")
+    return [name for name in listed.split("\0") if name and (ROOT / name).is_file()]

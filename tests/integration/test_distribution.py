@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT, edit_yaml
+from flowops.local import git
+from tests.helpers import ROOT, edit_yaml, tracked_files
 
 UV = shutil.which("uv") or ""
 
@@ -27,9 +28,19 @@ def uv(*args: str, cwd: Path = ROOT) -> str:
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
+    """The wheel of this repository's files, committed and tagged v1.2.3: its version comes from the tag."""
+    source = tmp_path_factory.mktemp("source")
+    for name in tracked_files():
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, source / name)
+    git(source, "init", "--quiet")
+    git(source, "add", "--all")
+    git(source, "commit", "--quiet", "--message", "a release")
+    git(source, "tag", "v1.2.3")
     out = tmp_path_factory.mktemp("dist")
-    uv("build", "--wheel", "--out-dir", str(out), "--quiet")
+    uv("build", "--wheel", "--out-dir", str(out), "--quiet", cwd=source)
     (built,) = out.glob("flowops_prefect-*.whl")
+    assert built.name == "flowops_prefect-1.2.3-py3-none-any.whl"
     return built
 
 
@@ -58,7 +69,7 @@ def test_without_its_extras_flowops_installs_less_runs_and_names_an_extra_a_proj
         command = [str(python), "-m", "flowops", "-C", str(sample_project), *args]
         return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
 
-    assert flowops(bare, "--version").stdout.startswith("flowops ")
+    assert flowops(bare, "--version").stdout == "flowops 1.2.3\n"
     by_its_name = subprocess.run(
         [str(bare.parent / "flowops-prefect"), "--help"], capture_output=True, text=True, timeout=120, check=False
     )

@@ -29,7 +29,7 @@ import pytest
 import yaml
 
 from flowops.local import git
-from tests.helpers import FLOW, GitHubAPI, deployments
+from tests.helpers import FLOW, GitHubAPI, deployments, tracked_files
 
 ROOT = Path(__file__).resolve().parents[2]
 VERIFIED_ACTIONS = ROOT / "tests" / "fixtures" / "actions"
@@ -184,12 +184,6 @@ def act_environment(extra: dict[str, str]) -> dict[str, str]:
     environment["PATH"] = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if p != venv)
     environment.update({key: value for key, value in extra.items() if key != "GITHUB_API_URL"})
     return environment
-
-
-def tracked_files() -> list[str]:
-    """The repository's files as they are now (committed or not, never ignored ones): what a push would carry."""
-    listed = git(ROOT, "ls-files", "-z", "--cached", "--others", "--exclude-standard")
-    return [name for name in listed.split("\0") if name and (ROOT / name).is_file()]
 
 
 @pytest.fixture(scope="session")
