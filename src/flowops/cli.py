@@ -10,6 +10,7 @@
     flowops image tag | ensure               the flows' image: content tag; build and push only when missing
     flowops github-event                     in GitHub Actions: what the event calls for (see github.py)
     flowops schema [--markdown]              flowops.yaml's JSON Schema (for editors), or its reference
+    flowops init [--name OWNER/NAME]         adopt flowops in a Prefect repository: flowops.yaml from what is there
 
 Exit status: 0 ok, 1 problems found or operation failed, 2 usage error. Read commands take --json.
 Prefect is imported only by the commands that need it, so `--help` answers at once.
@@ -21,6 +22,7 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -142,6 +144,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="VALUE is JSON if it parses")
     run.add_argument("--wait", action="store_true", help="follow the run; exit 0 only if it Completes")
     run.add_argument("--timeout", type=float, help="with --wait: give up after this many seconds")
+
+    init = commands.add_parser("init", help="adopt flowops here: write deployments/flowops.yaml from what is there")
+    init.add_argument(
+        "--name", dest="project_name", help="flowops.yaml's project: owner/name (default: the origin remote's)"
+    )
+    init.add_argument("--production-branch", default="main")
+    init.add_argument("--staging-branch", default="staging")
+    init.add_argument("--force", action="store_true", help="overwrite files that are there with other content")
 
     schema = commands.add_parser("schema", help="flowops.yaml's JSON Schema (for editors), or its reference")
     schema.add_argument("--markdown", action="store_true", help="every key, type, default and meaning, and an example")
@@ -637,6 +647,50 @@ def _run(
     return 0 if result.completed else 1
 
 
+def cmd_init(args: argparse.Namespace) -> int:
+    from .init import init
+
+    root = Path(args.project).resolve()
+    result = init(root, args.project_name, _server_pool_type(), args.force, args.production_branch, args.staging_branch)
+    for path in result.written:
+        print(f"wrote {path}")
+    for path in result.unchanged:
+        print(f"unchanged {path}")
+    for path in result.kept:
+        print(f"error: {path} is there with other content: kept (pass --force to overwrite it)", file=sys.stderr)
+    print("\nStill to do, which only you can:" if result.todo else "")
+    for line in result.todo:
+        print(f"- {line}")
+    if result.complete:
+        print("\nthen: flowops validate")
+    return 0 if result.complete else 1
+
+
+def _server_pool_type() -> Callable[[str], str | None]:
+    """A work pool's type as the configured Prefect server has it; without a reachable server, unknown."""
+    from prefect.settings import PREFECT_API_URL
+
+    if not PREFECT_API_URL.value():
+        return lambda pool: None
+    from .prefect_api import connect
+    from .server import PrefectAPIError
+
+    types: dict[str, str | None] = {}
+
+    def pool_type(pool: str) -> str | None:
+        if pool not in types:
+            try:
+                with connect() as server:
+                    found = server.read_work_pool(pool)
+                types[pool] = found.type if found else None
+            except PrefectAPIError as error:
+                print(f"warning: {error}", file=sys.stderr)
+                types[pool] = None
+        return types[pool]
+
+    return pool_type
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     from .reference import json_schema_text, reference_markdown
 
@@ -709,6 +763,7 @@ COMMANDS = {
     "run": cmd_run,
     "github-event": cmd_github_event,
     "schema": cmd_schema,
+    "init": cmd_init,
 }
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import posixpath
 import subprocess
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -357,7 +358,11 @@ def load_policy(project: Project, ref: str) -> Policy:
     config = _validated_config(at_ref(deployments / CONFIG_FILE, "the policy"), f"{ref}:{deployments / CONFIG_FILE}")
     files = {}
     for name, environment in config.environments.items():
-        relative = deployments / environment.file
+        # git reads a path inside the commit as it is written: `deployments/../prefect.yaml` (a root file) first
+        # becomes `prefect.yaml`, and nothing outside the repository is ever asked for
+        relative = Path(posixpath.normpath((deployments / environment.file).as_posix()))
+        if relative.is_absolute() or relative.parts[:1] == ("..",):
+            raise ProjectError(f"{ref}:{deployments / CONFIG_FILE}: environments.{name}.file: outside the repository")
         content = at_ref(relative, f"environment {name}'s file")
         if not isinstance(content, dict):
             raise ProjectError(f"{ref}:{relative}: expected a mapping with a `deployments` list")
