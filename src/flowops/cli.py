@@ -22,7 +22,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -127,6 +127,11 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         metavar="KEY=VALUE",
         help="BASE_IMAGE defaults to $FLOWOPS_BASE_IMAGE",
+    )
+    ensure.add_argument(
+        "--if-declared",
+        action="store_true",
+        help="without an image in flowops.yaml, say so and succeed (CI's image job)",
     )
     for command in (image_tag_command, ensure):
         command.add_argument("--name", help="registry/repository (default: $FLOWOPS_IMAGE_NAME, else flowops.yaml's)")
@@ -524,10 +529,31 @@ def _bootstrap(
     from .gitops import bootstrap
     from .prefect_api import connect
 
+    environ = _with_passed_secrets(project, os.environ)
     with connect() as server:
-        for line in bootstrap(server, project, pools, defaults, github_block, os.environ, environment, allow_missing):
+        for line in bootstrap(server, project, pools, defaults, github_block, environ, environment, allow_missing):
             print(line)
     return 0
+
+
+def _with_passed_secrets(project: Project, environ: Mapping[str, str]) -> dict[str, str]:
+    """`environ`, plus each secret a dispatched bootstrap was given in $FLOWOPS_SECRETS (the job's secrets as JSON,
+    flowops.yml's manual job) that flowops.yaml names as a Secret block's variable and the environment lacks. No
+    other name is taken from it, and $FLOWOPS_SECRETS itself is dropped."""
+    merged = {key: value for key, value in environ.items() if key != "FLOWOPS_SECRETS"}
+    passed = environ.get("FLOWOPS_SECRETS") or ""
+    if not passed:
+        return merged
+    try:
+        secrets = json.loads(passed)
+    except json.JSONDecodeError:
+        raise UsageError("$FLOWOPS_SECRETS is not JSON (flowops.yml passes toJSON(secrets))") from None
+    declared = {variable for env in project.config.environments.values() for variable in env.secrets.values()}
+    for variable in sorted(declared):
+        value = secrets.get(variable) if isinstance(secrets, dict) else None
+        if isinstance(value, str) and value and not merged.get(variable):
+            merged[variable] = value
+    return merged
 
 
 def _image_ref(args: argparse.Namespace, project: Project) -> ImageRef:
@@ -541,6 +567,9 @@ def cmd_image(args: argparse.Namespace) -> int:
     from .image import ImageError, base_image_override, ensure_image
 
     project = _project(args)
+    if project.config.image is None and getattr(args, "if_declared", False):
+        print("flowops.yaml declares no image: nothing to build")
+        return 0
     if project.config.image is None:
         raise ImageError("flowops.yaml declares no image")
     if args.image_command != "tag":

@@ -106,8 +106,10 @@ class ActRun:
     output: str
 
     def job(self, name: str) -> str:
-        """`succeeded`, `failed`, or `not run`, for the job whose display name is `name`."""
-        found = re.findall(rf"^\[[^/\]]+/{re.escape(name)} *\] 🏁  Job (succeeded|failed)", self.output, re.MULTILINE)
+        """`succeeded`, `failed`, or `not run`, for the job whose display name is `name` (act prefixes it with the
+        workflow's name, and a called workflow's job with the calling job's and that workflow's too)."""
+        pattern = rf"^\[(?:[^\]]*/)?{re.escape(name)} *\] 🏁  Job (succeeded|failed)"
+        found = re.findall(pattern, self.output, re.MULTILINE)
         return found[-1] if found else "not run"
 
 

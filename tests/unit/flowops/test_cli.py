@@ -182,3 +182,28 @@ def test_ordinary_run_parameters_pass_the_credentials_check():
         "concurrency": 2,
     }
     assert run_parameter_problems(parameters) == []
+
+
+def test_a_dispatched_bootstrap_takes_from_the_passed_secrets_only_what_flowops_yaml_declares(sample_project):
+    import json
+
+    from flowops.cli import _with_passed_secrets
+    from flowops.errors import UsageError
+    from flowops.project import load_project
+
+    project = load_project(sample_project)  # its environments' blocks are saved from $ECOMMERCE_DATABASE_URL
+    passed = {"ECOMMERCE_DATABASE_URL": "postgresql://u:p@db/x", "github_token": "ghs_x", "OTHER_SECRET": "s"}
+    environ = _with_passed_secrets(project, {"PATH": "/bin", "FLOWOPS_SECRETS": json.dumps(passed)})
+    assert environ == {"PATH": "/bin", "ECOMMERCE_DATABASE_URL": "postgresql://u:p@db/x"}
+    mine = {"ECOMMERCE_DATABASE_URL": "sqlite:///mine.db", "FLOWOPS_SECRETS": json.dumps(passed)}
+    assert _with_passed_secrets(project, mine) == {"ECOMMERCE_DATABASE_URL": "sqlite:///mine.db"}  # set wins
+    with pytest.raises(UsageError, match="FLOWOPS_SECRETS is not JSON"):
+        _with_passed_secrets(project, {"FLOWOPS_SECRETS": "{not json"})
+
+
+def test_image_ensure_if_declared_succeeds_saying_so_where_flowops_yaml_declares_no_image(sample_project, capsys):
+    """CI's image job runs in every repository: one without an image builds nothing and does not fail."""
+    assert main(["-C", str(sample_project), "image", "ensure", "--if-declared"]) == 0
+    assert capsys.readouterr().out == "flowops.yaml declares no image: nothing to build\n"
+    assert main(["-C", str(sample_project), "image", "ensure"]) == 1
+    assert "error: flowops.yaml declares no image" in capsys.readouterr().err

@@ -16,7 +16,11 @@ ACTIONS = sorted((ROOT / ".github" / "actions").glob("*/action.yml"))
 PINNED = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
 # Each verified pin's action.yml, copied from the action's own repository at that commit (see its README).
 VERIFIED_ACTIONS = ROOT / "tests" / "fixtures" / "actions"
-PROJECT_COMMAND = re.compile(r"^(make [a-z-]+|uv run flowops [a-z -]+)$")
+# A run step is one project command, or in flowops.yml (for any repository) the caller's `install` and `flowops`
+# inputs, passed through env: `bash -c "$INSTALL"`, `$FLOWOPS github-event`.
+PROJECT_COMMAND = re.compile(r'^(make [a-z-]+|uv run flowops [a-z -]+|bash -c "\$INSTALL"|\$FLOWOPS [a-z -]+)$')
+REUSABLE = ROOT / ".github" / "workflows" / "flowops.yml"
+CALLERS = ("deploy.yml", "gc.yml", "manual.yml")
 
 
 def load(path: Path) -> dict:
@@ -37,7 +41,7 @@ def tool(name: str) -> str:
 
 
 def test_there_are_workflows_for_ci_delivery_and_manual_runs():
-    assert {path.name for path in WORKFLOWS} == {"ci.yml", "deploy.yml", "gc.yml", "manual.yml"}
+    assert {path.name for path in WORKFLOWS} == {"ci.yml", "deploy.yml", "gc.yml", "manual.yml", "flowops.yml"}
 
 
 def test_actionlint_reports_nothing():
@@ -93,42 +97,60 @@ def test_run_steps_expand_no_expressions_and_call_one_project_command(path):
 
 
 def test_every_job_with_an_environment_shares_its_environments_groups_and_never_cancels_a_deploy():
-    """Groups are named flowops-<environment>-<branch> in every workflow, so two workflows never deploy one
-    branch at once. Not one group per environment: GitHub cancels a waiting job when another joins its group
-    (`queue: max` would keep them, but act 0.2.89 rejects it), which would drop other branches' deploys; the
-    environment-wide exclusion is the lock flowops takes on the Prefect server."""
-    seen = set()
-    for path in WORKFLOWS:
-        for name, job in load(path)["jobs"].items():
-            environment = job.get("environment")
-            if environment is None or name == "image":  # the image job changes no Prefect server
-                continue
-            concurrency = job.get("concurrency") or {}
-            # gc touches every branch of its environment: one group of its own (the server lock orders the rest)
-            branch = "gc" if path.name == "gc.yml" else "$" + "{{"
-            assert concurrency.get("group", "").startswith(f"flowops-{environment}-{branch}"), f"{path.name}: {name}"
-            assert concurrency.get("cancel-in-progress") is False, f"{path.name}: {name}"
-            seen.add(path.name)
-    assert seen == {"deploy.yml", "gc.yml", "manual.yml"}
+    """Groups are named flowops-<environment>-<branch> in every job, so two runs never deploy one branch at once.
+    Not one group per environment: GitHub cancels a waiting job when another joins its group (`queue: max` would
+    keep them, but act 0.2.89 rejects it), which would drop other branches' deploys; the environment-wide
+    exclusion is the lock flowops takes on the Prefect server."""
+    jobs = load(REUSABLE)["jobs"]
+    for name, job in jobs.items():
+        environment = job.get("environment")
+        if environment is None or name == "image":  # the image job changes no Prefect server
+            continue
+        # gc touches every branch of its environment: one group of its own (the server lock orders the rest)
+        branch = "gc" if name == "gc" else "$" + "{{"
+        environment = "$" + "{{ github.event.inputs.environment }}" if name == "manual" else environment
+        concurrency = job.get("concurrency") or {}
+        assert concurrency.get("group", "").startswith(f"flowops-{environment}-{branch}"), name
+        assert concurrency.get("cancel-in-progress") is False, name
+    assert {name for name, job in jobs.items() if job.get("environment")} == {
+        "image", "production", "staging", "pull-request", "gc", "manual"
+    }  # fmt: skip
 
 
 def test_jobs_that_deploy_check_out_the_whole_history():
     """flowops refuses a commit older than the deployed one; it can tell only with the history at hand."""
-    for path in ("deploy.yml", "manual.yml"):
-        for name, job in load(ROOT / ".github" / "workflows" / path)["jobs"].items():
-            if job.get("environment") and name != "image":
-                (checkout,) = [s for s in job["steps"] if str(s.get("uses", "")).startswith("actions/checkout@")]
-                assert checkout["with"]["fetch-depth"] == 0, f"{path}: {name}"
+    for name, job in load(REUSABLE)["jobs"].items():
+        if job.get("environment") and name not in ("image", "gc"):
+            (checkout,) = [s for s in job["steps"] if str(s.get("uses", "")).startswith("actions/checkout@")]
+            assert checkout["with"]["fetch-depth"] == 0, name
 
 
-def test_production_needs_its_environment_and_only_the_pull_request_job_may_comment():
-    deploy = load(ROOT / ".github" / "workflows" / "deploy.yml")["jobs"]
-    assert deploy["production"]["environment"] == "production"
-    assert deploy["production"]["needs"] == "image"
-    assert "head.repo.full_name == github.repository" in deploy["pull-request"]["if"]  # forks never deploy
-    assert deploy["pull-request"]["permissions"] == {"contents": "read", "pull-requests": "write"}
-    others = [job.get("permissions") or {} for path in WORKFLOWS for name, job in load(path)["jobs"].items()]
-    assert sum("pull-requests" in permissions for permissions in others) == 1  # that job only
+def test_every_job_keeps_to_its_own_events_and_production_needs_its_environment():
+    """Each job's own `if` names its events: production never deploys on a push to staging because the image job
+    it needs happened to run (a job that only inherited its filter did so for an adopter)."""
+    jobs = load(REUSABLE)["jobs"]
+    for name, job in jobs.items():
+        assert "github.event_name ==" in job.get("if", ""), f"{name} has no event filter of its own"
+    production = jobs["production"]
+    assert production["environment"] == "production"
+    assert production["needs"] == "image"
+    assert "inputs.production-branch" in production["if"]
+    assert "head.repo.full_name == github.repository" in jobs["pull-request"]["if"]  # forks never deploy
+    assert jobs["pull-request"]["permissions"] == {"contents": "read", "pull-requests": "write"}
+    commenting = [name for name, job in jobs.items() if "pull-requests" in (job.get("permissions") or {})]
+    assert commenting == ["pull-request"]  # that job only
+
+
+def test_the_callers_are_thin_and_call_the_reusable_workflow():
+    """This repository adopts flowops as any other does: each caller is one job calling flowops.yml."""
+    for name in CALLERS:
+        path = ROOT / ".github" / "workflows" / name
+        (job,) = load(path)["jobs"].values()
+        assert job["uses"] == "./.github/workflows/flowops.yml"
+        assert job["secrets"] == "inherit"
+        assert set(job["with"]) <= set(load(REUSABLE)[True]["workflow_call"]["inputs"])
+    lines = (ROOT / ".github" / "workflows" / "deploy.yml").read_text().splitlines()
+    assert len([line for line in lines if line.strip() and not line.lstrip().startswith("#")]) <= 20
 
 
 def test_pull_requests_run_as_pull_request_never_pull_request_target():
@@ -156,11 +178,20 @@ def test_every_pinned_action_is_a_verified_commit_and_gets_only_inputs_it_declar
 
 
 def test_every_job_uses_the_shared_setup_in_the_portable_form():
-    """`./.github/actions/setup`, never `$/`: GitHub Enterprise Server, Forgejo/Gitea and act do not parse `$/`."""
+    """`./.github/actions/setup`, never `$/`: GitHub Enterprise Server, Forgejo/Gitea and act do not parse `$/`.
+    flowops.yml runs in other repositories, which have no such action: its jobs set up uv and run the `install`
+    input themselves."""
     for path in WORKFLOWS:
         for name, job in load(path)["jobs"].items():
             uses = [step.get("uses", "") for step in job.get("steps") or []]
-            if any(uses):
+            if not any(uses):
+                continue
+            if path == REUSABLE:
+                assert any(u.startswith("astral-sh/setup-uv@") for u in uses), f"{path.name}: {name}"
+                assert {"run": 'bash -c "$INSTALL"'}.items() <= next(
+                    s for s in job["steps"] if s.get("run", "").startswith("bash")
+                ).items()
+            else:
                 assert "./.github/actions/setup" in uses, f"{path.name}: {name}"
         assert "$/" not in path.read_text()
 
@@ -171,6 +202,7 @@ def test_setup_pins_the_uv_version_pyproject_requires():
     required = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["uv"]["required-version"]
     setup_uv = next(s for s in steps_of(load(ROOT / ".github/actions/setup/action.yml")) if "setup-uv" in s["uses"])
     assert required == f"=={setup_uv['with']['version']}"
+    assert required == f"=={load(REUSABLE)[True]['workflow_call']['inputs']['uv-version']['default']}"
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
@@ -182,4 +214,4 @@ def test_secrets_reach_only_the_steps_that_use_them(path):
         assert "secrets." not in str(job.get("env") or {}), f"{path.name}: job {name} puts secrets in its env"
         for step in job.get("steps") or []:
             if "secrets." in str(step.get("env") or {}):
-                assert step.get("run", "").startswith("uv run flowops"), f"{path.name}: {name}: {step}"
+                assert step.get("run", "").startswith(("uv run flowops", "$FLOWOPS")), f"{path.name}: {name}: {step}"
