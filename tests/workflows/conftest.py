@@ -124,6 +124,9 @@ class Repository:
     secrets: dict[str, str] = field(default_factory=dict)
     variables: dict[str, str] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
+    # other repositories' workflows and actions on the git "server", `owner/repo@ref` -> the folder act reads (it
+    # cannot fetch a commit by its SHA from a file:// remote, as it would from GitHub)
+    repositories: dict[str, Path] = field(default_factory=dict)
 
     @property
     def origin(self) -> Path:
@@ -141,6 +144,8 @@ class Repository:
         arguments = []
         for action, folder in self.stand_ins.items():
             arguments += ["--local-repository", f"{self.server.as_uri()}/{action}={folder}"]
+        for repository, folder in self.repositories.items():
+            arguments += ["--local-repository", f"{self.server.as_uri()}/{repository}={folder}"]
         return arguments
 
     def act(self, workflow: str, event: str, payload: dict, job: str | None = None) -> ActRun:

@@ -1,0 +1,182 @@
+"""Another team's repository adopts flowops as the README says, under act against a real Prefect server: a weather
+flow, a root prefect.yaml, a process pool, no image, no Makefile. It uses only the built distribution, `flowops
+init` and the reusable workflow pinned to a release's commit (`flowops-dev/flowops/.github/workflows/flowops.yml@<sha>`,
+as zizmor would have it; a tag works alike); the team writes
+its flow, its prefect.yaml and one short workflow, and nothing else."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+
+from flowops.branches import branch_slug
+from flowops.local import base_environment, git
+from flowops.pull_request_comment import MARKER
+from tests.helpers import GitHubAPI, deployments, event, git_clone_step, tracked_files
+from tests.workflows.conftest import OWNER_REPOSITORY, Repository
+
+RELEASE = "flowops-dev/flowops"
+FLOW = """\
+from prefect import flow
+
+
+@flow(name="FLOW_NAME", log_prints=True)
+def summarize(city: str = "Oslo", days: int = 7) -> str:
+    summary = f"{city}: {days} days of weather"
+    print(summary)
+    return summary
+"""
+# The team's whole workflow (README: "Installing flowops in your repository", "GitHub Actions").
+WORKFLOW = """\
+name: Deploy
+on:
+  push: {branches: [main, staging]}
+  pull_request: {types: [opened, synchronize, reopened, closed]}
+  delete:
+permissions: {}
+jobs:
+  flowops:
+    uses: flowops-dev/flowops/.github/workflows/flowops.yml@RELEASE_SHA # v1
+    permissions: {contents: read, packages: write, pull-requests: write}
+    with:
+      install: uv venv --quiet .venv && uv pip install --quiet --python .venv flowops-prefect
+      flowops: .venv/bin/flowops
+    secrets: inherit
+"""
+PULL_REQUEST_JOB = "branch deployments of the pull request"
+
+
+def uv(*args: str, cwd: Path) -> None:
+    command = [shutil.which("uv") or "uv", *args]
+    environment = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT")}
+    result = subprocess.run(command, cwd=cwd, env=environment, capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 0, f"uv {' '.join(args)}:\n{result.stdout}{result.stderr}"
+
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory) -> tuple[Path, Path, str]:
+    """flowops as its users get it: this repository's files committed and tagged v1 (what `uses: ...@<its sha>`
+    reads; act caches what it fetched by ref, so a fresh commit is never served a stale copy), and the wheel built
+    from them, in a folder standing in for PyPI (flowops-prefect is not published yet)."""
+    source = tmp_path_factory.mktemp("flowops-release")
+    for name in tracked_files():
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(Path(__file__).resolve().parents[2] / name, source / name)
+    git(source, "init", "--quiet")
+    git(source, "add", "--all")
+    git(source, "commit", "--quiet", "--message", "release")
+    git(source, "tag", "v1")
+    wheels = tmp_path_factory.mktemp("index")
+    uv("build", "--wheel", "--quiet", "--out-dir", str(wheels), cwd=source)
+    return source, wheels, git(source, "rev-parse", "HEAD")
+
+
+def test_a_weather_repository_adopts_flowops_from_git_init_to_a_deployed_pull_request(
+    tmp_path, prefect_server, stand_ins, release
+):
+    source, wheels, release_sha = release
+    started = time.monotonic()
+    commands = []
+
+    def team(*command: str, cwd: Path, env: dict | None = None) -> str:
+        """A command the team types; counted."""
+        commands.append(" ".join(command))
+        result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600, check=False)
+        assert result.returncode == 0, f"{' '.join(command)}:\n{result.stdout}{result.stderr}"
+        return result.stdout
+
+    # The team's machine: flowops from the distribution (PyPI's stand-in folder), nothing of this repository.
+    tool = tmp_path / "tool"
+    team("uv", "venv", "--quiet", str(tool), cwd=tmp_path)
+    team("uv", "pip", "install", "--quiet", "--python", str(tool), "--find-links", str(wheels), "flowops-prefect",
+         cwd=tmp_path)  # fmt: skip
+    flowops = str(tool / "bin" / "flowops")
+
+    # The repository as the team has it: a flow and its prefect.yaml, on a process pool.
+    suffix = uuid.uuid4().hex[:8]
+    flow_name, pool = f"weather-{suffix}", f"weather-{suffix}"
+    path = tmp_path / "weather"
+    (path / "flows").mkdir(parents=True)
+    (path / "flows" / "weather.py").write_text(FLOW.replace("FLOW_NAME", flow_name))
+    prefect_yaml = {
+        "name": "weather",
+        "pull": [{"prefect.deployments.steps.git_clone": {"repository": f"https://github.com/{OWNER_REPOSITORY}.git",
+                                                          "branch": "main"}}],
+        "deployments": [{"name": "daily", "entrypoint": "flows/weather.py:summarize", "parameters": {"city": "Oslo"},
+                         "schedules": [{"cron": "0 6 * * *"}], "work_pool": {"name": pool}}],
+    }  # fmt: skip
+    (path / "prefect.yaml").write_text(yaml.safe_dump(prefect_yaml, sort_keys=False))
+    hand_written = {"flows/weather.py", "prefect.yaml"}
+    team("git", "init", "--quiet", "--initial-branch", "main", cwd=path)
+    team("git", "remote", "add", "origin", f"https://github.com/{OWNER_REPOSITORY}.git", cwd=path)
+
+    # flowops init writes flowops.yaml and staging's file; the team writes one workflow.
+    output = team(flowops, "init", cwd=path)
+    written = {line.removeprefix("wrote ") for line in output.splitlines() if line.startswith("wrote ")}
+    assert written == {"deployments/flowops.yaml", "deployments/staging/prefect.yaml"}
+    (path / ".github" / "workflows").mkdir(parents=True)
+    workflow = WORKFLOW.replace("RELEASE_SHA", release_sha)
+    (path / ".github" / "workflows" / "deploy.yml").write_text(workflow)
+    hand_written.add(".github/workflows/deploy.yml")
+    workflow_lines = [line for line in workflow.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    assert len(workflow_lines) <= 30
+    team(flowops, "validate", cwd=path)
+
+    server = tmp_path / "github"
+    repository = Repository(path, server, prefect_server.api_url, stand_ins)
+    repository.repositories[f"{RELEASE}@{release_sha}"] = source  # the release, as GitHub would serve it
+    repository.origin.parent.mkdir(parents=True)
+    git(tmp_path, "init", "--quiet", "--bare", str(repository.origin))
+    github = GitHubAPI(OWNER_REPOSITORY, f"ghs_{uuid.uuid4().hex}")
+    try:
+        repository.env.update(GITHUB_API_URL=github.url, UV_FIND_LINKS=str(wheels))
+        repository.secrets.update(PREFECT_API_URL=prefect_server.api_url, GITHUB_TOKEN=github.token)
+        team("git", "add", "--all", cwd=path)
+        first = repository.commit("adopt flowops", push=["main", "staging"])
+        commands += ["git commit", "git push"]
+        # The operator's one-time bootstrap (what init said): the pools (no Secret blocks: the flow loads none).
+        operator = base_environment(tmp_path / "operator", prefect_server.api_url)
+        team(flowops, "bootstrap", "--environment", "production", cwd=path, env=operator)
+
+        run = repository.act("deploy.yml", "push", event("push_main", HEAD_SHA=first))
+        assert run.job("deploy production") == "succeeded", run.output[-3000:]
+        assert run.job("flows image") == "succeeded"  # it ran, and built nothing: flowops.yaml declares no image
+        assert "flowops.yaml declares no image: nothing to build" in run.output
+        live = deployments(prefect_server.api_url, flow_name)
+        assert git_clone_step(live[f"{flow_name}/daily"])["commit_sha"] == first
+
+        git(path, "checkout", "--quiet", "-b", "feature/rain")
+        (path / "flows" / "weather.py").write_text(FLOW.replace("FLOW_NAME", flow_name).replace("Oslo", "Bergen"))
+        head = repository.commit("rain in Bergen", push=["feature/rain"])
+        opened, closed = (event(f"pull_request_{action}", HEAD_SHA=head) for action in ("opened", "closed"))
+        for payload in (opened, closed):
+            payload["pull_request"]["head"]["ref"] = "feature/rain"
+        run = repository.act("deploy.yml", "pull_request", opened)
+        elapsed = time.monotonic() - started
+        assert run.job(PULL_REQUEST_JOB) == "succeeded", run.output[-3000:]
+        branch_deployment = f"{flow_name}/daily-staging-{branch_slug('feature/rain')}"
+        assert git_clone_step(deployments(prefect_server.api_url, flow_name)[branch_deployment])["commit_sha"] == head
+        comment = next(c for c in github.comments if c["user"]["type"] == "Bot")
+        assert comment["body"].startswith(MARKER)
+        assert f"`{branch_deployment}` | create" in comment["body"]
+
+        run = repository.act("deploy.yml", "pull_request", closed)
+        assert run.job(PULL_REQUEST_JOB) == "succeeded", run.output[-3000:]
+        assert set(deployments(prefect_server.api_url, flow_name)) == {f"{flow_name}/daily"}
+        assert github.problems == []
+    finally:
+        github.close()
+    tracked = set(git(path, "ls-files").splitlines())
+    assert tracked == hand_written | written  # nothing else was written, by hand or by a tool
+    print(  # noqa: T201 - the README's adoption figures
+        f"\nadoption: {len(hand_written)} files written by hand ({', '.join(sorted(hand_written))}),"
+        f" {len(workflow_lines)} workflow lines, {len(commands)} commands, {elapsed:.0f} s from git init to a"
+        " deployed pull request"
+    )
