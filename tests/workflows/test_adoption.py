@@ -167,6 +167,15 @@ def test_a_weather_repository_adopts_flowops_from_git_init_to_a_deployed_pull_re
         assert comment["body"].startswith(MARKER)
         assert f"`{branch_deployment}` | create" in comment["body"]
 
+        # merged: production deploys the merge
+        git(path, "checkout", "--quiet", "main")
+        git(path, "merge", "--quiet", "--no-ff", "--no-edit", "feature/rain")
+        merge = repository.commit("merge pull request #7", push=["main"])
+        run = repository.act("deploy.yml", "push", event("push_main", HEAD_SHA=merge))
+        assert run.job("deploy production") == "succeeded", run.output[-3000:]
+        assert (
+            git_clone_step(deployments(prefect_server.api_url, flow_name)[f"{flow_name}/daily"])["commit_sha"] == merge
+        )
         run = repository.act("deploy.yml", "pull_request", closed)
         assert run.job(PULL_REQUEST_JOB) == "succeeded", run.output[-3000:]
         assert set(deployments(prefect_server.api_url, flow_name)) == {f"{flow_name}/daily"}
