@@ -28,6 +28,7 @@ import yaml
 
 from .boundaries import BLOCK_PARAMETER_SUFFIX
 from .errors import FlowopsError
+from .extras import DISTRIBUTION, POOL_TYPE_EXTRAS
 from .gitrepo import default_repository
 from .project import CONFIG_FILE, PROJECT_PATTERN, read_yaml
 from .templating import block_references
@@ -37,6 +38,7 @@ SECRET_BLOCK_TYPE = "secret"  # noqa: S105 - Prefect's block type slug, not a pa
 DEFAULT_POOL_TYPE = "process"
 STAGING_SUFFIX = "-staging"
 IMAGE_POOL_TYPES = {"docker", "kubernetes"}
+EXTRA_OF_POOL = POOL_TYPE_EXTRAS
 
 
 class InitError(FlowopsError):
@@ -104,6 +106,7 @@ def init(
     if (root / "Dockerfile").is_file() and IMAGE_POOL_TYPES & set(pools.values()):
         config["image"] = {"name": f"ghcr.io/{config['project'].lower()}-flows"}
     outputs = {deployments / CONFIG_FILE: _HEADER + yaml.safe_dump(config, sort_keys=False)}
+    outputs[root / WORKFLOW_FILE] = _workflow(root, config, production_branch, staging_branch, result)
     for environment, content in layout.generated.items():
         header = f"# {environment}: made by `flowops init` from {layout.files[PRODUCTION]}; yours to change.\n"
         outputs[deployments / layout.files[environment]] = header + yaml.safe_dump(content, sort_keys=False)
@@ -119,6 +122,58 @@ def init(
             result.written.append(relative)
     result.todo += _todo(config, production_branch)
     return result
+
+
+WORKFLOW_FILE = ".github/workflows/deploy.yml"
+WORKFLOW = """\
+# Delivery by flowops' reusable workflow (written by `flowops init`; yours to change): pushes to {production} and
+# {staging} deploy them, a pull request gets deployments of its own and a comment, and its closing, a deleted branch
+# or the daily gc tear them down. Each job reads its GitHub environment's secrets (PREFECT_API_URL, ...).
+name: Deploy
+on:
+  push: {{branches: [{production}, {staging}]}}
+  pull_request: {{types: [opened, synchronize, reopened, closed]}}
+  delete:
+  schedule: [{{cron: "23 4 * * *"}}]
+permissions: {{}}
+jobs:
+  flowops:
+    uses: flowops-dev/flowops/.github/workflows/flowops.yml@{ref}
+    permissions: {{contents: read, packages: write, pull-requests: write}}
+    with:
+      install: {install}
+      flowops: {flowops}
+      production-branch: {production}
+      staging-branch: {staging}
+    secrets: inherit # zizmor: ignore[secrets-inherit] (environments' secrets reach a called workflow only so)
+"""
+
+
+def _workflow(root: Path, config: dict[str, Any], production: str, staging: str, result: InitResult) -> str:
+    """The caller of flowops' reusable workflow, installing what this repository has: its uv project (flowops
+    among its dependencies), else its requirements.txt beside flowops, else flowops alone; with the extras its
+    pools need."""
+    from . import __version__
+
+    kinds = {pool["type"] for pool in config["work_pools"].values()}
+    extras = sorted({EXTRA_OF_POOL[kind] for kind in kinds if kind in EXTRA_OF_POOL})
+    if "image" in config:
+        extras = sorted({*extras, "docker"})
+    spec = DISTRIBUTION + (f"[{','.join(extras)}]" if extras else "")
+    if (root / "uv.lock").is_file():
+        install, run = "uv sync --locked", "uv run flowops"
+        result.todo.append(f"add {spec} to your project's dependencies (`uv add --dev '{spec}'`): the workflow runs it")
+    elif (root / "requirements.txt").is_file():
+        install = f"uv venv --quiet .venv && uv pip install --quiet --python .venv -r requirements.txt '{spec}'"
+        run = ".venv/bin/flowops"
+    else:
+        install, run = f"uv venv --quiet .venv && uv pip install --quiet --python .venv '{spec}'", ".venv/bin/flowops"
+    release = re.fullmatch(r"\d+(\.\d+)*", __version__)
+    ref = f"v{__version__}" if release else "main"
+    if not release:
+        result.todo.append(f"{WORKFLOW_FILE}: pin flowops' workflow to a release's tag or commit, not `main`")
+    result.todo.append(f"{WORKFLOW_FILE}: `workflow_dispatch:` with manual.yml's inputs runs flowops by hand")
+    return WORKFLOW.format(production=production, staging=staging, ref=ref, install=install, flowops=run)
 
 
 _HEADER = """\

@@ -61,10 +61,17 @@ def flowops(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def test_init_writes_what_validates_at_once_and_says_what_only_the_user_can_set(weather):
     result = flowops(weather, "init")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines()[:2] == [
+    assert {line for line in result.stdout.splitlines() if line.startswith("wrote ")} == {
         "wrote deployments/flowops.yaml",
         "wrote deployments/staging/prefect.yaml",
-    ]
+        "wrote .github/workflows/deploy.yml",
+    }
+    workflow = yaml.safe_load((weather / ".github" / "workflows" / "deploy.yml").read_text())
+    (job,) = workflow["jobs"].values()
+    assert job["uses"].startswith("flowops-dev/flowops/.github/workflows/flowops.yml@")
+    # no uv project, no requirements.txt: flowops alone, without extras (a process pool needs none)
+    assert job["with"]["install"] == "uv venv --quiet .venv && uv pip install --quiet --python .venv 'flowops-prefect'"
+    assert job["secrets"] == "inherit"
     config = yaml.safe_load((weather / "deployments" / "flowops.yaml").read_text())
     assert config["project"] == "acme/weather"  # from the origin remote
     assert config["environments"] == {
@@ -98,10 +105,11 @@ def test_init_again_changes_nothing_and_never_overwrites_without_force(weather):
     flowops(weather, "init")
     again = flowops(weather, "init")
     assert again.returncode == 0
-    assert again.stdout.splitlines()[:2] == [
+    assert {line for line in again.stdout.splitlines() if line.startswith(("unchanged ", "wrote "))} == {
         "unchanged deployments/flowops.yaml",
         "unchanged deployments/staging/prefect.yaml",
-    ]
+        "unchanged .github/workflows/deploy.yml",
+    }
     config_file = weather / "deployments" / "flowops.yaml"
     # a pool's type set by hand is what init knows of the pool from then on: nothing to change
     config_file.write_text(config_file.read_text().replace("type: process", "type: docker", 1))
@@ -129,7 +137,10 @@ def test_init_points_at_per_environment_files_that_are_there_and_refuses_a_repos
     git(sample_project, "init", "--quiet")
     result = flowops(sample_project, "init", "--name", "acme/hello")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines()[0] == "wrote deployments/flowops.yaml"  # nothing else: the files are there
+    assert [line for line in result.stdout.splitlines() if line.startswith("wrote ")] == [
+        "wrote deployments/flowops.yaml",
+        "wrote .github/workflows/deploy.yml",
+    ]  # no prefect.yaml: those are there
     config = yaml.safe_load((sample_project / "deployments" / "flowops.yaml").read_text())
     assert {env: spec["file"] for env, spec in config["environments"].items()} == {
         "production": "main/prefect.yaml",
