@@ -136,7 +136,8 @@ def test_two_pull_requests_prove_their_changes_on_data_of_their_own_and_leave_no
         assert f"dropped data environment {schemas[number]}" in run.output
         assert schema_rows(staging_database, schemas[number], "ecommerce_events") is None
     assert deployment_names(api_url) == {"staging"}
-    assert not [name for name in deployments(api_url) if branch_slug(BRANCH) in name or "feature-other" in name]
+    cleanups = deployments(api_url, "ecommerce-drop-branch-data")  # the branches' own cleanup deployments: gone too
+    assert not [name for name in cleanups if branch_slug(BRANCH) in name or branch_slug(branches[8]) in name]
     with psycopg.connect(staging_database) as connection:
         left = connection.execute("select nspname from pg_namespace where nspname like 'branch_%'").fetchall()
     assert left == []
