@@ -8,7 +8,9 @@ one is reachable), the Secret blocks they load and whether there is a Dockerfile
 - with only a root `prefect.yaml`, staging's own file beside it, `deployments/staging/prefect.yaml`: the same
   deployments named `<name>-staging`, on pools `<pool>-staging` of the same types, loading Secret blocks
   `<block>-staging` (an environment never shares a pool or a Secret block with another: that is what keeps a pull
-  request's runs out of production).
+  request's runs out of production);
+- `.github/workflows/deploy.yml`, calling flowops' reusable workflow at the installed release's tag, installing what
+  the repository has (its uv project, else its requirements.txt beside flowops, else flowops alone).
 
 A file that is there already is never overwritten without `force` (one with the same content is left as it is,
 so init can run again). The result says what was written and what only the user can set: repository secrets and
@@ -74,8 +76,8 @@ def init(
     production_branch: str = "main",
     staging_branch: str = "staging",
 ) -> InitResult:
-    """Write flowops.yaml (and staging's file, when only a root prefect.yaml is there) for the repository at
-    `root`. `pool_type(name)` is a pool's type as the server knows it (None: unknown)."""
+    """Write flowops.yaml, the workflow (and staging's file, when only a root prefect.yaml is there) for the
+    repository at `root`. `pool_type(name)` is a pool's type as the server knows it (None: unknown)."""
     deployments = root / "deployments"
     layout = _layout(root, deployments)
     result = InitResult()
@@ -102,7 +104,7 @@ def init(
         "work_pools": {name: {"type": kind} for name, kind in sorted(pools.items())},
     }
     if not re.fullmatch(PROJECT_PATTERN, config["project"]):
-        raise InitError(f"project {config['project']!r}: give one as owner/name with --project; nothing was written")
+        raise InitError(f"project {config['project']!r}: give one as owner/name with --name; nothing was written")
     if (root / "Dockerfile").is_file() and IMAGE_POOL_TYPES & set(pools.values()):
         config["image"] = {"name": f"ghcr.io/{config['project'].lower()}-flows"}
     outputs = {deployments / CONFIG_FILE: _HEADER + yaml.safe_dump(config, sort_keys=False)}
