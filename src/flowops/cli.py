@@ -10,6 +10,7 @@
     flowops image tag | ensure               the flows' image: content tag; build and push only when missing
     flowops github-event                     in GitHub Actions: what the event calls for (see github.py)
     flowops schema [--markdown]              flowops.yaml's JSON Schema (for editors), or its reference
+    flowops act EVENT [--action A]           run the workflows here with nektos/act, offline, before pushing
     flowops init [--name OWNER/NAME]         adopt flowops in a Prefect repository: flowops.yaml from what is there
 
 Exit status: 0 ok, 1 problems found or operation failed, 2 usage error. Read commands take --json.
@@ -149,6 +150,16 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="VALUE is JSON if it parses")
     run.add_argument("--wait", action="store_true", help="follow the run; exit 0 only if it Completes")
     run.add_argument("--timeout", type=float, help="with --wait: give up after this many seconds")
+
+    act = commands.add_parser(
+        "act", help="run this repository's workflows here with nektos/act, offline, before pushing"
+    )
+    act.add_argument("event", choices=["push", "pull_request", "delete", "schedule", "workflow_dispatch"])
+    act.add_argument("--workflow", default="deploy.yml", help="the file under .github/workflows (default: deploy.yml)")
+    act.add_argument("--action", default="opened", help="pull_request: opened, synchronize, reopened or closed")
+    act.add_argument("--input", action="append", default=[], metavar="KEY=VALUE", help="workflow_dispatch's inputs")
+    act.add_argument("--secret-file", help="KEY=VALUE lines: the secrets the jobs read (PREFECT_API_URL, ...)")
+    act.add_argument("--job", help="only this job")
 
     init = commands.add_parser("init", help="adopt flowops here: write deployments/flowops.yaml from what is there")
     init.add_argument(
@@ -720,6 +731,26 @@ def _server_pool_type() -> Callable[[str], str | None]:
     return pool_type
 
 
+def cmd_act(args: argparse.Namespace) -> int:
+    import subprocess
+
+    from .act import act_command, find_act, installed_reusable_workflow, new_folder, prepare
+
+    root = Path(args.project).resolve()
+    inputs = {key: str(value) for key, value in parse_pairs(args.input, "--input", json_values=False).items()}
+    folder = new_folder()
+    server, mappings, payload = prepare(root, args.event, folder, args.action, inputs, installed_reusable_workflow())
+    command = act_command(find_act(), args.event, args.workflow, server, mappings, payload)
+    if args.secret_file:
+        command += ["--secret-file", str(Path(args.secret_file).resolve())]
+    if args.job:
+        command += ["-j", args.job]
+    print(
+        f"flowops act: {args.event} on {args.workflow}, offline (payload, mirror and stand-ins in {folder})", flush=True
+    )
+    return subprocess.run(command, cwd=root, check=False).returncode
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     from .reference import json_schema_text, reference_markdown
 
@@ -793,6 +824,7 @@ COMMANDS = {
     "github-event": cmd_github_event,
     "schema": cmd_schema,
     "init": cmd_init,
+    "act": cmd_act,
 }
 
 

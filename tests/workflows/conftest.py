@@ -28,6 +28,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from flowops.act import stand_in_definition
 from flowops.local import git
 from tests.helpers import FLOW, GitHubAPI, deployments, tracked_files
 
@@ -37,57 +38,18 @@ ACT = Path(sys.executable).with_name("act")
 OWNER_REPOSITORY = "acme/flows"  # as the event payloads in tests/fixtures/github_events name it
 ACT_TIMEOUT = 600
 
-# What each stand-in does instead of downloading: a composite action of bash steps, with the real inputs.
-STAND_IN_STEPS = {
-    "actions/checkout": r"""
-set -euo pipefail
-# The real action fetches github.server_url/repository at `ref` (default: the event's commit) into the workspace:
-# all history with fetch-depth 0, else that many commits of `ref` only (a shallow clone), with remote `origin`.
-dest="$GITHUB_WORKSPACE/$INPUT_PATH"
-mkdir -p "$dest"
-git init --quiet "$dest"
-git -C "$dest" remote add origin "$GITHUB_SERVER_URL/$INPUT_REPOSITORY.git"
-ref=${INPUT_REF:-$GITHUB_SHA}
-if [ "${INPUT_FETCH_DEPTH:-1}" = 0 ]; then
-  git -C "$dest" fetch --quiet origin '+refs/heads/*:refs/remotes/origin/*'
-  commit=$(git -C "$dest" rev-parse --verify --quiet "origin/${ref#refs/heads/}^{commit}" \
-    || git -C "$dest" rev-parse --verify "$ref^{commit}")
-else
-  git -C "$dest" fetch --quiet --depth="$INPUT_FETCH_DEPTH" origin "$ref"
-  commit=$(git -C "$dest" rev-parse --verify FETCH_HEAD^{commit})
-fi
-git -C "$dest" checkout --quiet --detach "$commit"
-echo "stand-in checkout: $INPUT_REPOSITORY@$commit (fetch-depth ${INPUT_FETCH_DEPTH:-1})"
-""",
-    "astral-sh/setup-uv": r"""
-set -euo pipefail
-# The real action downloads this uv from GitHub releases; the same release comes from PyPI.
-[ -n "$INPUT_VERSION" ] || { echo "stand-in setup-uv: pin a version (the real one would resolve it online)"; exit 1; }
-dir="$RUNNER_TOOL_CACHE/uv/$INPUT_VERSION"
-[ -x "$dir/bin/uv" ] || python3 -m pip install --quiet --disable-pip-version-check --prefix "$dir" "uv==$INPUT_VERSION"
-echo "$dir/bin" >> "$GITHUB_PATH"
-""",
-}
-
 
 def write_stand_ins(folder: Path) -> dict[str, Path]:
-    """A stand-in for each verified pin, with its real name, description and inputs: `action@sha` -> its folder."""
+    """A stand-in for each verified pin (flowops act's), with its real name, description and inputs: `action@sha`
+    -> its folder."""
     stand_ins = {}
     for real in sorted(VERIFIED_ACTIONS.glob("*/*/*/action.yml")):
         sha = real.parent.name
         action = f"{real.parents[2].name}/{real.parents[1].name}"
         definition = yaml.safe_load(real.read_text())
-        inputs = definition.get("inputs") or {}
-        environment = {f"INPUT_{name.upper().replace('-', '_')}": f"${{{{ inputs.{name} }}}}" for name in inputs}
-        stand_in = {
-            "name": f"{definition['name']} (offline stand-in)",
-            "description": definition.get("description", ""),
-            "inputs": inputs,
-            "runs": {
-                "using": "composite",
-                "steps": [{"shell": "bash", "env": environment, "run": STAND_IN_STEPS[action]}],
-            },
-        }
+        stand_in = stand_in_definition(
+            action, definition.get("inputs") or {}, definition["name"], definition.get("description", "")
+        )
         target = folder / action / sha
         target.mkdir(parents=True)
         (target / "action.yml").write_text(yaml.safe_dump(stand_in, sort_keys=False))

@@ -6,6 +6,7 @@ init writes); the team writes its flow and its prefect.yaml, and nothing else.""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -19,7 +20,7 @@ from flowops.branches import branch_slug
 from flowops.local import base_environment, git
 from flowops.pull_request_comment import MARKER
 from tests.helpers import GitHubAPI, deployments, event, git_clone_step, tracked_files
-from tests.workflows.conftest import OWNER_REPOSITORY, Repository
+from tests.workflows.conftest import OWNER_REPOSITORY, Repository, act_environment
 
 RELEASE, RELEASE_TAG = "flowops-dev/flowops", "v1"
 FLOW = """\
@@ -77,8 +78,8 @@ def test_a_weather_repository_adopts_flowops_from_git_init_to_a_deployed_pull_re
     # The team's machine: flowops from the distribution (PyPI's stand-in folder), nothing of this repository.
     tool = tmp_path / "tool"
     team("uv", "venv", "--quiet", str(tool), cwd=tmp_path)
-    team("uv", "pip", "install", "--quiet", "--python", str(tool), "--find-links", str(wheels), "flowops-prefect",
-         cwd=tmp_path)  # fmt: skip
+    team("uv", "pip", "install", "--quiet", "--python", str(tool), "--find-links", str(wheels),
+         "flowops-prefect[act]", cwd=tmp_path)  # fmt: skip
     flowops = str(tool / "bin" / "flowops")
 
     # The repository as the team has it: a flow and its prefect.yaml, on a process pool.
@@ -118,12 +119,22 @@ def test_a_weather_repository_adopts_flowops_from_git_init_to_a_deployed_pull_re
     try:
         repository.env.update(GITHUB_API_URL=github.url, UV_FIND_LINKS=str(wheels))
         repository.secrets.update(PREFECT_API_URL=prefect_server.api_url, GITHUB_TOKEN=github.token)
-        team("git", "add", "--all", cwd=path)
-        first = repository.commit("adopt flowops", push=["main", "staging"])
-        commands += ["git commit", "git push"]
+        first = repository.commit("adopt flowops")  # committed, not pushed yet
+        commands += ["git add --all", "git commit"]
         # The operator's one-time bootstrap (what init said): the pools (no Secret blocks: the flow loads none).
         operator = base_environment(tmp_path / "operator", prefect_server.api_url)
         team(flowops, "bootstrap", "--environment", "production", cwd=path, env=operator)
+        # Before any push, the team runs its delivery on its own machine, offline: production deploys.
+        secrets = tmp_path / "secrets"
+        secrets.write_text(f"PREFECT_API_URL={prefect_server.api_url}\n")
+        local = act_environment({"UV_FIND_LINKS": str(wheels)})
+        output = team(flowops, "act", "push", "--secret-file", str(secrets), cwd=path, env=local)
+        assert re.search(r"^\[[^\]]*deploy production *\] 🏁  Job succeeded", output, re.MULTILINE), output[-3000:]
+        production = deployments(prefect_server.api_url, flow_name)[f"{flow_name}/daily"]
+        assert git_clone_step(production)["commit_sha"] == first
+        for branch in ("main", "staging"):
+            git(path, "push", "--quiet", str(repository.origin), f"HEAD:refs/heads/{branch}")
+        commands.append("git push")
 
         run = repository.act("deploy.yml", "push", event("push_main", HEAD_SHA=first))
         assert run.job("deploy production") == "succeeded", run.output[-3000:]
