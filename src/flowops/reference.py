@@ -1,5 +1,6 @@
-"""The flowops.yaml reference, generated from the model that reads the file (project.FlowopsConfig), so it cannot
-drift from what flowops accepts: every key with its type, default and description, as markdown
+"""The references, generated from the code so they cannot drift: the command's (`cli_markdown`, from its parser,
+committed as docs/reference/cli.md), and flowops.yaml's, from the model that reads the file (project.FlowopsConfig):
+every key with its type, default and description, as markdown
 (`flowops schema --markdown`, committed as docs/reference/flowops-yaml.md), and as a JSON Schema for editors
 (`flowops schema`, shipped as flowops/flowops.schema.json):
 
@@ -16,6 +17,7 @@ from .project import FlowopsConfig
 
 SCHEMA_FILE = Path(__file__).with_name("flowops.schema.json")
 REFERENCE_DOC = "docs/reference/flowops-yaml.md"  # in this repository
+CLI_DOC = "docs/reference/cli.md"
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 # A whole file, every key used once (tests check it reads).
@@ -133,3 +135,83 @@ def _type(definition: dict[str, Any], defs: dict[str, Any]) -> str:
     if "pattern" in definition:
         limits.append(f"matching `{definition['pattern']}`")
     return f"{text} ({', '.join(limits)})" if limits else text
+
+
+def cli_markdown() -> str:
+    """Every command of `flowops` with its options, from the parser itself (`cli._parser`)."""
+    import argparse
+
+    from .cli import _parser
+
+    parser = _parser()
+    lines = [
+        "# The flowops command",
+        "",
+        "<!-- Generated from the command's own parser (flowops.reference.cli_markdown); tests check it. -->",
+        "",
+        f"`{parser.prog}`: {parser.description}",
+        "",
+        "Exit status: 0 ok, 1 problems found or operation failed, 2 usage error.",
+        "",
+        "| option | what |",
+        "|---|---|",
+    ]
+    lines += _options(parser)
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    helps = {choice.dest: choice.help for choice in subparsers._choices_actions}
+    for name, command in subparsers.choices.items():
+        lines += [
+            "",
+            f"## flowops {name}",
+            "",
+            f"{helps.get(name) or ''}",
+            "",
+            "```console",
+            _usage(command),
+            "```",
+            "",
+        ]
+        options = _options(command)
+        if options:
+            lines += ["| argument | what |", "|---|---|", *options]
+        nested = [a for a in command._actions if isinstance(a, argparse._SubParsersAction)]
+        for group in nested:
+            for sub_name, sub in group.choices.items():
+                lines += [
+                    "",
+                    f"### flowops {name} {sub_name}",
+                    "",
+                    "```console",
+                    _usage(sub),
+                    "```",
+                    "",
+                ]
+                lines += ["| argument | what |", "|---|---|", *_options(sub)]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _usage(parser: Any) -> str:
+    """The usage line at a fixed width (argparse would follow the terminal's): the same text wherever it is made."""
+    import argparse
+
+    formatter = argparse.HelpFormatter(prog=parser.prog, width=110)
+    formatter.add_usage(parser.usage, parser._actions, parser._mutually_exclusive_groups, prefix="")
+    return str(formatter.format_help()).strip()
+
+
+def _options(parser: Any) -> list[str]:
+    import argparse
+
+    rows = []
+    for action in parser._actions:
+        if isinstance(action, argparse._HelpAction | argparse._SubParsersAction | argparse._VersionAction):
+            continue
+        names = ", ".join(action.option_strings) or action.dest
+        what = " ".join(str(action.help or "").split()).replace("|", "\\|")
+        if action.choices and not action.option_strings:
+            what = (what + " " if what else "") + "(" + ", ".join(str(c) for c in action.choices) + ")"
+        known = action.default not in (None, False, [], argparse.SUPPRESS)
+        if known and action.option_strings and "default" not in what:
+            what += f" (default: `{action.default}`)"
+        rows.append(f"| `{names}` | {what} |")
+    return rows

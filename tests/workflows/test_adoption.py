@@ -1,7 +1,8 @@
-"""Another team's repository adopts flowops as the README says, under act against a real Prefect server: a weather
-flow, a root prefect.yaml, a process pool, no image, no Makefile. It uses only the built distribution, `flowops
-init` and the reusable workflow at the release's tag (`flowops-dev/flowops/.github/workflows/flowops.yml@v1`, which
-init writes); the team writes its flow and its prefect.yaml, and nothing else."""
+"""Another team's repository adopts flowops as docs/getting-started.md says, under act against a real Prefect
+server: a weather flow, a root prefect.yaml, a process pool, no image, no Makefile. It uses only the built
+distribution, `flowops init` and the reusable workflow at the release's tag
+(`flowops-dev/flowops/.github/workflows/flowops.yml@v1`, which init writes); the team writes its flow and its
+prefect.yaml, and nothing else."""
 
 from __future__ import annotations
 
@@ -175,7 +176,7 @@ def test_a_weather_repository_adopts_flowops_from_git_init_to_a_deployed_pull_re
         github.close()
     tracked = set(git(path, "ls-files").splitlines())
     assert tracked == hand_written | written  # nothing else was written, by hand or by a tool
-    print(  # noqa: T201 - the README's adoption figures
+    print(  # noqa: T201 - the adoption figures in docs/getting-started.md
         f"\nadoption: {len(hand_written)} files written by hand ({', '.join(sorted(hand_written))}),"
         f" {hand_written_workflow_lines} workflow lines by hand (init wrote {len(workflow_lines)}),"
         f" {len(commands)} commands, {elapsed:.0f} s from git init to a deployed pull request"
