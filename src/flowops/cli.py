@@ -793,6 +793,12 @@ def cmd_github_event(args: argparse.Namespace) -> int:
 
         governed, rendered = _render(project, given(decision.branch, "branch"), decision.sha, overrides, True, policy)
         comment = PullRequestComment.from_environment(decision.pull_request) if decision.pull_request else None
+        if decision.pull_request and comment is None:
+            print(
+                f"pull request #{decision.pull_request}: no comment (GITHUB_TOKEN is not set: give the step"
+                " `GITHUB_TOKEN: ${{ github.token }}` and the job `pull-requests: write`); the step summary has it all",
+                flush=True,
+            )
         return _deploy(governed, rendered, comment=comment, samples=decision.pull_request is not None)
     if decision.operation == ROLLBACK:
         from .gitrepo import require_commit_of_branch

@@ -82,6 +82,7 @@ def test_every_event_a_team_uses_does_what_it_should_on_the_server(hello_repo):
     (hello_repo.path / "flows" / "extra.py").write_text("X = 1\n")
     first = hello_repo.commit("feature work", push=["feature/Foo_Bar"])
     result, summary = github_event(hello_repo, "pull_request", "pull_request_opened", first)
+    assert "pull request #7: no comment (GITHUB_TOKEN is not set" in result.stdout  # a skipped comment says why
     branch_deployment = f"{hello_repo.flow_name}/staging-{slug}"
     clone = deployments(hello_repo.api_url)[branch_deployment]["pull_steps"][0]["prefect.deployments.steps.git_clone"]
     assert clone["commit_sha"] == first
