@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import psycopg
@@ -52,6 +53,12 @@ def test_the_flow_loads_from_the_secret_blocks_database_and_publishes_an_artifac
         assert conn.execute(f"select count(*) from {table_name}").fetchone() == (50_000,)
     artifact = Artifact.get("ecommerce-events-load")
     assert f"| {sample_month.name} | 50,000 | 0 |" in artifact.data
+    # the summary flowops shows on a pull request: per file, per event type, and the table's columns and types
+    summary = {row["measure"]: row["value"] for row in json.loads(Artifact.get("flowops-summary").data)}
+    assert (summary[f"{sample_month.name}: rows loaded"], summary[f"{sample_month.name}: rows rejected"]) == (50_000, 0)
+    assert sum(v for k, v in summary.items() if k.startswith("rows with event_type ")) == 50_000
+    assert summary["column event_time"] == "timestamp with time zone"
+    assert "column category_code" not in summary  # dropped
 
 
 def test_a_bad_file_fails_the_run_without_retries_and_the_good_files_still_load(

@@ -185,3 +185,22 @@ def test_a_huge_line_is_one_reject_and_is_never_held_whole_in_memory():
     assert [(r.line_number, r.reason) for r in rejects] == [(3, "line longer than 1,048,576 bytes")]
     assert rejects[0].raw_line.endswith("... (cut: too long to keep)")
     assert peak < 16 << 20, f"peak {peak / 2**20:.0f} MiB for a 30 MiB line"
+
+
+def test_a_sample_holds_the_header_and_the_first_records_a_quoted_newline_inside_its_own(tmp_path):
+    from flows.ecommerce.load import first_records
+
+    rows = [
+        "2019-10-01 00:00:00 UTC,view,1,2,,brand,1.00,3,s1",
+        '2019-10-01 00:00:01 UTC,cart,1,2,,"two\nlines",1.00,3,s2',
+        "2019-10-01 00:00:02 UTC,view,1,2,,brand,1.00,3,s3",
+    ]
+    source = tmp_path / "2019-Oct.csv"
+    source.write_text(HEADER + "\n" + "\n".join(rows) + "\n")
+    sample = first_records(source, 2, tmp_path)
+    assert sample.read_text() == HEADER + "\n" + rows[0] + "\n" + rows[1] + "\n"
+    parsed = parse_block(sample.read_bytes().split(b"\n", 1)[1], 2)
+    assert (parsed.rows.num_rows, parsed.rejects) == (2, [])
+    assert first_records(source, 10, tmp_path).read_text() == source.read_text()  # fewer records than asked: all
+    with pytest.raises(ValueError, match="sample_rows must be at least 1"):
+        first_records(source, 0, tmp_path)
