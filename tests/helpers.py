@@ -4,6 +4,7 @@ work repository with its origin, GitHub event payloads, and a stand-in for GitHu
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -267,3 +268,28 @@ def tracked_files() -> list[str]:
     """The repository's files as they are now (committed or not, never ignored ones): what a push would carry."""
     listed = git(ROOT, "ls-files", "-z", "--cached", "--others", "--exclude-standard")
     return [name for name in listed.split("\0") if name and (ROOT / name).is_file()]
+
+
+def uv(*args: str, cwd: Path = ROOT) -> str:
+    """`uv args` outside this test run's own environment; its output."""
+    found = shutil.which("uv")  # else where scripts/ensure-uv.sh installed it off PATH, as the Makefile does
+    command = [found, *args] if found else ["python3", "-m", "uv", *args]
+    environment = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT")}
+    result = subprocess.run(command, cwd=cwd, env=environment, capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 0, f"uv {' '.join(args)}:\n{result.stdout}{result.stderr}"
+    return result.stdout
+
+
+def build_release(source: Path, tag: str, wheels: Path) -> Path:
+    """This repository's files committed into `source` and tagged `tag` (a release as its users get it), and its
+    wheel built into `wheels`; the wheel's path."""
+    for name in tracked_files():
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, source / name)
+    git(source, "init", "--quiet")
+    git(source, "add", "--all")
+    git(source, "commit", "--quiet", "--message", "a release")
+    git(source, "tag", tag)
+    uv("build", "--wheel", "--quiet", "--out-dir", str(wheels), cwd=source)
+    (built,) = wheels.glob("flowops_prefect-*.whl")
+    return built

@@ -29,7 +29,7 @@ from typing import Any
 import yaml
 
 from .errors import FlowopsError
-from .gitrepo import default_repository
+from .gitrepo import git_output, origin_repository
 
 REUSABLE_WORKFLOW = "flowops-dev/flowops/.github/workflows/flowops.yml"
 PULL_REQUEST_ACTIONS = ("opened", "synchronize", "reopened", "closed")
@@ -191,15 +191,8 @@ def new_folder() -> Path:
     return Path(tempfile.mkdtemp(prefix="flowops-act-"))
 
 
-def git_output(root: Path, *args: str) -> str | None:
-    result = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, check=False)
-    return result.stdout.strip() if result.returncode == 0 else None
-
-
 def _repository_name(root: Path) -> str:
-    remote = default_repository(root, environ={}) or ""
-    match = re.search(r"[:/]([A-Za-z0-9][A-Za-z0-9._-]*)/([A-Za-z0-9][A-Za-z0-9._-]*?)(?:\.git)?/?$", remote)
-    return f"{match.group(1)}/{match.group(2)}" if match else f"local/{root.name}"
+    return origin_repository(root) or f"local/{root.name}"
 
 
 def _used_actions(workflows: list[Path]) -> dict[str, set[str]]:

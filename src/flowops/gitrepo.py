@@ -68,6 +68,18 @@ def default_repository(root: Path, environ: Mapping[str, str] = os.environ) -> s
     return _git(root, "remote", "get-url", "origin") or None
 
 
+def origin_repository(root: Path) -> str | None:
+    """`owner/name` of the `origin` remote (an https or ssh URL, GitHub's form), or None."""
+    remote = _git(root, "remote", "get-url", "origin") or ""
+    match = re.search(r"[:/]([A-Za-z0-9][A-Za-z0-9._-]*)/([A-Za-z0-9][A-Za-z0-9._-]*?)(?:\.git)?/?$", remote)
+    return f"{match.group(1)}/{match.group(2)}" if match else None
+
+
+def git_output(root: Path, *args: str) -> str | None:
+    """What `git args` prints in `root` (stripped), or None when it fails."""
+    return _git(root, *args)
+
+
 def is_clean(root: Path) -> bool:
     """No tracked file differs from HEAD. Untracked files are not counted: workers clone the commit, which
     lacks them, and `__pycache__` is untracked in many repositories."""

@@ -31,16 +31,15 @@ import yaml
 from .boundaries import BLOCK_PARAMETER_SUFFIX
 from .errors import FlowopsError
 from .extras import DISTRIBUTION, POOL_TYPE_EXTRAS
-from .gitrepo import default_repository
+from .gitrepo import origin_repository
 from .project import CONFIG_FILE, PROJECT_PATTERN, read_yaml
+from .render import IMAGE_POOL_TYPES
 from .templating import block_references
 
 PRODUCTION, STAGING = "production", "staging"
 SECRET_BLOCK_TYPE = "secret"  # noqa: S105 - Prefect's block type slug, not a password
 DEFAULT_POOL_TYPE = "process"
 STAGING_SUFFIX = "-staging"
-IMAGE_POOL_TYPES = {"docker", "kubernetes"}
-EXTRA_OF_POOL = POOL_TYPE_EXTRAS
 
 
 class InitError(FlowopsError):
@@ -158,7 +157,7 @@ def _workflow(root: Path, config: dict[str, Any], production: str, staging: str,
     from . import __version__
 
     kinds = {pool["type"] for pool in config["work_pools"].values()}
-    extras = sorted({EXTRA_OF_POOL[kind] for kind in kinds if kind in EXTRA_OF_POOL})
+    extras = sorted({POOL_TYPE_EXTRAS[kind] for kind in kinds if kind in POOL_TYPE_EXTRAS})
     if "image" in config:
         extras = sorted({*extras, "docker"})
     spec = DISTRIBUTION + (f"[{','.join(extras)}]" if extras else "")
@@ -307,13 +306,9 @@ def _variable(block: str) -> str:
 
 
 def _project_name(root: Path) -> str:
-    """owner/name from the `origin` remote (https or ssh), else local/<folder>."""
-    remote = default_repository(root, environ={}) or ""  # the origin remote's URL
-    match = re.search(r"[:/]([A-Za-z0-9][A-Za-z0-9._-]*)/([A-Za-z0-9][A-Za-z0-9._-]*?)(?:\.git)?/?$", remote)
-    if match:
-        return f"{match.group(1)}/{match.group(2)}"
+    """owner/name from the `origin` remote, else local/<folder>."""
     folder = re.sub(r"[^A-Za-z0-9._-]+", "-", root.name).strip("-.") or "flows"
-    return f"local/{folder}"
+    return origin_repository(root) or f"local/{folder}"
 
 
 def _todo(config: dict[str, Any], production_branch: str) -> list[str]:

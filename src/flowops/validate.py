@@ -159,13 +159,7 @@ class _FileChecker:
             return
         if flow is None:
             return
-        known = flow.parameter_schema.get("properties", {})
-        for name in parameters.keys() - known.keys():
-            self.problem(
-                f"parameters.{name}", f"not a parameter of flow {flow.flow_name!r} (it has: {', '.join(known)})"
-            )
-        given = {name: value for name, value in parameters.items() if name in known and not is_template(value)}
-        for path, message in schema_errors(given, flow.parameter_schema):
+        for path, message in parameter_problems(parameters, flow):
             self.problem(f"parameters.{path}", message)
 
     def check_schedules(self, deployment: dict[str, Any]) -> None:
@@ -440,20 +434,21 @@ def _sample_run_problems(
             flow = inspect_entrypoint(project.root, str(deployment.get("entrypoint")))
         except EntrypointError:
             continue  # the deployment's own check reports it
-        known = flow.parameter_schema.get("properties", {})
-        for parameter in sorted(parameters.keys() - known.keys()):
-            problems.append(
-                Problem(
-                    config_file,
-                    None,
-                    f"{field}.{parameter}",
-                    f"not a parameter of flow {flow.flow_name!r} (it has: {', '.join(known)})",
-                )
-            )
-        given = {key: value for key, value in parameters.items() if key in known and not is_template(value)}
-        for path, message in schema_errors(given, flow.parameter_schema):
+        for path, message in parameter_problems(parameters, flow):
             problems.append(Problem(config_file, None, f"{field}.{path}", message))
     return problems
+
+
+def parameter_problems(parameters: dict[str, Any], flow: FlowEntrypoint) -> list[tuple[str, str]]:
+    """(parameter path, message) for each parameter `flow` does not take, or whose value does not fit its type
+    (templates are filled in later: not judged here)."""
+    known = flow.parameter_schema.get("properties", {})
+    problems = [
+        (name, f"not a parameter of flow {flow.flow_name!r} (it has: {', '.join(known)})")
+        for name in sorted(parameters.keys() - known.keys())
+    ]
+    given = {name: value for name, value in parameters.items() if name in known and not is_template(value)}
+    return problems + schema_errors(given, flow.parameter_schema)
 
 
 def _duplicate_names(project: Project, files: list[DeploymentFile]) -> list[Problem]:

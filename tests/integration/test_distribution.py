@@ -4,42 +4,19 @@ extra to install when flowops.yaml uses what is missing, before anything changes
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from flowops.local import git
-from tests.helpers import ROOT, edit_yaml, tracked_files
-
-UV = shutil.which("uv") or ""
-
-
-def uv(*args: str, cwd: Path = ROOT) -> str:
-    command = [UV, *args] if UV else [sys.executable, "-m", "uv", *args]
-    environment = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT")}
-    result = subprocess.run(command, cwd=cwd, env=environment, capture_output=True, text=True, timeout=600, check=False)
-    assert result.returncode == 0, f"uv {' '.join(args)}:\n{result.stdout}{result.stderr}"
-    return result.stdout
+from tests.helpers import build_release, edit_yaml, uv
 
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     """The wheel of this repository's files, committed and tagged v1.2.3: its version comes from the tag."""
-    source = tmp_path_factory.mktemp("source")
-    for name in tracked_files():
-        (source / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / name, source / name)
-    git(source, "init", "--quiet")
-    git(source, "add", "--all")
-    git(source, "commit", "--quiet", "--message", "a release")
-    git(source, "tag", "v1.2.3")
-    out = tmp_path_factory.mktemp("dist")
-    uv("build", "--wheel", "--out-dir", str(out), "--quiet", cwd=source)
-    (built,) = out.glob("flowops_prefect-*.whl")
+    built = build_release(tmp_path_factory.mktemp("source"), "v1.2.3", tmp_path_factory.mktemp("dist"))
     assert built.name == "flowops_prefect-1.2.3-py3-none-any.whl"
     return built
 

@@ -6,9 +6,7 @@ prefect.yaml, and nothing else."""
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 import time
 import uuid
@@ -20,7 +18,7 @@ import yaml
 from flowops.branches import branch_slug
 from flowops.local import base_environment, git
 from flowops.pull_request_comment import MARKER
-from tests.helpers import GitHubAPI, deployments, event, git_clone_step, tracked_files
+from tests.helpers import GitHubAPI, build_release, deployments, event, git_clone_step
 from tests.workflows.conftest import OWNER_REPOSITORY, Repository, act_environment
 
 RELEASE, RELEASE_TAG = "flowops-dev/flowops", "v1"
@@ -37,28 +35,13 @@ def summarize(city: str = "Oslo", days: int = 7) -> str:
 PULL_REQUEST_JOB = "branch deployments of the pull request"
 
 
-def uv(*args: str, cwd: Path) -> None:
-    command = [shutil.which("uv") or "uv", *args]
-    environment = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT")}
-    result = subprocess.run(command, cwd=cwd, env=environment, capture_output=True, text=True, timeout=600, check=False)
-    assert result.returncode == 0, f"uv {' '.join(args)}:\n{result.stdout}{result.stderr}"
-
-
 @pytest.fixture(scope="module")
 def release(tmp_path_factory) -> tuple[Path, Path]:
     """flowops as its users get it: this repository's files committed and tagged v1 (what `uses: ...@v1` reads:
     act reads the folder, as it cannot fetch from a file:// remote what it would from GitHub), and the wheel built
     from them (version 1), in a folder standing in for PyPI (flowops-prefect is not published yet)."""
-    source = tmp_path_factory.mktemp("flowops-release")
-    for name in tracked_files():
-        (source / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(Path(__file__).resolve().parents[2] / name, source / name)
-    git(source, "init", "--quiet")
-    git(source, "add", "--all")
-    git(source, "commit", "--quiet", "--message", "release")
-    git(source, "tag", RELEASE_TAG)
-    wheels = tmp_path_factory.mktemp("index")
-    uv("build", "--wheel", "--quiet", "--out-dir", str(wheels), cwd=source)
+    source, wheels = tmp_path_factory.mktemp("flowops-release"), tmp_path_factory.mktemp("index")
+    build_release(source, RELEASE_TAG, wheels)
     return source, wheels
 
 
