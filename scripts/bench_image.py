@@ -16,8 +16,8 @@ import time
 import uuid
 from pathlib import Path
 
-from flowops.image import ImageRef, image_tag
 from flowops.local import PrefectServer, Worker, base_environment, free_port, git, make_origin
+from flowops.render.image import ImageRef, image_tag
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE_IMAGE = os.environ.get("FLOWOPS_BASE_IMAGE", "localhost:5000/debian-base:bookworm")

@@ -40,8 +40,8 @@ import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from flowops.branches import branch_slug, data_environment_name
 from flowops.local import PrefectServer, Worker, base_environment, git, make_origin
+from flowops.render.branches import branch_slug, data_environment_name
 from flows.ecommerce.generate import generate_month
 from tests.helpers import GitHubAPI  # the same stand-in for GitHub's REST API the tests use
 

@@ -22,9 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from flowops.branches import branch_slug, data_environment_name
+from flowops.config.project import load_project
 from flowops.local import PrefectServer, Worker, base_environment, git, make_origin
-from flowops.project import load_project
+from flowops.render.branches import branch_slug, data_environment_name
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from flows.ecommerce.environments import sqlite_schema_path  # the flows' own naming of a schema's file

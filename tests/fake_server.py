@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from uuid import UUID
 
-from flowops.server import (
+from flowops.api.server import (
     Lease,
     LiveAutomation,
     LiveDeployment,
@@ -85,7 +85,7 @@ class FakeServer:
         return self.pools.get(name)
 
     def default_job_variables_schema(self, pool_type: str) -> dict[str, Any]:
-        from flowops.prefect_api import _default_base_job_template  # Prefect's own templates: no server needed
+        from flowops.api.client import _default_base_job_template  # Prefect's own templates: no server needed
 
         variables: dict[str, Any] = _default_base_job_template(pool_type)["variables"]
         return variables

@@ -8,7 +8,7 @@
     flowops bootstrap                        work pools, the database Secret block, GitHub credentials
     flowops run FLOW/DEPLOYMENT [--param k=v] [--wait]
     flowops image tag | ensure               the flows' image: content tag; build and push only when missing
-    flowops github-event                     in GitHub Actions: what the event calls for (see github.py)
+    flowops github-event                     in GitHub Actions: what the event calls for (see github/events.py)
     flowops schema [--markdown]              flowops.yaml's JSON Schema (for editors), or its reference
     flowops act EVENT [--action A]           run the workflows here with nektos/act, offline, before pushing
     flowops init [--name OWNER/NAME]         adopt flowops in a Prefect repository: flowops.yaml from what is there
@@ -27,17 +27,17 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import __version__
-from .errors import FlowopsError, UsageError
-from .prefect_api import require_api_url  # light: Prefect itself is imported only when it is called
+from flowops import __version__
+from flowops.api.client import require_api_url  # light: Prefect itself is imported only when it is called
+from flowops.errors import FlowopsError, UsageError
 
 if TYPE_CHECKING:
-    from .gitops import GarbageResult, TeardownResult
-    from .image import ImageRef
-    from .plan import Plan
-    from .project import Project
-    from .pull_request_comment import PullRequestComment
-    from .render import Overrides, Rendered
+    from flowops.config.project import Project
+    from flowops.deploy.gitops import GarbageResult, TeardownResult
+    from flowops.deploy.plan import Plan
+    from flowops.github.pull_request_comment import PullRequestComment
+    from flowops.render.image import ImageRef
+    from flowops.render.prefect_yaml import Overrides, Rendered
 
 DEFAULT_GITHUB_BLOCK = "flowops-github"
 # Where a branch deployment's policy is read when no --policy-ref is given: the remote's default branch, as a
@@ -180,8 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    from .gitops import DeployFailed, ValidationFailed
-    from .gitrepo import without_userinfo as shown  # an error may quote a URL with a password: never printed
+    from flowops.deploy.gitops import DeployFailed, ValidationFailed
+    from flowops.gitrepo import without_userinfo as shown  # an error may quote a URL with a password: never printed
 
     try:
         return COMMANDS[args.command](args)
@@ -205,13 +205,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _project(args: argparse.Namespace) -> Project:
-    from .project import load_project
+    from flowops.config.project import load_project
 
     return load_project(Path(args.project))
 
 
 def _checked_branch(branch: str) -> str:
-    from .branches import branch_slug
+    from flowops.render.branches import branch_slug
 
     try:
         branch_slug(branch)
@@ -223,7 +223,7 @@ def _checked_branch(branch: str) -> str:
 def _rendered(args: argparse.Namespace, project: Project, deploying: bool = True) -> tuple[Project, Rendered]:
     """The file `--branch` deploys, with the command line's overrides, and the project under its policy (see
     `_render`)."""
-    from .render import Overrides
+    from flowops.render.prefect_yaml import Overrides
 
     overrides = Overrides(args.repository, args.work_pool, args.image, work_pool_type=args.work_pool_type)
     return _render(project, args.branch, args.sha, overrides, deploying, args.policy_ref)
@@ -243,8 +243,8 @@ def _render(
     environment, pools and blocks are the policy's (`policy_ref`, see `_under_policy`)."""
     from dataclasses import replace
 
-    from .gitrepo import GitError, default_repository, head_sha, in_commit, is_clean, resolve_sha
-    from .render import render
+    from flowops.gitrepo import GitError, default_repository, head_sha, in_commit, is_clean, resolve_sha
+    from flowops.render.prefect_yaml import render
 
     branch = _checked_branch(branch)
     project = _under_policy(project, branch, policy_ref)
@@ -271,7 +271,7 @@ def _render(
 def _under_policy(project: Project, branch: str, policy_ref: str | None) -> Project:
     """`project` as `branch` deploys it. The policy, read from a protected commit, says whether `branch` is
     protected: a protected branch deploys with its own files (it is reviewed), any other under the policy."""
-    from .gitrepo import GitError, first_commit_of
+    from flowops.gitrepo import GitError, first_commit_of
 
     candidates = [policy_ref] if policy_ref else [os.environ.get("FLOWOPS_POLICY_REF") or "", *DEFAULT_POLICY_REFS]
     ref = first_commit_of(project.root, [c for c in candidates if c])
@@ -293,7 +293,7 @@ def _under_policy(project: Project, branch: str, policy_ref: str | None) -> Proj
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from .validate import validate_project
+    from flowops.checks.validate import validate_project
 
     project = _project(args)
     branch = _checked_branch(args.branch) if args.branch else None
@@ -313,7 +313,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from .gitops import ValidationFailed, check_rendered
+    from flowops.deploy.gitops import ValidationFailed, check_rendered
 
     project, rendered = _rendered(args, _project(args), deploying=False)
     problems = check_rendered(project, rendered)
@@ -334,9 +334,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _plan(project: Project, rendered: Rendered, rollback: bool = False, as_json: bool = False) -> int:
-    from .gitops import plan
-    from .prefect_api import connect
-    from .report import append_step_summary, plan_markdown, plan_text
+    from flowops.api.client import connect
+    from flowops.deploy.gitops import plan
+    from flowops.deploy.report import append_step_summary, plan_markdown, plan_text
 
     with connect() as server:
         the_plan = plan(server, project, rendered, rollback)
@@ -362,9 +362,9 @@ def _deploy(
 ) -> int:
     """Deploy and report: terminal, step summary and, given a PullRequestComment, the plan then the result on it.
     With `samples` (a pull request's deploy), then run its sample runs (samples.py): a failed one fails it."""
-    from .gitops import DeployFailed, ValidationFailed, deploy
-    from .prefect_api import connect
-    from .report import append_step_summary, failure_markdown, plan_markdown, plan_text
+    from flowops.api.client import connect
+    from flowops.deploy.gitops import DeployFailed, ValidationFailed, deploy
+    from flowops.deploy.report import append_step_summary, failure_markdown, plan_markdown, plan_text
 
     where = f"{rendered.target.branch} @ {rendered.sha[:8]}"
 
@@ -404,9 +404,9 @@ def _sample_runs(
     """Run the sample runs of a branch deploy's `plan` and show them under `deployed` (the deploy's markdown)."""
     from prefect.settings import PREFECT_UI_URL
 
-    from .prefect_api import connect
-    from .report import append_step_summary, samples_markdown, samples_text
-    from .samples import run_samples
+    from flowops.api.client import connect
+    from flowops.deploy.report import append_step_summary, samples_markdown, samples_text
+    from flowops.deploy.samples import run_samples
 
     def show_start(names: list[str]) -> None:
         print(f"sample runs: {', '.join(names)}", flush=True)
@@ -430,7 +430,7 @@ def _sample_runs(
 
 def _comment(comment: PullRequestComment | None, markdown: str) -> None:
     """Show `markdown` on the pull request. A comment that cannot be written warns: the deploy is what matters."""
-    from .pull_request_comment import CommentError
+    from flowops.github.pull_request_comment import CommentError
 
     if comment is None:
         return
@@ -448,8 +448,8 @@ def cmd_teardown(args: argparse.Namespace) -> int:
 def _teardown(
     project: Project, branch: str, force: bool = False, as_json: bool = False, policy_ref: str | None = None
 ) -> int:
-    from .gitops import teardown
-    from .prefect_api import connect
+    from flowops.api.client import connect
+    from flowops.deploy.gitops import teardown
 
     # what a branch's data environment is called, and how it is dropped, are the policy's to say
     project = _under_policy(project, _checked_branch(branch), policy_ref)
@@ -492,9 +492,9 @@ def cmd_gc(args: argparse.Namespace) -> int:
 
 
 def _gc(project: Project, repository: str | None, dry_run: bool, as_json: bool) -> int:
-    from .gitops import collect_garbage
-    from .gitrepo import default_repository, without_userinfo
-    from .prefect_api import connect
+    from flowops.api.client import connect
+    from flowops.deploy.gitops import collect_garbage
+    from flowops.gitrepo import default_repository, without_userinfo
 
     repository = repository or default_repository(project.root) or "origin"
     # a private repository's branches: the token workers clone with (in Actions, the job's own token will do)
@@ -537,8 +537,8 @@ def _bootstrap(
     environment: str | None = None,
     allow_missing: bool = False,
 ) -> int:
-    from .gitops import bootstrap
-    from .prefect_api import connect
+    from flowops.api.client import connect
+    from flowops.deploy.gitops import bootstrap
 
     environ = _with_passed_secrets(project, os.environ)
     with connect() as server:
@@ -568,14 +568,14 @@ def _with_passed_secrets(project: Project, environ: Mapping[str, str]) -> dict[s
 
 
 def _image_ref(args: argparse.Namespace, project: Project) -> ImageRef:
-    from .image import ImageRef, default_image_ref
+    from flowops.render.image import ImageRef, default_image_ref
 
     ref = default_image_ref(project)
     return ImageRef(args.name.lower(), ref.tag) if args.name else ref
 
 
 def cmd_image(args: argparse.Namespace) -> int:
-    from .image import ImageError, base_image_override, ensure_image
+    from flowops.render.image import ImageError, base_image_override, ensure_image
 
     project = _project(args)
     if project.config.image is None and getattr(args, "if_declared", False):
@@ -584,7 +584,7 @@ def cmd_image(args: argparse.Namespace) -> int:
     if project.config.image is None:
         raise ImageError("flowops.yaml declares no image")
     if args.image_command != "tag":
-        from .extras import require
+        from flowops.extras import require
 
         require("docker", "flowops image ensure (builds and pushes with prefect-docker)")
     ref = _image_ref(args, project)
@@ -609,8 +609,8 @@ def cmd_image(args: argparse.Namespace) -> int:
 def _registry_login(project: Project, ref: ImageRef) -> tuple[str | None, str | None]:
     """$REGISTRY_USERNAME / $REGISTRY_PASSWORD; without them, the block workers pull with (flowops.yaml
     image.registry_credentials), when a Prefect server is configured: one source of credentials serves both."""
-    from .image import ImageError
-    from .prefect_api import connect
+    from flowops.api.client import connect
+    from flowops.render.image import ImageError
 
     username, password = os.environ.get("REGISTRY_USERNAME"), os.environ.get("REGISTRY_PASSWORD")
     block = project.config.image.registry_credentials if project.config.image else None
@@ -649,7 +649,7 @@ def parse_pairs(pairs: list[str], option: str, json_values: bool = True) -> dict
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .project import CONFIG_FILE
+    from flowops.config.project import CONFIG_FILE
 
     # in a flowops repository, a run of its deployments is held to their environment's blocks
     project = _project(args) if (Path(args.project) / "deployments" / CONFIG_FILE).exists() else None
@@ -659,9 +659,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _run(
     deployment: str, parameters: dict[str, Any], wait: bool, timeout: float | None, project: Project | None = None
 ) -> int:
-    from .gitops import refuse_other_environments_blocks
-    from .prefect_api import connect
-    from .validate import run_parameter_problems
+    from flowops.api.client import connect
+    from flowops.checks.validate import run_parameter_problems
+    from flowops.deploy.gitops import refuse_other_environments_blocks
 
     if deployment.count("/") != 1:
         raise UsageError(f"{deployment!r}: expected FLOW/DEPLOYMENT, e.g. ecommerce-events/production")
@@ -688,7 +688,7 @@ def _run(
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from .init import init
+    from flowops.init import init
 
     root = Path(args.project).resolve()
     result = init(root, args.project_name, _server_pool_type(), args.force, args.production_branch, args.staging_branch)
@@ -712,8 +712,8 @@ def _server_pool_type() -> Callable[[str], str | None]:
 
     if not PREFECT_API_URL.value():
         return lambda pool: None
-    from .prefect_api import connect
-    from .server import PrefectAPIError
+    from flowops.api.client import connect
+    from flowops.api.server import PrefectAPIError
 
     types: dict[str, str | None] = {}
 
@@ -734,7 +734,7 @@ def _server_pool_type() -> Callable[[str], str | None]:
 def cmd_act(args: argparse.Namespace) -> int:
     import subprocess
 
-    from .act import act_command, find_act, installed_reusable_workflow, new_folder, prepare
+    from flowops.github.act import act_command, find_act, installed_reusable_workflow, new_folder, prepare
 
     root = Path(args.project).resolve()
     inputs = {key: str(value) for key, value in parse_pairs(args.input, "--input", json_values=False).items()}
@@ -752,15 +752,27 @@ def cmd_act(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from .reference import json_schema_text, reference_markdown
+    from flowops.reference import json_schema_text, reference_markdown
 
     sys.stdout.write(reference_markdown() if args.markdown else json_schema_text())
     return 0
 
 
 def cmd_github_event(args: argparse.Namespace) -> int:
-    """Do what the GitHub Actions event in GITHUB_EVENT_NAME / GITHUB_EVENT_PATH calls for (see github.py)."""
-    from .github import BOOTSTRAP, DEPLOY, GC, PLAN, ROLLBACK, RUN, SKIP, TEARDOWN, EventError, decide, read_event
+    """Do what the GitHub Actions event in GITHUB_EVENT_NAME / GITHUB_EVENT_PATH calls for (see github/events.py)."""
+    from flowops.github.events import (
+        BOOTSTRAP,
+        DEPLOY,
+        GC,
+        PLAN,
+        ROLLBACK,
+        RUN,
+        SKIP,
+        TEARDOWN,
+        EventError,
+        decide,
+        read_event,
+    )
 
     project = _project(args)
     event, payload = read_event()
@@ -776,7 +788,7 @@ def cmd_github_event(args: argparse.Namespace) -> int:
     if args.check or decision.operation == SKIP:
         return 0  # SKIP: the decision line above says why
     require_api_url()
-    from .render import Overrides
+    from flowops.render.prefect_yaml import Overrides
 
     overrides = Overrides(args.repository, args.work_pool)
 
@@ -789,7 +801,7 @@ def cmd_github_event(args: argparse.Namespace) -> int:
     if decision.operation == PLAN:
         return _plan(*_render(project, given(decision.branch, "branch"), decision.sha, overrides, True, policy))
     if decision.operation == DEPLOY:
-        from .pull_request_comment import PullRequestComment
+        from flowops.github.pull_request_comment import PullRequestComment
 
         governed, rendered = _render(project, given(decision.branch, "branch"), decision.sha, overrides, True, policy)
         comment = PullRequestComment.from_environment(decision.pull_request) if decision.pull_request else None
@@ -801,7 +813,7 @@ def cmd_github_event(args: argparse.Namespace) -> int:
             )
         return _deploy(governed, rendered, comment=comment, samples=decision.pull_request is not None)
     if decision.operation == ROLLBACK:
-        from .gitrepo import require_commit_of_branch
+        from flowops.gitrepo import require_commit_of_branch
 
         branch, sha = given(decision.branch, "branch"), given(decision.sha, "commit")
         require_commit_of_branch(project.root, sha, branch)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 
-from .errors import FlowopsError
+from flowops.errors import FlowopsError
 
 DISTRIBUTION = "flowops-prefect"  # `flowops` on PyPI is another project
 PACKAGES = {"docker": "prefect_docker", "kubernetes": "prefect_kubernetes", "github": "prefect_github"}

@@ -9,7 +9,7 @@ import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
-from .errors import FlowopsError
+from flowops.errors import FlowopsError
 
 _SHA = re.compile(r"[0-9a-f]{40}")
 

@@ -28,13 +28,13 @@ from typing import Any
 
 import yaml
 
-from .boundaries import BLOCK_PARAMETER_SUFFIX
-from .errors import FlowopsError
-from .extras import DISTRIBUTION, POOL_TYPE_EXTRAS
-from .gitrepo import origin_repository
-from .project import CONFIG_FILE, PROJECT_PATTERN, read_yaml
-from .render import IMAGE_POOL_TYPES
-from .templating import block_references
+from flowops.checks.boundaries import BLOCK_PARAMETER_SUFFIX
+from flowops.config.project import CONFIG_FILE, PROJECT_PATTERN, read_yaml
+from flowops.config.templating import block_references
+from flowops.errors import FlowopsError
+from flowops.extras import DISTRIBUTION, POOL_TYPE_EXTRAS
+from flowops.gitrepo import origin_repository
+from flowops.render.prefect_yaml import IMAGE_POOL_TYPES
 
 PRODUCTION, STAGING = "production", "staging"
 SECRET_BLOCK_TYPE = "secret"  # noqa: S105 - Prefect's block type slug, not a password
@@ -154,7 +154,7 @@ def _workflow(root: Path, config: dict[str, Any], production: str, staging: str,
     """The caller of flowops' reusable workflow, installing what this repository has: its uv project (flowops
     among its dependencies), else its requirements.txt beside flowops, else flowops alone; with the extras its
     pools need."""
-    from . import __version__
+    from flowops import __version__
 
     kinds = {pool["type"] for pool in config["work_pools"].values()}
     extras = sorted({POOL_TYPE_EXTRAS[kind] for kind in kinds if kind in POOL_TYPE_EXTRAS})

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Self
 
-from .prefect_api import server_is_healthy
+from flowops.api.client import server_is_healthy
 
 SERVER_START_TIMEOUT = 180
 STOP_TIMEOUT = 15

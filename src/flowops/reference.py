@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .project import FlowopsConfig
+from flowops.config.project import FlowopsConfig
 
 SCHEMA_FILE = Path(__file__).with_name("flowops.schema.json")
 REFERENCE_DOC = "docs/reference/flowops-yaml.md"  # in this repository
@@ -141,7 +141,7 @@ def cli_markdown() -> str:
     """Every command of `flowops` with its options, from the parser itself (`cli._parser`)."""
     import argparse
 
-    from .cli import _parser
+    from flowops.cli import _parser
 
     parser = _parser()
     lines = [

@@ -8,7 +8,7 @@ import uuid
 import httpx
 import yaml
 
-from flowops.render import MANAGED_TAG
+from flowops.render.prefect_yaml import MANAGED_TAG
 from tests.helpers import ROOT
 
 SHIPPED = ROOT / "deployments" / "automations.yaml"

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from flowops.branches import branch_slug
 from flowops.local import git
+from flowops.render.branches import branch_slug
 from tests.helpers import api, deployments, edit_yaml
 
 STAGING_FILE = Path("deployments/staging/prefect.yaml")

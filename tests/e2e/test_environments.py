@@ -10,9 +10,9 @@ import uuid
 import psycopg
 import pytest
 
-from flowops.branches import branch_slug, data_environment_name
-from flowops.gitops import block_owner_variable
+from flowops.deploy.gitops import block_owner_variable
 from flowops.local import git
+from flowops.render.branches import branch_slug, data_environment_name
 from tests.helpers import api, deployments, edit_yaml, schema_rows
 
 ECOMMERCE = "ecommerce-events-e2e"  # the e2e copy's flow name (tests/e2e/conftest.py)

@@ -7,8 +7,8 @@ import json
 import uuid
 from pathlib import Path
 
-from flowops.branches import branch_slug
 from flowops.local import git
+from flowops.render.branches import branch_slug
 from tests.helpers import api, deployments, edit_yaml
 
 EVENTS = Path(__file__).resolve().parents[1] / "fixtures" / "github_events"
@@ -145,7 +145,7 @@ def test_a_dispatched_run_that_fails_fails_the_job(hello_repo):
 
 
 def test_a_pull_request_whose_files_are_refused_says_so_on_the_pull_request(hello_repo):
-    from flowops.pull_request_comment import MARKER
+    from flowops.github.pull_request_comment import MARKER
     from tests.helpers import GitHubAPI
 
     production_on_a_process_pool(hello_repo)

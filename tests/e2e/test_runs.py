@@ -9,7 +9,7 @@ import uuid
 
 import psycopg
 
-from flowops.branches import branch_slug, data_environment_name
+from flowops.render.branches import branch_slug, data_environment_name
 from tests.helpers import api, deployments, drop_schema, flow_run_logs, run_id, schema_rows
 
 ECOMMERCE = "ecommerce-events-e2e"  # the e2e copy's flow name (tests/e2e/conftest.py)

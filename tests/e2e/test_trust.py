@@ -12,9 +12,9 @@ import sys
 import time
 from pathlib import Path
 
-from flowops.branches import branch_slug, data_environment_name
+from flowops.deploy.lock import lock_name
 from flowops.local import git
-from flowops.lock import lock_name
+from flowops.render.branches import branch_slug, data_environment_name
 from tests.e2e.test_deploy import STAGING_FILE, pool_args, server_state
 from tests.helpers import api, deployments, drop_schema, edit_yaml
 
@@ -240,9 +240,9 @@ def test_a_lock_that_cannot_be_released_is_only_a_warning_and_stays_until_its_le
 
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from flowops import prefect_api
+    from flowops.api import client as prefect_api
+    from flowops.deploy.lock import environment_lock
     from flowops.local import free_port
-    from flowops.lock import environment_lock
 
     said: list[str] = []
     held = contextlib.ExitStack()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from flowops.branches import branch_slug
+from flowops.render.branches import branch_slug
 from tests.helpers import api, run_id
 
 ECOMMERCE = "ecommerce-events-e2e"  # the e2e copy's flow name (tests/e2e/conftest.py)

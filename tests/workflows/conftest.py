@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flowops.act import stand_in_definition
+from flowops.github.act import stand_in_definition
 from flowops.local import git
 from tests.helpers import FLOW, GitHubAPI, deployments, tracked_files
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flowops.branches import branch_slug
+from flowops.github.pull_request_comment import MARKER
 from flowops.local import base_environment, git
-from flowops.pull_request_comment import MARKER
+from flowops.render.branches import branch_slug
 from tests.helpers import GitHubAPI, build_release, deployments, event, git_clone_step
 from tests.workflows.conftest import OWNER_REPOSITORY, Repository, act_environment
 

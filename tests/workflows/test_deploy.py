@@ -12,9 +12,9 @@ import uuid
 import psycopg
 import pytest
 
-from flowops.branches import branch_slug, data_environment_name
+from flowops.github.pull_request_comment import MARKER
 from flowops.local import base_environment, git
-from flowops.pull_request_comment import MARKER
+from flowops.render.branches import branch_slug, data_environment_name
 from tests.helpers import FLOW, api, deployment_names, deployments, event, git_clone_step, schema_rows
 
 BRANCH = "feature/Foo_Bar"  # the head branch of the pull requests in tests/fixtures/github_events

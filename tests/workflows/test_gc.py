@@ -6,8 +6,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from flowops.branches import branch_slug
 from flowops.local import base_environment, git
+from flowops.render.branches import branch_slug
 from tests.helpers import FLOW, deployment_names
 
 

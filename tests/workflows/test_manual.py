@@ -7,8 +7,8 @@ import json
 
 import psycopg
 
-from flowops.branches import branch_slug
 from flowops.local import Worker, git
+from flowops.render.branches import branch_slug
 from tests.helpers import FLOW, api, deployment_names, deployments, git_clone_step
 
 BY_HAND = "feature/by-hand"

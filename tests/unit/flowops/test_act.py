@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flowops.act import ActError, event_payload, installed_reusable_workflow, prepare
+from flowops.github.act import ActError, event_payload, installed_reusable_workflow, prepare
 from flowops.local import git
 
 WORKFLOW = """\

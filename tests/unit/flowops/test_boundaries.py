@@ -9,12 +9,12 @@ import re
 
 import pytest
 
-from flowops import gitops
-from flowops.branches import branch_slug, data_environment_name
+from flowops.api.server import WorkPoolInfo
+from flowops.config.project import load_project
+from flowops.deploy import gitops
 from flowops.local import git
-from flowops.project import load_project
-from flowops.render import Overrides, render
-from flowops.server import WorkPoolInfo
+from flowops.render.branches import branch_slug, data_environment_name
+from flowops.render.prefect_yaml import Overrides, render
 from tests.fake_server import FakeServer
 from tests.helpers import edit_yaml
 
@@ -176,7 +176,7 @@ def test_a_branch_deployment_gets_its_data_environment_and_production_keeps_exac
 
 
 def test_validate_reports_a_cleanup_that_names_no_deployment_and_a_placeholder_flowops_does_not_fill(project_root):
-    from flowops.validate import validate_project
+    from flowops.checks.validate import validate_project
 
     def broken(config):
         config["branch_environments"]["cleanup"]["deployment"] = "nowhere"
@@ -301,7 +301,7 @@ def test_bootstrap_refuses_a_block_another_environment_or_project_owns(project_r
 
 
 def test_deploy_refuses_a_deployment_whose_block_parameter_names_a_block_the_server_lacks(project_root, server):
-    from flowops.server_checks import check_against_server
+    from flowops.checks.server_checks import check_against_server
 
     edit_yaml(
         project_root / "deployments" / "staging" / "prefect.yaml",
@@ -341,7 +341,7 @@ def with_samples(root, samples: dict) -> None:
 
 
 def test_validate_reports_a_sample_run_that_names_no_deployment_the_cleanup_or_parameters_the_flow_lacks(project_root):
-    from flowops.validate import validate_project
+    from flowops.checks.validate import validate_project
 
     samples = {
         "deployments": {
@@ -365,7 +365,7 @@ def test_validate_reports_a_sample_run_that_names_no_deployment_the_cleanup_or_p
 
 
 def test_a_sample_run_that_resets_without_a_cleanup_is_one_clear_error(project_root):
-    from flowops.project import ProjectError
+    from flowops.config.project import ProjectError
 
     edit_yaml(
         project_root / "deployments" / "flowops.yaml",
@@ -376,8 +376,8 @@ def test_a_sample_run_that_resets_without_a_cleanup_is_one_clear_error(project_r
 
 
 def test_only_the_plans_created_and_updated_deployments_that_declare_a_sample_run_it(project_root):
-    from flowops.plan import CREATE, UNCHANGED, UPDATE, Change, Plan
-    from flowops.samples import planned_sample_runs
+    from flowops.deploy.plan import CREATE, UNCHANGED, UPDATE, Change, Plan
+    from flowops.deploy.samples import planned_sample_runs
 
     with_samples(project_root, {"deployments": {"staging": {"count": 3, "name": "{{ flowops.environment }}"}}})
     git(project_root, "commit", "--quiet", "--all", "--message", "sample runs")

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from flowops.branches import MAX_SLUG_LENGTH, branch_slug
+from flowops.render.branches import MAX_SLUG_LENGTH, branch_slug
 
 SAFE = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
 

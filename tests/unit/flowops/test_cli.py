@@ -173,7 +173,7 @@ def test_a_run_parameter_with_credentials_is_refused_before_anything_is_sent(par
 
 
 def test_ordinary_run_parameters_pass_the_credentials_check():
-    from flowops.validate import run_parameter_problems
+    from flowops.checks.validate import run_parameter_problems
 
     parameters = {
         "sources": ["2019-Oct.csv", "https://mirror.example/2019-Nov.csv?v=2", "s3://bucket/2019-Dec.csv"],
@@ -188,8 +188,8 @@ def test_a_dispatched_bootstrap_takes_from_the_passed_secrets_only_what_flowops_
     import json
 
     from flowops.cli import _with_passed_secrets
+    from flowops.config.project import load_project
     from flowops.errors import UsageError
-    from flowops.project import load_project
 
     project = load_project(sample_project)  # its environments' blocks are saved from $ECOMMERCE_DATABASE_URL
     passed = {"ECOMMERCE_DATABASE_URL": "postgresql://u:p@db/x", "github_token": "ghs_x", "OTHER_SECRET": "s"}

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from flowops.github import DEPLOY, PLAN, RUN, SKIP, TEARDOWN, EventError, decide, read_event
+from flowops.github.events import DEPLOY, PLAN, RUN, SKIP, TEARDOWN, EventError, decide, read_event
 
 EVENTS = Path(__file__).resolve().parents[2] / "fixtures" / "github_events"
 PROTECTED = {"main", "staging"}
@@ -132,7 +132,7 @@ def test_other_events_deploy_nothing():
 
 
 def test_the_schedule_and_a_dispatch_into_the_environment_of_branch_deployments_collect_garbage():
-    from flowops.github import GC
+    from flowops.github.events import GC
 
     assert decide("schedule", {"schedule": "23 4 * * *"}, PROTECTED).operation == GC
     inputs = {"operation": "gc", "branch": "main", "environment": "staging"}
@@ -150,7 +150,7 @@ def test_outside_github_actions_reading_the_event_is_a_clear_error():
 
 
 def test_a_dispatched_bootstrap_is_a_bootstrap():
-    from flowops.github import BOOTSTRAP
+    from flowops.github.events import BOOTSTRAP
 
     assert decide("workflow_dispatch", payload("dispatch_bootstrap"), PROTECTED).operation == BOOTSTRAP
 

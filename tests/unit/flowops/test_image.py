@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from flowops.image import ImageError, ImageRef, image_tag, registry_has
+from flowops.render.image import ImageError, ImageRef, image_tag, registry_has
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -174,7 +174,7 @@ def test_registry_credentials_are_never_sent_to_a_realm_on_another_site(registry
     ],
 )
 def test_which_realms_may_receive_the_credentials(realm, registry, allowed):
-    from flowops.image import _may_receive_credentials
+    from flowops.render.image import _may_receive_credentials
 
     assert _may_receive_credentials(realm, registry) is allowed
 

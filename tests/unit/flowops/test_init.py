@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from flowops.checks.validate import validate_project
+from flowops.config.project import load_project
 from flowops.local import git
-from flowops.project import load_project
-from flowops.validate import validate_project
 
 FLOW = """\
 from prefect import flow

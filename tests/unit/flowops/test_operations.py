@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from flowops import gitops
-from flowops.branches import branch_slug
+from flowops.api.server import REGISTRY_CREDENTIALS_BLOCK_TYPE, LiveDeployment, PrefectAPIError, WorkPoolInfo
+from flowops.checks.server_checks import check_against_server, registry_reference
+from flowops.config.project import load_project
+from flowops.deploy import gitops
+from flowops.deploy.lock import LockBusy, environment_lock, lock_name
+from flowops.deploy.plan import desired_fields
 from flowops.local import git
-from flowops.lock import LockBusy, environment_lock, lock_name
-from flowops.plan import desired_fields
-from flowops.project import load_project
-from flowops.render import Overrides, render
-from flowops.server import REGISTRY_CREDENTIALS_BLOCK_TYPE, LiveDeployment, PrefectAPIError, WorkPoolInfo
-from flowops.server_checks import check_against_server, registry_reference
+from flowops.render.branches import branch_slug
+from flowops.render.prefect_yaml import Overrides, render
 from tests.fake_server import FakeServer
 from tests.helpers import edit_yaml
 

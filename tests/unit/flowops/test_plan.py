@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import uuid
 
-from flowops.entrypoints import FlowEntrypoint
-from flowops.plan import CREATE, DELETE, UNCHANGED, UPDATE, DesiredDeployment, desired_fields, plan_changes
-from flowops.server import LiveDeployment
+from flowops.api.server import LiveDeployment
+from flowops.config.entrypoints import FlowEntrypoint
+from flowops.deploy.plan import CREATE, DELETE, UNCHANGED, UPDATE, DesiredDeployment, desired_fields, plan_changes
 
 SCHEMA = {"title": "Parameters", "type": "object", "properties": {"name": {"type": "string"}}, "definitions": {}}
 PULL = [{"prefect.deployments.steps.git_clone": {"repository": "file:///o.git", "branch": "main"}}]

@@ -9,7 +9,7 @@ import jsonschema
 import pytest
 import yaml
 
-from flowops.project import FlowopsConfig, ProjectError, load_project
+from flowops.config.project import FlowopsConfig, ProjectError, load_project
 from flowops.reference import EXAMPLE, REFERENCE_DOC, SCHEMA_FILE, json_schema, json_schema_text, reference_markdown
 from tests.helpers import ROOT
 
@@ -31,7 +31,7 @@ def test_every_key_is_in_the_reference_with_a_description():
             found.append(f"{prefix}{name}")
         return found
 
-    from flowops.project import BranchEnvironments, Cleanup, Environment, Image, SampleRuns, WorkPool
+    from flowops.config.project import BranchEnvironments, Cleanup, Environment, Image, SampleRuns, WorkPool
 
     expected = keys(FlowopsConfig) + keys(Environment, "environments.<name>.") + keys(WorkPool, "work_pools.<name>.")
     expected += keys(Image, "image.") + keys(BranchEnvironments, "branch_environments.")

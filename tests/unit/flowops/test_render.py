@@ -7,9 +7,9 @@ import copy
 import pytest
 import yaml
 
-from flowops.branches import branch_slug
-from flowops.project import load_project
-from flowops.render import GIT_CLONE_STEP, Overrides, render
+from flowops.config.project import load_project
+from flowops.render.branches import branch_slug
+from flowops.render.prefect_yaml import GIT_CLONE_STEP, Overrides, render
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 
@@ -93,7 +93,7 @@ def test_the_rendered_yaml_says_where_it_came_from_and_parses_back_to_the_same_c
 
 def test_a_clone_url_with_a_token_in_it_is_refused_before_it_reaches_a_pull_step(project):
     """An `origin` remote such as https://x-access-token:TOKEN@github.com/... becomes the default clone URL."""
-    from flowops.gitops import check_rendered
+    from flowops.deploy.gitops import check_rendered
 
     token_url = "https://x-access-token:ghs_" + "s" * 36 + "@github.com/acme/hello.git"
     rendered = render(project, "feature/x", SHA, Overrides(repository=token_url))

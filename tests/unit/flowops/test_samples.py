@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import uuid
 
-from flowops.gitops import DataCleanup
-from flowops.report import samples_markdown, samples_text
-from flowops.samples import SampleReport, SampleRun, summary_of
-from flowops.server import RunResult
+from flowops.api.server import RunResult
+from flowops.deploy.gitops import DataCleanup
+from flowops.deploy.report import samples_markdown, samples_text
+from flowops.deploy.samples import SampleReport, SampleRun, summary_of
 
 UI = "http://prefect.example:4200"
 

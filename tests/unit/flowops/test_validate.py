@@ -8,8 +8,8 @@ import typing
 import pytest
 import yaml
 
-from flowops.project import ProjectError, load_project
-from flowops.validate import validate_project
+from flowops.checks.validate import validate_project
+from flowops.config.project import ProjectError, load_project
 from tests.helpers import edit_yaml
 
 STAGING = "deployments/staging/prefect.yaml"
@@ -267,7 +267,7 @@ def test_the_fields_validate_knows_are_prefects_own_so_an_upgrade_that_changes_t
     """prefect.yaml's schema as `prefect deploy` reads it (a private module: this test is the drift alarm)."""
     from prefect.cli.deploy._models import DeploymentConfig, PrefectYamlModel, RawScheduleConfig, WorkPoolConfig
 
-    from flowops.validate import DEPLOYMENT_FIELDS, SCHEDULE_FIELDS, TOP_LEVEL_FIELDS, WORK_POOL_FIELDS
+    from flowops.checks.validate import DEPLOYMENT_FIELDS, SCHEDULE_FIELDS, TOP_LEVEL_FIELDS, WORK_POOL_FIELDS
 
     def keys(model, by_name_too=False):
         return {field.alias or name for name, field in model.model_fields.items()} | (
@@ -343,7 +343,7 @@ def test_a_missing_automations_file_is_one_problem(sample_project):
 
 def test_an_automation_reads_the_same_whatever_the_order_of_its_trigger_sets():
     """Prefect holds `expect`, `after` and `for_each` as sets, so the server hands them back in any order."""
-    from flowops.automations import canonical_spec
+    from flowops.render.automations import canonical_spec
 
     events = [f"prefect.flow-run.{state}" for state in ("Running", "Completed", "Failed", "Cancelled", "Crashed")]
     trigger = {"type": "event", "posture": "Proactive", "after": events[:2], "expect": events, "within": 60}
@@ -364,7 +364,7 @@ def test_every_set_field_of_prefects_triggers_is_put_in_order():
     """The drift alarm for a Prefect upgrade that makes another trigger field a set."""
     from prefect.events.schemas import automations
 
-    from flowops.automations import SET_TRIGGER_FIELDS
+    from flowops.render.automations import SET_TRIGGER_FIELDS
 
     union = typing.get_args(automations.TriggerTypes)[0]
     triggers = [typing.get_args(tagged)[0] for tagged in typing.get_args(union)]
@@ -431,7 +431,7 @@ def test_an_alias_bomb_is_refused_before_anything_expands_it(sample_project):
 
 
 def test_a_flow_decorated_as_prefect_flow_is_named_as_prefect_deploy_names_it(sample_project):
-    from flowops.entrypoints import inspect_entrypoint
+    from flowops.config.entrypoints import inspect_entrypoint
 
     (sample_project / "flows" / "spelt.py").write_text(
         'import prefect\n\n\n@prefect.flow(name="spelt-out")\ndef spelt(count: int = 1):\n    return count\n'

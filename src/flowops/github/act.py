@@ -28,8 +28,8 @@ from typing import Any
 
 import yaml
 
-from .errors import FlowopsError
-from .gitrepo import git_output, origin_repository
+from flowops.errors import FlowopsError
+from flowops.gitrepo import git_output, origin_repository
 
 REUSABLE_WORKFLOW = "flowops-dev/flowops/.github/workflows/flowops.yml"
 PULL_REQUEST_ACTIONS = ("opened", "synchronize", "reopened", "closed")
@@ -177,7 +177,7 @@ def find_act() -> str:
 
 def installed_reusable_workflow() -> Path | None:
     """flowops' reusable workflow as installed with it (a wheel carries it), or this source tree's own."""
-    package = Path(__file__).parent
+    package = Path(__file__).parents[1]  # flowops itself: this module is flowops/github/act.py
     for candidate in (
         package / "workflows" / "flowops.yml",
         package.parents[1] / ".github" / "workflows" / "flowops.yml",

@@ -17,15 +17,15 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from .automations import load_automations
-from .entrypoints import EntrypointError, FlowEntrypoint, inspect_entrypoint
-from .extras import install_hint, missing_for_pool
-from .gitrepo import without_userinfo
-from .pool_types import job_variables_schema
-from .problems import Problem
-from .project import BRANCH_PLACEHOLDERS, CONFIG_FILE, DeploymentFile, Project
-from .render import GIT_CLONE_STEP, MANAGED_TAG, RESERVED_TAG_PREFIXES
-from .templating import block_references, env_variables, is_template, template_names
+from flowops.api.pool_types import job_variables_schema
+from flowops.config.entrypoints import EntrypointError, FlowEntrypoint, inspect_entrypoint
+from flowops.config.problems import Problem
+from flowops.config.project import BRANCH_PLACEHOLDERS, CONFIG_FILE, DeploymentFile, Project
+from flowops.config.templating import block_references, env_variables, is_template, template_names
+from flowops.extras import install_hint, missing_for_pool
+from flowops.gitrepo import without_userinfo
+from flowops.render.automations import load_automations
+from flowops.render.prefect_yaml import GIT_CLONE_STEP, MANAGED_TAG, RESERVED_TAG_PREFIXES
 
 TOP_LEVEL_FIELDS = {"name", "prefect-version", "prefect_version", "build", "push", "pull", "deployments"}
 DEPLOYMENT_FIELDS = {

@@ -18,11 +18,11 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import FlowopsError
-from .problems import Problem
-from .project import Project, ProjectError, read_yaml
-from .render import MANAGED_TAG, PROJECT_TAG_PREFIX, RESERVED_TAG_PREFIXES
-from .server import LiveAutomation, ServerAPI
+from flowops.api.server import LiveAutomation, ServerAPI
+from flowops.config.problems import Problem
+from flowops.config.project import Project, ProjectError, read_yaml
+from flowops.errors import FlowopsError
+from flowops.render.prefect_yaml import MANAGED_TAG, PROJECT_TAG_PREFIX, RESERVED_TAG_PREFIXES
 
 
 class AutomationsRefused(FlowopsError):

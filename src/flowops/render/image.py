@@ -25,9 +25,9 @@ from urllib.parse import urlsplit
 import httpx
 
 if TYPE_CHECKING:
-    from .project import Project
+    from flowops.config.project import Project
 
-from .errors import FlowopsError
+from flowops.errors import FlowopsError
 
 Login = tuple[str, str]  # registry username and password
 

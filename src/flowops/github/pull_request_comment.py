@@ -18,7 +18,7 @@ from collections.abc import Mapping
 
 import httpx
 
-from .errors import FlowopsError
+from flowops.errors import FlowopsError
 
 MARKER = "<!-- flowops:branch-deployments -->"
 API_VERSION = "2022-11-28"

@@ -30,9 +30,9 @@ from typing import Any
 
 import yaml
 
-from .branches import branch_slug, data_environment_name
-from .image import default_image_ref
-from .project import BranchEnvironments, Project, Target
+from flowops.config.project import BranchEnvironments, Project, Target
+from flowops.render.branches import branch_slug, data_environment_name
+from flowops.render.image import default_image_ref
 
 MANAGED_TAG = "flowops"
 PROJECT_TAG_PREFIX = "project:"

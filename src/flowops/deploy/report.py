@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
-from .plan import CREATE, DELETE, UNCHANGED, UPDATE, Plan
+from flowops.deploy.plan import CREATE, DELETE, UNCHANGED, UPDATE, Plan
 
 if TYPE_CHECKING:
-    from .samples import SampleReport, SampleRun
-    from .server import RunResult
+    from flowops.api.server import RunResult
+    from flowops.deploy.samples import SampleReport, SampleRun
 
 _SYMBOLS = {CREATE: "+", UPDATE: "~", UNCHANGED: "=", DELETE: "-"}
 

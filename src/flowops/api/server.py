@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from uuid import UUID
 
-from .errors import FlowopsError
+from flowops.errors import FlowopsError
 
 REGISTRY_CREDENTIALS_BLOCK_TYPE = "docker-registry-credentials"
 

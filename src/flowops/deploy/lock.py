@@ -20,9 +20,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
-from .branches import branch_slug
-from .errors import FlowopsError
-from .server import Lease, PrefectAPIError, ServerAPI
+from flowops.api.server import Lease, PrefectAPIError, ServerAPI
+from flowops.errors import FlowopsError
+from flowops.render.branches import branch_slug
 
 DEFAULT_LEASE_SECONDS = 120.0  # a killed holder blocks the environment this long at most
 DEFAULT_WAIT_SECONDS = 900.0  # a deploy waits this long for another to finish

@@ -15,20 +15,33 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
 
-from .automations import apply_automations, load_automations, refuse_unmanaged_automations
-from .boundaries import branch_deployment_problems, environment_blocks, parameter_blocks, policy_differences
-from .branches import branch_slug, data_environment_of_slug
-from .entrypoints import inspect_entrypoint
-from .errors import FlowopsError
-from .extras import missing_for_pool, require
-from .gitrepo import is_ancestor, remote_branches, without_userinfo
-from .image import ImageRef, image_name
-from .lock import environment_lock
-from .plan import CREATE, DELETE, UPDATE, DesiredDeployment, Plan, desired_fields, plan_changes
-from .prefect_deploy import inferred_version, prefect_deploy_all
-from .problems import Problem
-from .project import Cleanup, DeploymentFile, Project
-from .render import (
+from flowops.api.server import LiveDeployment, PrefectAPIError, ServerAPI
+from flowops.checks.boundaries import (
+    branch_deployment_problems,
+    environment_blocks,
+    parameter_blocks,
+    policy_differences,
+)
+from flowops.checks.server_checks import (
+    REGISTRY_CREDENTIALS_VARIABLE,
+    ServerFacts,
+    check_against_server,
+    owned_elsewhere,
+)
+from flowops.checks.validate import validate_file, validate_project
+from flowops.config.entrypoints import inspect_entrypoint
+from flowops.config.problems import Problem
+from flowops.config.project import Cleanup, DeploymentFile, Project
+from flowops.deploy.lock import environment_lock
+from flowops.deploy.plan import CREATE, DELETE, UPDATE, DesiredDeployment, Plan, desired_fields, plan_changes
+from flowops.deploy.prefect_deploy import inferred_version, prefect_deploy_all
+from flowops.errors import FlowopsError
+from flowops.extras import missing_for_pool, require
+from flowops.gitrepo import is_ancestor, remote_branches, without_userinfo
+from flowops.render.automations import apply_automations, load_automations, refuse_unmanaged_automations
+from flowops.render.branches import branch_slug, data_environment_of_slug
+from flowops.render.image import ImageRef, image_name
+from flowops.render.prefect_yaml import (
     BRANCH_TAG_PREFIX,
     COMMIT_TAG_PREFIX,
     ENV_TAG_PREFIX,
@@ -40,9 +53,6 @@ from .render import (
     fill_branch_values,
     ownership_tags,
 )
-from .server import LiveDeployment, PrefectAPIError, ServerAPI
-from .server_checks import REGISTRY_CREDENTIALS_VARIABLE, ServerFacts, check_against_server, owned_elsewhere
-from .validate import validate_file, validate_project
 
 
 class ValidationFailed(FlowopsError):

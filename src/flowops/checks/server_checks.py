@@ -9,13 +9,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .boundaries import parameter_blocks
-from .problems import Problem
-from .project import CONFIG_FILE, Project
-from .render import DOCKER_POOL_TYPES, GIT_CLONE_STEP, IMAGE_POOL_TYPES, PROJECT_TAG_PREFIX, Rendered
-from .server import REGISTRY_CREDENTIALS_BLOCK_TYPE, LiveDeployment, ServerAPI, WorkPoolInfo
-from .templating import block_references, is_template
-from .validate import schema_errors
+from flowops.api.server import REGISTRY_CREDENTIALS_BLOCK_TYPE, LiveDeployment, ServerAPI, WorkPoolInfo
+from flowops.checks.boundaries import parameter_blocks
+from flowops.checks.validate import schema_errors
+from flowops.config.problems import Problem
+from flowops.config.project import CONFIG_FILE, Project
+from flowops.config.templating import block_references, is_template
+from flowops.render.prefect_yaml import (
+    DOCKER_POOL_TYPES,
+    GIT_CLONE_STEP,
+    IMAGE_POOL_TYPES,
+    PROJECT_TAG_PREFIX,
+    Rendered,
+)
 
 REGISTRY_CREDENTIALS_VARIABLE = "registry_credentials"  # the Docker worker's job variable
 _BLOCK_CLASSES = {"github-credentials": "GitHubCredentials"}  # as problems name a block type

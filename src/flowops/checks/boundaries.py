@@ -20,10 +20,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .problems import Problem
-from .project import CONFIG_FILE, DeploymentFile, Policy, Project
-from .render import Rendered
-from .templating import block_references, is_template
+from flowops.config.problems import Problem
+from flowops.config.project import CONFIG_FILE, DeploymentFile, Policy, Project
+from flowops.config.templating import block_references, is_template
+from flowops.render.prefect_yaml import Rendered
 
 # The parts of flowops.yaml that say where a branch deploys: a branch's own copy must not change them.
 POLICY_FIELDS = ("project", "environments", "branch_deployments_from", "branch_environments")

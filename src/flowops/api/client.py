@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from .pool_types import default_base_job_template
-from .server import (
+from flowops.api.pool_types import default_base_job_template
+from flowops.api.server import (
     REGISTRY_CREDENTIALS_BLOCK_TYPE,
     Lease,
     LiveAutomation,
@@ -99,7 +99,7 @@ def _calling(what: str) -> Iterator[None]:
     except (httpx.TransportError, RuntimeError) as error:
         from prefect.settings import PREFECT_API_URL
 
-        from .gitrepo import without_userinfo
+        from flowops.gitrepo import without_userinfo
 
         where = without_userinfo(str(PREFECT_API_URL.value()))  # a URL may carry a password: never shown
         message = without_userinfo(
@@ -480,7 +480,7 @@ class PrefectAPI:
         """The automations with any of these names, or carrying this tag (every page of them)."""
         from prefect.events.filters import AutomationFilter, AutomationFilterName, AutomationFilterTags
 
-        from .automations import canonical_spec
+        from flowops.render.automations import canonical_spec
 
         wanted = AutomationFilter(
             name=AutomationFilterName(any_=names) if names is not None else None,
@@ -600,7 +600,7 @@ def _default_base_job_template(pool_type: str) -> dict[str, Any]:
     if template is None:
         template = run_coro_as_sync(get_default_base_job_template_for_infrastructure_type(pool_type))
     if not template:
-        from .extras import install_hint, missing_for_pool
+        from flowops.extras import install_hint, missing_for_pool
 
         extra = missing_for_pool(pool_type)
         hint = install_hint(extra) if extra else "no installed worker package provides it"

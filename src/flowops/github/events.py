@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .errors import FlowopsError
+from flowops.errors import FlowopsError
 
 DEPLOY, PLAN, ROLLBACK, TEARDOWN = "deploy", "plan", "rollback", "teardown"
 RUN, BOOTSTRAP, GC, SKIP = "run", "bootstrap", "gc", "skip"

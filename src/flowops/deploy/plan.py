@@ -11,8 +11,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .entrypoints import FlowEntrypoint
-from .server import LiveDeployment
+from flowops.api.server import LiveDeployment
+from flowops.config.entrypoints import FlowEntrypoint
 
 CREATE, UPDATE, UNCHANGED, DELETE = "create", "update", "unchanged", "delete"
 DEFAULT_WORK_QUEUE = "default"

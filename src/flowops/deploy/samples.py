@@ -22,13 +22,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .branches import branch_slug
-from .entrypoints import EntrypointError, inspect_entrypoint
-from .gitops import DataCleanup, run_cleanup
-from .plan import CREATE, UPDATE, Plan
-from .project import Project, SampleRuns
-from .render import Rendered, branch_values, fill_branch_values, ownership_tags
-from .server import PrefectAPIError, RunResult, ServerAPI
+from flowops.api.server import PrefectAPIError, RunResult, ServerAPI
+from flowops.config.entrypoints import EntrypointError, inspect_entrypoint
+from flowops.config.project import Project, SampleRuns
+from flowops.deploy.gitops import DataCleanup, run_cleanup
+from flowops.deploy.plan import CREATE, UPDATE, Plan
+from flowops.render.branches import branch_slug
+from flowops.render.prefect_yaml import Rendered, branch_values, fill_branch_values, ownership_tags
 
 SUMMARY_ARTIFACT_KEY = "flowops-summary"
 POLL_SECONDS = 0.25
