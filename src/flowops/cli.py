@@ -734,12 +734,12 @@ def _server_pool_type() -> Callable[[str], str | None]:
 def cmd_act(args: argparse.Namespace) -> int:
     import subprocess
 
-    from flowops.github.act import act_command, find_act, installed_reusable_workflow, new_folder, prepare
+    from flowops.github.act import act_command, find_act, installed_reusable_workflows, new_folder, prepare
 
     root = Path(args.project).resolve()
     inputs = {key: str(value) for key, value in parse_pairs(args.input, "--input", json_values=False).items()}
     folder = new_folder()
-    server, mappings, payload = prepare(root, args.event, folder, args.action, inputs, installed_reusable_workflow())
+    server, mappings, payload = prepare(root, args.event, folder, args.action, inputs, installed_reusable_workflows())
     command = act_command(find_act(), args.event, args.workflow, server, mappings, payload)
     if args.secret_file:
         command += ["--secret-file", str(Path(args.secret_file).resolve())]

@@ -10,7 +10,9 @@ one is reachable), the Secret blocks they load and whether there is a Dockerfile
   `<block>-staging` (an environment never shares a pool or a Secret block with another: that is what keeps a pull
   request's runs out of production);
 - `.github/workflows/deploy.yml`, calling flowops' reusable workflow at the installed release's tag, installing what
-  the repository has (its uv project, else its requirements.txt beside flowops, else flowops alone).
+  the repository has (its uv project, else its requirements.txt beside flowops, else flowops alone);
+- `.github/workflows/checks.yml`, calling flowops' reusable checks at the same tag: `flowops validate`, the lint
+  the repository has set up (pre-commit, else ruff) and its tests (pytest, when it has a tests/ folder).
 
 A file that is there already is never overwritten without `force` (one with the same content is left as it is,
 so init can run again). The result says what was written and what only the user can set: repository secrets and
@@ -20,6 +22,7 @@ variables, each environment's protection rules, workers for the pools.
 from __future__ import annotations
 
 import copy
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -107,7 +110,13 @@ def init(
     if (root / "Dockerfile").is_file() and IMAGE_POOL_TYPES & set(pools.values()):
         config["image"] = {"name": f"ghcr.io/{config['project'].lower()}-flows"}
     outputs = {deployments / CONFIG_FILE: _HEADER + yaml.safe_dump(config, sort_keys=False)}
-    outputs[root / WORKFLOW_FILE] = _workflow(root, config, production_branch, staging_branch, result)
+    install = _install(root, config, result)
+    ref = _release_ref(result)
+    outputs[root / WORKFLOW_FILE] = WORKFLOW.format(
+        production=production_branch, staging=staging_branch, ref=ref, install=install.command, flowops=install.flowops
+    )
+    result.todo.append(f"{WORKFLOW_FILE}: `workflow_dispatch:` with manual.yml's inputs runs flowops by hand")
+    outputs[root / CHECKS_FILE] = _checks_workflow(root, install, ref, production_branch, staging_branch, result)
     for environment, content in layout.generated.items():
         header = f"# {environment}: made by `flowops init` from {layout.files[PRODUCTION]}; yours to change.\n"
         outputs[deployments / layout.files[environment]] = header + yaml.safe_dump(content, sort_keys=False)
@@ -150,31 +159,89 @@ jobs:
 """
 
 
-def _workflow(root: Path, config: dict[str, Any], production: str, staging: str, result: InitResult) -> str:
-    """The caller of flowops' reusable workflow, installing what this repository has: its uv project (flowops
-    among its dependencies), else its requirements.txt beside flowops, else flowops alone; with the extras its
-    pools need."""
-    from flowops import __version__
+@dataclass(frozen=True)
+class Install:
+    """How the workflows install flowops and the flows' dependencies, and run flowops and python afterwards."""
 
+    command: str
+    flowops: str
+    python: str
+    uv_project: bool
+
+
+def _install(root: Path, config: dict[str, Any], result: InitResult) -> Install:
+    """What this repository has: its uv project (flowops among its dependencies), else its requirements.txt
+    beside flowops, else flowops alone; with the extras its pools need."""
     kinds = {pool["type"] for pool in config["work_pools"].values()}
     extras = sorted({POOL_TYPE_EXTRAS[kind] for kind in kinds if kind in POOL_TYPE_EXTRAS})
     if "image" in config:
         extras = sorted({*extras, "docker"})
     spec = DISTRIBUTION + (f"[{','.join(extras)}]" if extras else "")
     if (root / "uv.lock").is_file():
-        install, run = "uv sync --locked", "uv run flowops"
         result.todo.append(f"add {spec} to your project's dependencies (`uv add --dev '{spec}'`): the workflow runs it")
-    elif (root / "requirements.txt").is_file():
-        install = f"uv venv --quiet .venv && uv pip install --quiet --python .venv -r requirements.txt '{spec}'"
-        run = ".venv/bin/flowops"
+        return Install("uv sync --locked", "uv run flowops", "uv run python", uv_project=True)
+    requirements = "-r requirements.txt " if (root / "requirements.txt").is_file() else ""
+    command = f"uv venv --quiet .venv && uv pip install --quiet --python .venv {requirements}'{spec}'"
+    return Install(command, ".venv/bin/flowops", ".venv/bin/python", uv_project=False)
+
+
+def _release_ref(result: InitResult) -> str:
+    """The tag of the installed release, which the workflows call flowops' own at; else main, to be pinned."""
+    from flowops import __version__
+
+    if re.fullmatch(r"\d+(\.\d+)*", __version__):
+        return f"v{__version__}"
+    result.todo.append(
+        f"{WORKFLOW_FILE}, {CHECKS_FILE}: pin flowops' workflows to a release's tag or commit, not `main`"
+    )
+    return "main"
+
+
+CHECKS_FILE = ".github/workflows/checks.yml"
+CHECKS = """\
+# Checks by flowops' reusable workflow (written by `flowops init`; yours to change): lint, `flowops validate` and the
+# tests on every pull request and push. An empty command leaves its job out; `postgres: true` gives the tests a
+# PostgreSQL service at $DATABASE_URL. Branch protection requires `checks / pass`.
+name: Checks
+on:
+  pull_request:
+  push: {{branches: [{production}, {staging}]}}
+permissions: {{}}
+jobs:
+  checks:
+    uses: flowops-dev/flowops/.github/workflows/flowops-checks.yml@{ref}
+    permissions: {{contents: read}}
+    with:
+      install: {install}
+      flowops: {flowops}
+      lint: {lint}
+      test: {test}
+"""
+
+
+def _checks_workflow(root: Path, install: Install, ref: str, production: str, staging: str, result: InitResult) -> str:
+    """The caller of flowops' reusable checks, with the lint and the tests this repository has set up."""
+    pyproject = (root / "pyproject.toml").read_text() if (root / "pyproject.toml").is_file() else ""
+    if (root / ".pre-commit-config.yaml").is_file():
+        lint = "uvx pre-commit run --all-files"
+    elif (root / "ruff.toml").is_file() or (root / ".ruff.toml").is_file() or "[tool.ruff" in pyproject:
+        lint = "uvx ruff check"
     else:
-        install, run = f"uv venv --quiet .venv && uv pip install --quiet --python .venv '{spec}'", ".venv/bin/flowops"
-    release = re.fullmatch(r"\d+(\.\d+)*", __version__)
-    ref = f"v{__version__}" if release else "main"
-    if not release:
-        result.todo.append(f"{WORKFLOW_FILE}: pin flowops' workflow to a release's tag or commit, not `main`")
-    result.todo.append(f"{WORKFLOW_FILE}: `workflow_dispatch:` with manual.yml's inputs runs flowops by hand")
-    return WORKFLOW.format(production=production, staging=staging, ref=ref, install=install, flowops=run)
+        lint = ""
+        result.todo.append(f"{CHECKS_FILE}: no lint set up here (pre-commit or ruff); `lint:` runs yours")
+    command = install.command
+    if (root / "tests").is_dir() or "[tool.pytest" in pyproject:
+        test = "uv run pytest" if install.uv_project else f"{install.python} -m pytest"
+        if not install.uv_project:
+            command += " pytest"
+        result.todo.append(f"{CHECKS_FILE}: `postgres: true` if the tests need PostgreSQL (at $DATABASE_URL)")
+    else:
+        test = ""
+        result.todo.append(f"{CHECKS_FILE}: no tests/ folder here; `test:` runs yours")
+    return CHECKS.format(
+        production=production, staging=staging, ref=ref, install=command, flowops=install.flowops,
+        lint=json.dumps(lint), test=json.dumps(test),
+    )  # fmt: skip
 
 
 _HEADER = """\

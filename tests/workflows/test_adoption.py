@@ -32,6 +32,13 @@ def summarize(city: str = "Oslo", days: int = 7) -> str:
     print(summary)
     return summary
 """
+TEAM_TEST = """\
+from flows.weather import summarize
+
+
+def test_the_summary_names_the_city_and_the_days():
+    assert summarize.fn("Bergen", 3) == "Bergen: 3 days of weather"
+"""
 PULL_REQUEST_JOB = "branch deployments of the pull request"
 
 
@@ -80,17 +87,25 @@ def test_a_weather_repository_adopts_flowops_from_git_init_to_a_deployed_pull_re
                          "schedules": [{"cron": "0 6 * * *"}], "work_pool": {"name": pool}}],
     }  # fmt: skip
     (path / "prefect.yaml").write_text(yaml.safe_dump(prefect_yaml, sort_keys=False))
-    hand_written = {"flows/weather.py", "prefect.yaml"}
+    (path / "tests").mkdir()
+    (path / "tests" / "test_weather.py").write_text(TEAM_TEST)
+    hand_written = {"flows/weather.py", "prefect.yaml", "tests/test_weather.py"}  # the team's own, before flowops
     team("git", "init", "--quiet", "--initial-branch", "main", cwd=path)
     team("git", "remote", "add", "origin", f"https://github.com/{OWNER_REPOSITORY}.git", cwd=path)
 
-    # flowops init writes flowops.yaml, staging's file and the workflow calling flowops' own at this release's tag
+    # flowops init writes flowops.yaml, staging's file and the workflows calling flowops' own at this release's tag
     output = team(flowops, "init", cwd=path)
     written = {line.removeprefix("wrote ") for line in output.splitlines() if line.startswith("wrote ")}
-    assert written == {"deployments/flowops.yaml", "deployments/staging/prefect.yaml", ".github/workflows/deploy.yml"}
-    workflow = (path / ".github" / "workflows" / "deploy.yml").read_text()
-    assert f"/.github/workflows/flowops.yml@{RELEASE_TAG}\n" in workflow
-    workflow_lines = [line for line in workflow.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    assert written == {
+        "deployments/flowops.yaml", "deployments/staging/prefect.yaml",
+        ".github/workflows/deploy.yml", ".github/workflows/checks.yml",
+    }  # fmt: skip
+    workflows = [(path / ".github" / "workflows" / name).read_text() for name in ("deploy.yml", "checks.yml")]
+    assert f"/.github/workflows/flowops.yml@{RELEASE_TAG}\n" in workflows[0]
+    assert f"/.github/workflows/flowops-checks.yml@{RELEASE_TAG}\n" in workflows[1]
+    workflow_lines = [
+        line for workflow in workflows for line in workflow.splitlines() if line.strip() and not line.lstrip().startswith("#")
+    ]  # fmt: skip
     hand_written_workflow_lines = 0  # the team wrote none of them
     team(flowops, "validate", cwd=path)
 
@@ -141,6 +156,12 @@ def test_a_weather_repository_adopts_flowops_from_git_init_to_a_deployed_pull_re
         comment = next(c for c in github.comments if c["user"]["type"] == "Bot")
         assert comment["body"].startswith(MARKER)
         assert f"`{branch_deployment}` | create" in comment["body"]
+        # the pull request's checks: validate and the team's own test (no lint is set up: that job is left out)
+        run = repository.act("checks.yml", "pull_request", opened)
+        for job in ("flowops validate", "tests", "pass"):
+            assert run.job(job) == "succeeded", f"{job}: {run.job(job)}\n{run.output[-3000:]}"
+        assert run.job("lint") == "not run"
+        assert "1 passed" in run.output
 
         # merged: production deploys the merge
         git(path, "checkout", "--quiet", "main")

@@ -7,8 +7,8 @@ ubuntu-24.04=-self-hosted`: no container engine). What would need GitHub is repl
   standing in for the server (`GITHUB_SERVER_URL=file://...`), which checkouts and Prefect workers clone from;
 - actions/checkout and astral-sh/setup-uv: offline stand-ins with the same inputs (a git fetch from that server;
   uv from PyPI), given to act with `--local-repository`;
-- flowops' reusable workflow (`flowops-dev/flowops/.github/workflows/flowops.yml@<ref>`): the copy installed with
-  flowops;
+- flowops' reusable workflows (`flowops-dev/flowops/.github/workflows/flowops.yml@<ref>`, and
+  `flowops-checks.yml`): the copies installed with flowops;
 - the event: a payload made from this clone's state, as GitHub would send it for `push`, `pull_request` (opened,
   synchronize, reopened, closed), `delete`, `schedule` and `workflow_dispatch`.
 
@@ -31,7 +31,8 @@ import yaml
 from flowops.errors import FlowopsError
 from flowops.gitrepo import git_output, origin_repository
 
-REUSABLE_WORKFLOW = "flowops-dev/flowops/.github/workflows/flowops.yml"
+RELEASE_REPOSITORY = "flowops-dev/flowops"
+REUSABLE_WORKFLOWS = ("flowops.yml", "flowops-checks.yml")
 PULL_REQUEST_ACTIONS = ("opened", "synchronize", "reopened", "closed")
 EVENTS = ("push", "pull_request", "delete", "schedule", "workflow_dispatch")
 
@@ -97,7 +98,8 @@ def prepare(
     reusable: Path | None = None,
 ) -> tuple[Path, dict[str, Path], str]:
     """Mirror the repository, write the event's payload and the stand-ins under `folder`: (the server's stand-in,
-    `--local-repository` mappings, the payload's path)."""
+    `--local-repository` mappings, the payload's path). `reusable`: the folder of flowops' reusable workflows,
+    served at every ref the repository's workflows call them at."""
     repository = _repository_name(root)
     server = folder / "github"
     mirror = server / f"{repository}.git"
@@ -107,7 +109,8 @@ def prepare(
     payload.write_text(json.dumps(event_payload(root, event, repository, action, inputs or {}), indent=2))
     workflows = sorted((root / ".github" / "workflows").glob("*.y*ml"))
     mappings = {}
-    for uses, used_inputs in _used_actions(workflows + ([reusable] if reusable else [])).items():
+    released = [reusable / name for name in REUSABLE_WORKFLOWS] if reusable else []
+    for uses, used_inputs in _used_actions(workflows + released).items():
         name, _, ref = uses.partition("@")
         if name not in STAND_IN_STEPS:
             continue
@@ -121,8 +124,9 @@ def prepare(
         for ref in _reusable_refs(workflows):
             target = folder / "flowops-release" / ref
             (target / ".github" / "workflows").mkdir(parents=True, exist_ok=True)
-            shutil.copy2(reusable, target / ".github" / "workflows" / "flowops.yml")
-            mappings[f"{server.as_uri()}/{REUSABLE_WORKFLOW.split('/.github')[0]}@{ref}"] = target
+            for workflow in released:
+                shutil.copy2(workflow, target / ".github" / "workflows" / workflow.name)
+            mappings[f"{server.as_uri()}/{RELEASE_REPOSITORY}@{ref}"] = target
     return server, mappings, str(payload)
 
 
@@ -175,14 +179,12 @@ def find_act() -> str:
     return found
 
 
-def installed_reusable_workflow() -> Path | None:
-    """flowops' reusable workflow as installed with it (a wheel carries it), or this source tree's own."""
+def installed_reusable_workflows() -> Path | None:
+    """The folder of flowops' reusable workflows as installed with it (a wheel carries them), or this source
+    tree's own."""
     package = Path(__file__).parents[1]  # flowops itself: this module is flowops/github/act.py
-    for candidate in (
-        package / "workflows" / "flowops.yml",
-        package.parents[1] / ".github" / "workflows" / "flowops.yml",
-    ):
-        if candidate.is_file():
+    for candidate in (package / "workflows", package.parents[1] / ".github" / "workflows"):
+        if all((candidate / name).is_file() for name in REUSABLE_WORKFLOWS):
             return candidate
     return None
 
@@ -211,6 +213,7 @@ def _used_actions(workflows: list[Path]) -> dict[str, set[str]]:
 def _reusable_refs(workflows: list[Path]) -> set[str]:
     refs = set()
     for path in workflows:
-        for match in re.finditer(re.escape(REUSABLE_WORKFLOW) + r"@([\w.\-/]+)", path.read_text()):
+        pattern = re.escape(f"{RELEASE_REPOSITORY}/.github/workflows/") + r"[\w.-]+\.ya?ml@([\w.\-/]+)"
+        for match in re.finditer(pattern, path.read_text()):
             refs.add(match.group(1))
     return refs

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flowops.github.act import ActError, event_payload, installed_reusable_workflow, prepare
+from flowops.github.act import ActError, event_payload, installed_reusable_workflows, prepare
 from flowops.local import git
 
 WORKFLOW = """\
@@ -55,7 +55,7 @@ def test_a_pull_request_event_is_the_current_branch_against_main_as_github_sends
 
 
 def test_prepare_mirrors_the_clone_and_stands_in_for_the_actions_and_flowops_workflow(clone, tmp_path):
-    reusable = installed_reusable_workflow()
+    reusable = installed_reusable_workflows()
     assert reusable is not None
     server, mappings, payload = prepare(clone, "push", tmp_path / "act", reusable=reusable)
     mirror = server / "acme" / "weather.git"  # named as origin says
@@ -65,6 +65,7 @@ def test_prepare_mirrors_the_clone_and_stands_in_for_the_actions_and_flowops_wor
     assert {"persist-credentials", "fetch-depth", "repository", "ref"} <= set(stand_in["inputs"])
     assert stand_in["inputs"]["repository"]["default"] == "${{ github.repository }}"
     release = mappings[f"{server.as_uri()}/flowops-dev/flowops@v1"]
-    assert (release / ".github" / "workflows" / "flowops.yml").read_text() == reusable.read_text()
+    for name in ("flowops.yml", "flowops-checks.yml"):
+        assert (release / ".github" / "workflows" / name).read_text() == (reusable / name).read_text()
     assert not [key for key in mappings if "some/other-action" in key]  # only what flowops can stand in for
     assert Path(payload).is_file()

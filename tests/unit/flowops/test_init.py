@@ -65,6 +65,7 @@ def test_init_writes_what_validates_at_once_and_says_what_only_the_user_can_set(
         "wrote deployments/flowops.yaml",
         "wrote deployments/staging/prefect.yaml",
         "wrote .github/workflows/deploy.yml",
+        "wrote .github/workflows/checks.yml",
     }
     workflow = yaml.safe_load((weather / ".github" / "workflows" / "deploy.yml").read_text())
     (job,) = workflow["jobs"].values()
@@ -101,6 +102,29 @@ def test_init_writes_what_validates_at_once_and_says_what_only_the_user_can_set(
     assert flowops(weather, "validate").returncode == 0
 
 
+def test_the_checks_caller_runs_validate_and_only_the_lint_and_tests_the_repository_has(weather):
+    """No lint set up and no tests: validate alone (empty commands leave their jobs out), and init says so; with
+    pre-commit and a tests/ folder, those run, pytest installed beside flowops."""
+    result = flowops(weather, "init")
+    checks_file = weather / ".github" / "workflows" / "checks.yml"
+    (job,) = yaml.safe_load(checks_file.read_text())["jobs"].values()
+    assert job["uses"].startswith("flowops-dev/flowops/.github/workflows/flowops-checks.yml@")
+    assert job["permissions"] == {"contents": "read"}
+    assert (job["with"]["lint"], job["with"]["test"], job["with"]["flowops"]) == ("", "", ".venv/bin/flowops")
+    assert ".github/workflows/checks.yml: no lint set up here (pre-commit or ruff)" in result.stdout
+    assert ".github/workflows/checks.yml: no tests/ folder here" in result.stdout
+
+    (weather / ".pre-commit-config.yaml").write_text("repos: []\n")
+    (weather / "tests").mkdir()
+    again = flowops(weather, "init", "--force")
+    assert again.returncode == 0, again.stderr
+    (job,) = yaml.safe_load(checks_file.read_text())["jobs"].values()
+    assert job["with"]["lint"] == "uvx pre-commit run --all-files"
+    assert job["with"]["test"] == ".venv/bin/python -m pytest"
+    assert job["with"]["install"].endswith("'flowops-prefect' pytest")
+    assert "`postgres: true` if the tests need PostgreSQL" in again.stdout
+
+
 def test_init_again_changes_nothing_and_never_overwrites_without_force(weather):
     flowops(weather, "init")
     again = flowops(weather, "init")
@@ -109,6 +133,7 @@ def test_init_again_changes_nothing_and_never_overwrites_without_force(weather):
         "unchanged deployments/flowops.yaml",
         "unchanged deployments/staging/prefect.yaml",
         "unchanged .github/workflows/deploy.yml",
+        "unchanged .github/workflows/checks.yml",
     }
     config_file = weather / "deployments" / "flowops.yaml"
     # a pool's type set by hand is what init knows of the pool from then on: nothing to change
@@ -140,6 +165,7 @@ def test_init_points_at_per_environment_files_that_are_there_and_refuses_a_repos
     assert [line for line in result.stdout.splitlines() if line.startswith("wrote ")] == [
         "wrote deployments/flowops.yaml",
         "wrote .github/workflows/deploy.yml",
+        "wrote .github/workflows/checks.yml",
     ]  # no prefect.yaml: those are there
     config = yaml.safe_load((sample_project / "deployments" / "flowops.yaml").read_text())
     assert {env: spec["file"] for env, spec in config["environments"].items()} == {

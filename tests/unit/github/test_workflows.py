@@ -18,8 +18,11 @@ PINNED = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
 VERIFIED_ACTIONS = ROOT / "tests" / "fixtures" / "actions"
 # A run step is one project command, or in flowops.yml (for any repository) the caller's `install` and `flowops`
 # inputs, passed through env: `bash -c "$INSTALL"`, `$FLOWOPS github-event`.
-PROJECT_COMMAND = re.compile(r'^(make [a-z-]+|uv run flowops [a-z -]+|bash -c "\$INSTALL"|\$FLOWOPS [a-z -]+)$')
+PROJECT_COMMAND = re.compile(
+    r'^(make [a-z-]+|uv run flowops [a-z -]+|bash -c "\$(INSTALL|LINT|TEST)"|\$FLOWOPS [a-z -]+)$'
+)
 REUSABLE = ROOT / ".github" / "workflows" / "flowops.yml"
+CHECKS = ROOT / ".github" / "workflows" / "flowops-checks.yml"
 CALLERS = ("deploy.yml", "gc.yml", "manual.yml")
 
 
@@ -41,7 +44,9 @@ def tool(name: str) -> str:
 
 
 def test_there_are_workflows_for_ci_delivery_and_manual_runs():
-    assert {path.name for path in WORKFLOWS} == {"ci.yml", "deploy.yml", "gc.yml", "manual.yml", "flowops.yml"}
+    assert {path.name for path in WORKFLOWS} == {
+        "ci.yml", "deploy.yml", "gc.yml", "manual.yml", "flowops.yml", "flowops-checks.yml"
+    }  # fmt: skip
 
 
 def test_actionlint_reports_nothing():
@@ -153,6 +158,28 @@ def test_the_callers_are_thin_and_call_the_reusable_workflow():
     assert len([line for line in lines if line.strip() and not line.lstrip().startswith("#")]) <= 20
 
 
+def test_ci_calls_the_reusable_checks_with_its_commands_and_postgresql():
+    """Lint and test commands are the caller's inputs, never this repository's Makefile inside flowops-checks.yml;
+    the PostgreSQL service exists only when asked for (an empty image starts none) and `pass` accepts a job left out
+    by an empty command, not one that failed, nor a validate that did not succeed."""
+    (job,) = load(ROOT / ".github" / "workflows" / "ci.yml")["jobs"].values()
+    assert job["uses"] == "./.github/workflows/flowops-checks.yml"
+    assert set(job["with"]) <= set(load(CHECKS)[True]["workflow_call"]["inputs"])
+    assert {job["with"]["lint"], job["with"]["test"]} == {"make lint", "make test"}
+    checks = load(CHECKS)
+    assert "make " not in CHECKS.read_text()
+    inputs = checks[True]["workflow_call"]["inputs"]
+    assert inputs["postgres"]["default"] is False
+    assert checks["jobs"]["test"]["services"]["postgres"]["image"] == (
+        "${{ inputs.postgres && inputs.postgres-image || '' }}"
+    )
+    assert checks["jobs"]["lint"]["if"] == "inputs.lint != ''"
+    assert checks["jobs"]["test"]["if"] == "inputs.test != ''"
+    verdict = checks["jobs"]["pass"]["steps"][0]["if"]
+    for failed in ("'failure'", "'cancelled'", "needs.validate.result != 'success'"):
+        assert failed in verdict
+
+
 def test_pull_requests_run_as_pull_request_never_pull_request_target():
     for path in WORKFLOWS:
         triggers = load(path)[True]  # YAML reads the key `on` as true
@@ -177,32 +204,29 @@ def test_every_pinned_action_is_a_verified_commit_and_gets_only_inputs_it_declar
     assert set(step.get("with") or {}) <= inputs, f"{action}: not inputs: {set(step['with']) - inputs}"
 
 
-def test_every_job_uses_the_shared_setup_in_the_portable_form():
-    """`./.github/actions/setup`, never `$/`: GitHub Enterprise Server, Forgejo/Gitea and act do not parse `$/`.
-    flowops.yml runs in other repositories, which have no such action: its jobs set up uv and run the `install`
-    input themselves."""
-    for path in WORKFLOWS:
+def test_every_job_sets_up_uv_and_runs_the_callers_install_and_no_workflow_uses_the_dollar_slash_form():
+    """The reusable workflows run in other repositories: each job that checks out sets up uv and runs the `install`
+    input itself. `$/` (zizmor's suggestion for a local action) is never used: GitHub Enterprise Server,
+    Forgejo/Gitea and act do not parse it."""
+    for path in (REUSABLE, CHECKS):
         for name, job in load(path)["jobs"].items():
             uses = [step.get("uses", "") for step in job.get("steps") or []]
             if not any(uses):
                 continue
-            if path == REUSABLE:
-                assert any(u.startswith("astral-sh/setup-uv@") for u in uses), f"{path.name}: {name}"
-                assert {"run": 'bash -c "$INSTALL"'}.items() <= next(
-                    s for s in job["steps"] if s.get("run", "").startswith("bash")
-                ).items()
-            else:
-                assert "./.github/actions/setup" in uses, f"{path.name}: {name}"
+            assert any(u.startswith("astral-sh/setup-uv@") for u in uses), f"{path.name}: {name}"
+            assert {"run": 'bash -c "$INSTALL"'}.items() <= next(
+                s for s in job["steps"] if s.get("run", "").startswith("bash")
+            ).items()
+    for path in WORKFLOWS:
         assert "$/" not in path.read_text()
 
 
-def test_setup_pins_the_uv_version_pyproject_requires():
+def test_the_reusable_workflows_pin_the_uv_version_pyproject_requires():
     import tomllib
 
     required = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["uv"]["required-version"]
-    setup_uv = next(s for s in steps_of(load(ROOT / ".github/actions/setup/action.yml")) if "setup-uv" in s["uses"])
-    assert required == f"=={setup_uv['with']['version']}"
-    assert required == f"=={load(REUSABLE)[True]['workflow_call']['inputs']['uv-version']['default']}"
+    for reusable in (REUSABLE, CHECKS):
+        assert required == f"=={load(reusable)[True]['workflow_call']['inputs']['uv-version']['default']}"
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
