@@ -85,8 +85,10 @@ def work_copy(folder: Path, deployments: int) -> Path:
     subprocess.run(["git", "clone", "--quiet", str(ROOT), str(work)], check=True)
     content = yaml.safe_load((work / STAGING_FILE).read_text())
     first, *others = content["deployments"]  # the others (the branch environment's cleanup) stay as they are
+    # the first keeps its name: flowops.yaml's sample run names it
     content["deployments"] = [
-        {**copy.deepcopy(first), "name": f"{first['name']}-{index:03d}"} for index in range(deployments)
+        {**copy.deepcopy(first), "name": first["name"] if index == 0 else f"{first['name']}-{index:03d}"}
+        for index in range(deployments)
     ] + others
     (work / STAGING_FILE).write_text(yaml.safe_dump(content, sort_keys=False))
     git(work, "add", "--all")
