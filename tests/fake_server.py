@@ -127,6 +127,10 @@ class FakeServer:
         self.variables[name] = (value, tags)
         return True
 
+    def delete_variable(self, name: str) -> None:
+        self._call("delete_variable")
+        self.variables.pop(name, None)
+
     def _save(self, block_type: str, name: str) -> bool:
         created = (block_type, name) not in self.blocks
         if created:

@@ -32,6 +32,7 @@ from flowops.api.client import require_api_url  # light: Prefect itself is impor
 from flowops.errors import FlowopsError, UsageError
 
 if TYPE_CHECKING:
+    from flowops.api.http import PlainAPI
     from flowops.config.project import Project
     from flowops.deploy.gitops import GarbageResult, TeardownResult
     from flowops.deploy.plan import Plan
@@ -328,8 +329,14 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    require_api_url()
+    plain = _plain_api()
     project, rendered = _rendered(args, _project(args))
+    if plain and not (args.rollback or args.json):
+        count = _unchanged_count(plain, project, rendered)
+        if count is not None:
+            print(f"Plan for branch {rendered.target.branch!r} @ {rendered.sha[:8]}: nothing to change")
+            print(f"{count} deployment(s) as the last deploy of this commit left them (read without Prefect)")
+            return 0
     return _plan(project, rendered, args.rollback, args.json)
 
 
@@ -346,9 +353,49 @@ def _plan(project: Project, rendered: Rendered, rollback: bool = False, as_json:
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
-    require_api_url()
+    plain = _plain_api()
     project, rendered = _rendered(args, _project(args))
+    if plain and not (args.force or args.rollback):
+        count = _unchanged_count(plain, project, rendered)
+        if count is not None:
+            print(f"Deployed branch {rendered.target.branch!r} @ {rendered.sha[:8]}: nothing changed")
+            print(f"{count} deployment(s) as the last deploy of this commit left them (read without Prefect)")
+            print("nothing to deploy: the server already matches this commit")
+            return 0
     return _deploy(project, rendered, args.force, args.verbose, rollback=args.rollback)
+
+
+def _plain_api() -> PlainAPI | None:
+    """The API without Prefect when the environment configures it plainly (see api/http.py); else Prefect's
+    settings must name one (`require_api_url`), as for every command that acts on a server."""
+    from flowops.api.http import plain_api
+
+    plain = plain_api()
+    if plain is None:
+        require_api_url()
+    return plain
+
+
+def _unchanged_count(plain: PlainAPI, project: Project, rendered: Rendered) -> int | None:
+    from flowops.deploy.unchanged import unchanged_count
+
+    return unchanged_count(plain, project, rendered, os.environ)
+
+
+def _record_deploy(project: Project, rendered: Rendered) -> None:
+    """Record the deploy for the next one's "nothing changed" (deploy/unchanged.py); a failure only warns: the
+    next deploy then takes the whole way."""
+    from flowops.api.http import plain_api
+    from flowops.api.server import PrefectAPIError
+    from flowops.deploy.unchanged import record_deploy
+
+    plain = plain_api()
+    if plain is None:
+        return
+    try:
+        record_deploy(plain, project, rendered, os.environ)
+    except PrefectAPIError as error:
+        print(f"warning: recording the deploy for the next one: {error}", file=sys.stderr)
 
 
 def _deploy(
@@ -373,7 +420,10 @@ def _deploy(
 
     try:
         with connect() as server:
-            result = deploy(server, project, rendered, force, show_plan if comment else None, rollback)
+            result = deploy(
+                server, project, rendered, force, show_plan if comment else None, rollback,
+                on_deployed=lambda: _record_deploy(project, rendered),
+            )  # fmt: skip
     except ValidationFailed as failure:
         problems = [str(problem) for problem in failure.problems]
         _comment(comment, failure_markdown(f"flowops deploy refused: {where}", problems, "Nothing was changed."))

@@ -525,6 +525,13 @@ class PrefectAPI:
                 return False
         return True
 
+    def delete_variable(self, name: str) -> None:
+        """Delete the Variable `name`; one that is not there is what was wanted."""
+        from prefect.exceptions import ObjectNotFound
+
+        with _calling(f"deleting variable {name!r}"), contextlib.suppress(ObjectNotFound):
+            self._client.delete_variable_by_name(name)
+
     def take_lease(self, name: str, holder: str, seconds: float) -> Lease | None:
         """Create the Variable `name` if nobody has; the server's unique names make this atomic. None when
         taken."""

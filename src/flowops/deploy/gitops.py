@@ -35,6 +35,7 @@ from flowops.config.project import Cleanup, DeploymentFile, Project
 from flowops.deploy.lock import environment_lock
 from flowops.deploy.plan import CREATE, DELETE, UPDATE, DesiredDeployment, Plan, desired_fields, plan_changes
 from flowops.deploy.prefect_deploy import inferred_version, prefect_deploy_all
+from flowops.deploy.unchanged import record_name
 from flowops.errors import FlowopsError
 from flowops.extras import missing_for_pool, require
 from flowops.gitrepo import is_ancestor, remote_branches, without_userinfo
@@ -197,13 +198,18 @@ def deploy(
     force: bool = False,
     on_plan: Callable[[Plan], None] | None = None,
     rollback: bool = False,
+    on_deployed: Callable[[], None] | None = None,
 ) -> DeployResult:
     """Validate, plan, make sure pools exist, `prefect deploy --all`, prune. All or nothing, under the
-    environment's lock. `on_plan` sees the plan before anything changes (to show it on the pull request)."""
+    environment's lock. `on_plan` sees the plan before anything changes (to show it on the pull request);
+    `on_deployed` runs once it all succeeded, still under the lock (to record what the server holds then)."""
     target = rendered.target
     purpose = f"{'rollback' if rollback else 'deploy'} {target.branch} @ {rendered.sha[:8]}"
     with environment_lock(server, target.project, target.environment, purpose):
-        return _deploy(server, project, rendered, force, on_plan, rollback)
+        result = _deploy(server, project, rendered, force, on_plan, rollback)
+        if on_deployed:
+            on_deployed()
+        return result
 
 
 def _deploy(
@@ -327,6 +333,7 @@ def teardown(server: ServerAPI, project: Project, branch: str, force: bool = Fal
         live = server.read_tagged_deployments(ownership_tags(project.config.project, branch))
         if branch in project.protected_branches():
             server.delete_deployments(live)
+            server.delete_variable(record_name(project.config.project, branch_slug(branch)))
             return TeardownResult(live)
         return _drop_branch(server, project, branch_slug(branch), live, {"branch": branch})
 
@@ -338,6 +345,7 @@ def _drop_branch(
     deployments, all but the cleanup's own when it did not succeed."""
     branch_environments = project.policy_config.branch_environments
     cleanup = branch_environments.cleanup if branch_environments else None
+    server.delete_variable(record_name(project.config.project, slug))  # the last deploy's record goes first
     if cleanup is None or branch_environments is None or not live:
         server.delete_deployments(live)
         return TeardownResult(live)

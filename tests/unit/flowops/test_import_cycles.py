@@ -19,7 +19,7 @@ LAYERS = {
     "config": {"errors"},
     "render": {"errors", "config", "api.server"},
     "checks": {"errors", "gitrepo", "extras", "config", "render", "api.server", "api.pool_types"},
-    "deploy": {"errors", "gitrepo", "extras", "config", "render", "checks", "api.server", "deploy"},
+    "deploy": {"errors", "gitrepo", "extras", "config", "render", "checks", "api.server", "api.http", "deploy"},
     "api": {"errors", "api"},
     "github": {"errors", "gitrepo"},
 }

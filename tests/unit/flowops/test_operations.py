@@ -13,6 +13,7 @@ from flowops.config.project import load_project
 from flowops.deploy import gitops
 from flowops.deploy.lock import LockBusy, environment_lock, lock_name
 from flowops.deploy.plan import desired_fields
+from flowops.deploy.unchanged import record_name
 from flowops.local import git
 from flowops.render.branches import branch_slug
 from flowops.render.prefect_yaml import Overrides, render
@@ -203,9 +204,13 @@ def test_teardown_deletes_the_branchs_deployments_only_and_refuses_a_protected_b
     kept = [branch_deployment(server, "staging-feature-b", "feature/b")]
     kept.append(branch_deployment(server, "theirs-feature-a", "feature/a", project="other/thing"))
     project = load_project(project_root)
+    records = {branch: record_name("acme/hello", branch_slug(branch)) for branch in ("feature/a", "feature/b")}
+    for name in records.values():
+        server.create_variable(name, {"rendered": "r", "live": "l"}, ["flowops"])
     deleted = gitops.teardown(server, project, "feature/a").deleted
     assert [d.full_name for d in deleted] == ["hello/staging-feature-a"]
     assert sorted(server.by_name()) == sorted(d.full_name for d in kept)
+    assert set(server.variables) == {records["feature/b"]}  # the last deploy's record went with the branch
     with pytest.raises(gitops.Refused, match="'main' is a protected branch"):
         gitops.teardown(server, project, "main")
 

@@ -1,0 +1,95 @@
+"""The few calls of the Prefect API that flowops makes without importing Prefect (1.2 to 1.5 s of imports here): the
+reads that answer "nothing changed" (deployments by tag, one Variable) and the write that records a deploy.
+
+Only a plain configuration takes this path: PREFECT_API_URL (and PREFECT_API_KEY) in the environment, nothing else
+that Prefect's own client would apply (a profile's URL, TLS or auth settings, custom headers). Anything else gets
+`None` from `plain_api()`, and the caller goes through client.py, Prefect's client, as every other command does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from flowops.api.server import PrefectAPIError
+
+PAGE_SIZE = 200
+TIMEOUT_SECONDS = 20.0
+# What Prefect's client would apply beyond the URL and the key: with any of them set, the plain path stands aside.
+CLIENT_SETTINGS = (
+    "PREFECT_API_AUTH_STRING", "PREFECT_API_TLS_INSECURE_SKIP_VERIFY", "PREFECT_API_SSL_CERT_FILE",
+    "PREFECT_CLIENT_CUSTOM_HEADERS", "PREFECT_CLIENT_CSRF_SUPPORT_ENABLED", "PREFECT_PROFILE", "PREFECT_PROFILES_PATH",
+    "PREFECT_CLOUD_API_URL",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class PlainAPI:
+    url: str
+    key: str | None = None
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"} if self.key else {}
+
+    def _request(self, method: str, path: str, body: Any = None) -> Any:
+        import httpx
+
+        from flowops.gitrepo import without_userinfo
+
+        try:
+            response = httpx.request(
+                method, f"{self.url}{path}", json=body, headers=self._headers(), timeout=TIMEOUT_SECONDS
+            )
+        except httpx.HTTPError as error:
+            where = without_userinfo(self.url)  # a URL may carry a password: never shown
+            raise PrefectAPIError(f"{method} {path}: cannot reach the Prefect API at {where!r}: {error}") from None
+        if response.status_code == 404:
+            return None
+        if response.is_error:
+            raise PrefectAPIError(f"{method} {path}: {response.status_code} {response.text[:300]}")
+        return response.json() if response.content else None
+
+    def deployments_tagged(self, tags: list[str]) -> list[dict[str, Any]]:
+        """Every deployment carrying all of `tags`, as the API returns them (a page per 200)."""
+        found: list[dict[str, Any]] = []
+        for offset in _offsets():
+            body = {"deployments": {"tags": {"all_": tags}}, "limit": PAGE_SIZE, "offset": offset, "sort": "NAME_ASC"}
+            page = self._request("POST", "/deployments/filter", body) or []
+            found += page
+            if len(page) < PAGE_SIZE:
+                return found
+        raise AssertionError("unreachable")
+
+    def variable(self, name: str) -> Any:
+        """The value of the Variable `name`, or None when there is none."""
+        variable = self._request("GET", f"/variables/name/{name}")
+        return variable["value"] if variable else None
+
+    def set_variable(self, name: str, value: Any, tags: list[str]) -> None:
+        if self._request("GET", f"/variables/name/{name}") is None:
+            self._request("POST", "/variables/", {"name": name, "value": value, "tags": tags})
+        else:
+            self._request("PATCH", f"/variables/name/{name}", {"value": value, "tags": tags})
+
+
+def plain_api(environment: Mapping[str, str] | None = None) -> PlainAPI | None:
+    """The API to call without Prefect, when the environment configures it plainly; else None."""
+    environment = os.environ if environment is None else environment
+    url = (environment.get("PREFECT_API_URL") or "").rstrip("/")
+    if not url or any(environment.get(name) for name in CLIENT_SETTINGS):
+        return None
+    return PlainAPI(url, environment.get("PREFECT_API_KEY") or None)
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def _offsets() -> Iterator[int]:
+    offset = 0
+    while True:
+        yield offset
+        offset += PAGE_SIZE

@@ -1,0 +1,93 @@
+""" "Nothing changed" answered without Prefect (deploy/unchanged.py) against a real Prefect server: a deploy or a
+plan of what was deployed reads the server and stops, without importing Prefect; anything done to the branch's
+deployments by hand since (a field edited, a deployment deleted) takes the whole way again, which puts it back;
+teardown removes the record with the deployments."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.request
+
+from flowops.deploy.unchanged import record_name
+from flowops.render.branches import branch_slug
+from tests.e2e.test_deploy import pool_args, server_state
+from tests.helpers import api, deployments
+
+FAST = "read without Prefect"
+
+
+def flowops_timed_imports(repo, *args: str) -> tuple[subprocess.CompletedProcess, bool]:
+    """Run flowops as a user would, and say whether the process imported Prefect (`python -X importtime`)."""
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "flowops", "-C", str(repo.path), *args],
+        env=repo.env, capture_output=True, text=True, check=False, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    imported = any(line.split("|")[-1].strip() == "prefect" for line in result.stderr.splitlines())
+    return result, imported
+
+
+def request(api_url: str, method: str, path: str, body: dict | None = None) -> None:
+    data = None if body is None else json.dumps(body).encode()
+    call = urllib.request.Request(  # noqa: S310 - the local test server
+        f"{api_url}/{path}", data=data, headers={"Content-Type": "application/json"}, method=method
+    )
+    with urllib.request.urlopen(call, timeout=30):  # noqa: S310 - the local test server
+        pass
+
+
+def test_nothing_changed_is_answered_without_prefect_and_a_hand_made_change_takes_the_whole_way(hello_repo):
+    pools = pool_args()
+    deploy = ["deploy", "--branch", "feature/same", "--repository", hello_repo.origin_url, *pools]
+    plan = ["plan", "--branch", "feature/same", "--repository", hello_repo.origin_url, *pools]
+    first, imported = flowops_timed_imports(hello_repo, *deploy)
+    assert "+ create" in first.stdout
+    assert imported  # the first deploy goes the whole way
+    before = server_state(hello_repo)
+
+    again, imported = flowops_timed_imports(hello_repo, *deploy)
+    assert FAST in again.stdout
+    assert "nothing to deploy: the server already matches this commit" in again.stdout
+    assert not imported
+    planned, imported = flowops_timed_imports(hello_repo, *plan)
+    assert "nothing to change" in planned.stdout
+    assert FAST in planned.stdout
+    assert not imported
+    assert server_state(hello_repo) == before  # not one write, not even an `updated` timestamp
+
+    name = f"{hello_repo.flow_name}/staging-{branch_slug('feature/same')}"
+    deployment = deployments(hello_repo.api_url, hello_repo.flow_name)[name]
+    edited = {"tags": [*deployment["tags"], "added-in-the-ui"]}
+    request(hello_repo.api_url, "PATCH", f"deployments/{deployment['id']}", edited)
+    drifted = hello_repo.flowops(*deploy)
+    assert FAST not in drifted.stdout
+    assert f"~ update    {name}" in drifted.stdout
+    assert deployments(hello_repo.api_url, hello_repo.flow_name)[name]["tags"] == deployment["tags"]
+    assert FAST in hello_repo.flowops(*deploy).stdout  # the whole way recorded the state it left
+
+    request(hello_repo.api_url, "DELETE", f"deployments/{deployment['id']}")
+    recreated = hello_repo.flowops(*deploy)
+    assert FAST not in recreated.stdout
+    assert f"+ create    {name}" in recreated.stdout
+    assert FAST not in hello_repo.flowops(*deploy, "--force").stdout  # --force always takes the whole way
+
+    variable = record_name("acme/hello", branch_slug("feature/same"))
+    assert api(hello_repo.api_url, f"variables/name/{variable}")["value"]["rendered"]
+    hello_repo.flowops("teardown", "--branch", "feature/same")
+    assert name not in deployments(hello_repo.api_url, hello_repo.flow_name)
+    assert api(hello_repo.api_url, "variables/filter", {"variables": {"name": {"any_": [variable]}}}) == []
+
+
+def test_a_configuration_prefects_client_would_apply_takes_the_whole_way(hello_repo):
+    """With a setting only Prefect's client knows how to apply (here, custom headers), flowops never calls the API
+    on its own: the deploy goes through Prefect, and still finds nothing to change."""
+    pools = pool_args()
+    hello_repo.deploy("feature/headers", *pools)
+    again = hello_repo.flowops(
+        "deploy", "--branch", "feature/headers", "--repository", hello_repo.origin_url, *pools,
+        env_extra={"PREFECT_CLIENT_CUSTOM_HEADERS": '{"X-Test": "1"}'},
+    )  # fmt: skip
+    assert FAST not in again.stdout
+    assert "nothing to deploy: the server already matches this commit" in again.stdout
