@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    from flowops.deploy.gitops import DeployFailed, ValidationFailed
+    from flowops.errors import DeployFailed, ValidationFailed
     from flowops.gitrepo import without_userinfo as shown  # an error may quote a URL with a password: never printed
 
     try:
@@ -314,7 +314,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from flowops.deploy.gitops import ValidationFailed, check_rendered
+    from flowops.deploy.gitops import check_rendered
+    from flowops.errors import ValidationFailed
 
     project, rendered = _rendered(args, _project(args), deploying=False)
     problems = check_rendered(project, rendered)
@@ -410,8 +411,9 @@ def _deploy(
     """Deploy and report: terminal, step summary and, given a PullRequestComment, the plan then the result on it.
     With `samples` (a pull request's deploy), then run its sample runs (samples.py): a failed one fails it."""
     from flowops.api.client import connect
-    from flowops.deploy.gitops import DeployFailed, ValidationFailed, deploy
+    from flowops.deploy.gitops import deploy
     from flowops.deploy.report import append_step_summary, failure_markdown, plan_markdown, plan_text
+    from flowops.errors import DeployFailed, ValidationFailed
 
     where = f"{rendered.target.branch} @ {rendered.sha[:8]}"
 

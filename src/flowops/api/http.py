@@ -13,6 +13,7 @@ import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from flowops.api.server import PrefectAPIError
 
@@ -35,22 +36,27 @@ class PlainAPI:
         return {"Authorization": f"Bearer {self.key}"} if self.key else {}
 
     def _request(self, method: str, path: str, body: Any = None) -> Any:
-        import httpx
+        """One call, through the standard library (httpx's imports and SSL set-up cost more than the call here)."""
+        import urllib.error
+        import urllib.request
 
         from flowops.gitrepo import without_userinfo
 
+        headers = {"Content-Type": "application/json", **self._headers()}
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(f"{self.url}{path}", data=data, headers=headers, method=method)  # noqa: S310 - the configured API's http(s) URL
         try:
-            response = httpx.request(
-                method, f"{self.url}{path}", json=body, headers=self._headers(), timeout=TIMEOUT_SECONDS
-            )
-        except httpx.HTTPError as error:
+            with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:  # noqa: S310 - as above
+                content = response.read()
+        except urllib.error.HTTPError as error:
+            if error.code == 404:
+                return None
+            detail = error.read()[:300].decode(errors="replace")
+            raise PrefectAPIError(f"{method} {path}: {error.code} {detail}") from None
+        except (urllib.error.URLError, OSError) as error:
             where = without_userinfo(self.url)  # a URL may carry a password: never shown
             raise PrefectAPIError(f"{method} {path}: cannot reach the Prefect API at {where!r}: {error}") from None
-        if response.status_code == 404:
-            return None
-        if response.is_error:
-            raise PrefectAPIError(f"{method} {path}: {response.status_code} {response.text[:300]}")
-        return response.json() if response.content else None
+        return json.loads(content) if content else None
 
     def deployments_tagged(self, tags: list[str]) -> list[dict[str, Any]]:
         """Every deployment carrying all of `tags`, as the API returns them (a page per 200)."""
@@ -81,6 +87,8 @@ def plain_api(environment: Mapping[str, str] | None = None) -> PlainAPI | None:
     url = (environment.get("PREFECT_API_URL") or "").rstrip("/")
     if not url or any(environment.get(name) for name in CLIENT_SETTINGS):
         return None
+    if urlsplit(url).scheme not in ("http", "https") or "@" in urlsplit(url).netloc:
+        return None  # another scheme, or credentials in the URL: Prefect's client knows what to do with them
     return PlainAPI(url, environment.get("PREFECT_API_KEY") or None)
 
 

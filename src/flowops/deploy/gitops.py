@@ -36,7 +36,7 @@ from flowops.deploy.lock import environment_lock
 from flowops.deploy.plan import CREATE, DELETE, UPDATE, DesiredDeployment, Plan, desired_fields, plan_changes
 from flowops.deploy.prefect_deploy import inferred_version, prefect_deploy_all
 from flowops.deploy.unchanged import record_name
-from flowops.errors import FlowopsError
+from flowops.errors import DeployFailed, FlowopsError, ValidationFailed
 from flowops.extras import missing_for_pool, require
 from flowops.gitrepo import is_ancestor, remote_branches, without_userinfo
 from flowops.render.automations import apply_automations, load_automations, refuse_unmanaged_automations
@@ -54,20 +54,6 @@ from flowops.render.prefect_yaml import (
     fill_branch_values,
     ownership_tags,
 )
-
-
-class ValidationFailed(FlowopsError):
-    def __init__(self, problems: list[Problem]):
-        super().__init__(f"{len(problems)} problem(s)")
-        self.problems = problems
-
-
-class DeployFailed(FlowopsError):
-    """`prefect deploy` failed; the server was put back as it was. `output` is Prefect's own output."""
-
-    def __init__(self, message: str, output: str):
-        super().__init__(message)
-        self.output = output
 
 
 class Refused(FlowopsError):

@@ -92,8 +92,9 @@ def _internals_known() -> bool:
 
 def _deploy_each_once(prefect_file: Path, output: io.StringIO) -> int:
     """Prefect's deploy of each deployment of the file, CONCURRENCY at a time on one client, each thing Prefect
-    would compute again for every deployment computed once (see the module's docstring). 0, or 1 when any failed
-    (each failure is written to `output`; the caller undoes what the others wrote)."""
+    would compute again for every deployment computed once (see the module's docstring); one that fails is tried
+    once more, alone. 0, or 1 when any failed twice (each failure is written to `output`; the caller undoes what
+    the others wrote)."""
     import asyncio
 
     import prefect.cli._app as cli
@@ -117,7 +118,7 @@ def _deploy_each_once(prefect_file: Path, output: io.StringIO) -> int:
         (cli, "console", console),  # Prefect's deploy reads the CLI's console (prompts, panels)
     ]
 
-    async def deploy_all() -> list[BaseException]:
+    async def deploy_all() -> list[Exception]:
         configs, actions = _load_deploy_configs_and_actions(prefect_file=prefect_file, console=console)
         slots = asyncio.Semaphore(CONCURRENCY)
         async with AsyncClientContext() as context:  # every get_client() inside answers this one client
@@ -133,7 +134,16 @@ def _deploy_each_once(prefect_file: Path, output: io.StringIO) -> int:
                     )  # fmt: skip
 
             results = await asyncio.gather(*(deploy(config) for config in configs), return_exceptions=True)
-        return [result for result in results if isinstance(result, BaseException)]
+            # A server that could not take so many at once (SQLite's answers 503 when its writes queue up) gets
+            # those again one at a time: Prefect's deploy of one creates or updates it, whatever happened before.
+            failures = []
+            for config, result in zip(configs, results, strict=True):
+                if isinstance(result, BaseException):
+                    try:
+                        await deploy(config)
+                    except Exception as failure:  # noqa: BLE001 - reported with the others, then undone
+                        failures.append(failure)
+        return failures
 
     saved = [(module, name, getattr(module, name)) for module, name, _ in patches]
     try:

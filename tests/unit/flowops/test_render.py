@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import copy
+import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -10,6 +14,8 @@ import yaml
 from flowops.config.project import load_project
 from flowops.render.branches import branch_slug
 from flowops.render.prefect_yaml import GIT_CLONE_STEP, Overrides, render
+
+ROOT = Path(__file__).resolve().parents[3]
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 
@@ -104,3 +110,42 @@ def test_a_clone_url_with_a_token_in_it_is_refused_before_it_reaches_a_pull_step
         for problem in problems
     ), problems
     assert not any("ghs_" in problem for problem in problems)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "{{ flowops.environment }}",
+        "{{flowops.slug}}",
+        "schema {{ flowops.environment }} of {{ flowops.branch }}!",
+        {"schema": "{{ flowops.environment }}", "rows": 10, "nested": ["{{ flowops.slug }}", None, True, 1.5]},
+        ["plain", {"deep": {"deeper": "x-{{ flowops.slug }}-y"}}],
+        "{{ flowops.unknown }}",  # not a branch value: Prefect's own templating decides
+        "{{ clone.directory }}/{{ flowops.slug }}",
+        {"keep": "{{ prefect.variables.x }}", "fill": "{{ flowops.slug }}"},
+        42,
+    ],
+)
+def test_branch_values_are_filled_as_prefects_templating_fills_them(value):
+    """flowops fills its own placeholders without importing Prefect: the result is Prefect's, whatever the value."""
+    from prefect.utilities.templating import apply_values
+
+    from flowops.render.prefect_yaml import fill_branch_values
+
+    values = {"environment": "branch_feature_x_1a2b", "slug": "feature-x-1a2b", "branch": "feature/x"}
+    expected = apply_values(json.loads(json.dumps(value)), {"flowops": values}, remove_notset=False)
+    assert fill_branch_values(value, values) == expected
+
+
+def test_rendering_this_repositorys_branch_deployments_imports_no_prefect(tmp_path):
+    """The "nothing changed" path renders before it decides: Prefect's 1.2 s of imports must not be in it."""
+    script = (
+        "import sys; from pathlib import Path\n"
+        "from flowops.config.project import load_project\n"
+        "from flowops.render.prefect_yaml import render\n"
+        f"rendered = render(load_project(Path({str(ROOT)!r})), 'feature/x', 'a' * 40)\n"
+        "assert rendered.data_environment, 'this repository declares branch environments'\n"
+        "print(sorted(name for name in sys.modules if name == 'prefect' or name.startswith('prefect.')))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60)
+    assert result.stdout.strip() == "[]"

@@ -100,6 +100,8 @@ def test_flowops_calls_the_api_itself_only_with_a_plain_configuration():
     plain = plain_api({"PREFECT_API_URL": "https://api.example/api/", "PREFECT_API_KEY": "pnu_x"})
     assert plain is not None
     assert (plain.url, plain.key) == ("https://api.example/api", "pnu_x")
+    assert plain_api({"PREFECT_API_URL": "https://user:secret@api.example/api"}) is None
+    assert plain_api({"PREFECT_API_URL": "file:///etc/passwd"}) is None
     for setting in CLIENT_SETTINGS:
         assert plain_api({"PREFECT_API_URL": "https://api.example/api", setting: "1"}) is None, setting
 
