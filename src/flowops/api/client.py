@@ -214,7 +214,13 @@ class PrefectAPI:
                     async with slots:
                         await client.update_deployment(deployment_id, DeploymentUpdate(**fields))
 
-                await asyncio.gather(*(write(deployment_id, fields) for deployment_id, fields in updates.items()))
+                items = list(updates.items())
+                results = await asyncio.gather(*(write(*item) for item in items), return_exceptions=True)
+                # A server that could not take so many at once (SQLite's answers 503 when its writes queue up,
+                # after the client's own retries) gets those again one at a time: a write of the same fields
+                for item, result in zip(items, results, strict=True):
+                    if isinstance(result, BaseException):
+                        await write(*item)
 
         with _calling("moving deployments to the commit"):
             run_coro_as_sync(write_all())

@@ -1,0 +1,94 @@
+"""A Prefect server that cannot take many writes at once (SQLite's answers 503 when they queue up): moving
+deployments to a commit writes the refused ones again, one at a time, and fails only when a write is refused
+twice. Against an HTTP stand-in that refuses as told and records every write."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from prefect.settings import PREFECT_API_URL, PREFECT_CLIENT_MAX_RETRIES, temporary_settings
+
+from flowops.api.client import PrefectAPI
+from flowops.api.server import PrefectAPIError
+
+
+class BusyServer(ThreadingHTTPServer):
+    """Answers PATCH /api/deployments/<id>: 503 for the first `refusals[id]` writes of that id, then 204."""
+
+    def __init__(self, refusals: dict[str, int]):
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.refusals = refusals
+        self.written: list[tuple[str, dict]] = []
+        self.lock = threading.Lock()
+
+
+class Handler(BaseHTTPRequestHandler):
+    server: BusyServer
+
+    def do_PATCH(self):  # noqa: N802 - http.server's name
+        deployment_id = self.path.rsplit("/", 1)[-1]
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        with self.server.lock:
+            refuse = self.server.refusals.get(deployment_id, 0) > 0
+            self.server.refusals[deployment_id] = self.server.refusals.get(deployment_id, 0) - 1
+            if not refuse:
+                self.server.written.append((deployment_id, body))
+        self.send_response(503 if refuse else 204)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def do_GET(self):  # noqa: N802 - Prefect's client asks the server's version first
+        import prefect
+
+        found = self.path.endswith("/admin/version")
+        body = json.dumps(prefect.__version__).encode() if found else b""
+        self.send_response(200 if found else 404)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def busy():
+    def serve(refusals: dict[str, int]) -> BusyServer:
+        server = BusyServer(refusals)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return server
+
+    servers: list[BusyServer] = []
+    yield serve
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def move(server: BusyServer, updates: dict) -> None:
+    url = f"http://127.0.0.1:{server.server_address[1]}/api"
+    with temporary_settings({PREFECT_API_URL: url, PREFECT_CLIENT_MAX_RETRIES: 0}):  # the client's retries: none
+        PrefectAPI(client=None, api_url=url).move_to_commit(updates)  # type: ignore[arg-type] - writes use their own
+
+
+def test_writes_a_busy_server_refused_are_written_again_alone(busy):
+    ids = [uuid.uuid4() for _ in range(12)]
+    refused = {str(ids[0]): 1, str(ids[5]): 1, str(ids[11]): 1}
+    server = busy(dict(refused))
+    move(server, {deployment_id: {"version": "abc12345"} for deployment_id in ids})
+    assert sorted(deployment_id for deployment_id, _ in server.written) == sorted(str(i) for i in ids)
+    assert all(body == {"version": "abc12345"} for _, body in server.written)
+
+
+def test_a_write_refused_twice_fails_the_move(busy):
+    deployment_id = uuid.uuid4()
+    server = busy({str(deployment_id): 2})
+    with pytest.raises(PrefectAPIError, match="moving deployments to the commit: 503"):
+        move(server, {deployment_id: {"version": "abc12345"}})
+    assert server.written == []
