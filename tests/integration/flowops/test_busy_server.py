@@ -29,7 +29,7 @@ class BusyServer(ThreadingHTTPServer):
 class Handler(BaseHTTPRequestHandler):
     server: BusyServer
 
-    def do_PATCH(self):  # noqa: N802 - http.server's name
+    def do_PATCH(self):
         deployment_id = self.path.rsplit("/", 1)[-1]
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         with self.server.lock:
@@ -41,7 +41,7 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", "0")
         self.end_headers()
 
-    def do_GET(self):  # noqa: N802 - Prefect's client asks the server's version first
+    def do_GET(self):  # Prefect's client asks the server's version first
         import prefect
 
         found = self.path.endswith("/admin/version")
