@@ -181,6 +181,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    from flowops import timings
+
+    timings.record("start (the interpreter, flowops' imports)", timings.started_seconds_ago())
+    try:
+        return _command(args)
+    finally:
+        timings.report(timings.started_seconds_ago())
+
+
+def _command(args: argparse.Namespace) -> int:
+    """Run the command, and turn its failures into one line each and the exit status they mean."""
     from flowops.errors import DeployFailed, ValidationFailed
     from flowops.gitrepo import without_userinfo as shown  # an error may quote a URL with a password: never printed
 
@@ -330,10 +341,14 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    from flowops.timings import phase
+
     plain = _plain_api()
-    project, rendered = _rendered(args, _project(args))
+    with phase("render"):
+        project, rendered = _rendered(args, _project(args))
     if plain and not (args.rollback or args.json):
-        count = _unchanged_count(plain, project, rendered)
+        with phase("nothing-changed check"):
+            count = _unchanged_count(plain, project, rendered)
         if count is not None:
             print(f"Plan for branch {rendered.target.branch!r} @ {rendered.sha[:8]}: nothing to change")
             print(f"{count} deployment(s) as the last deploy of this commit left them (read without Prefect)")
@@ -342,6 +357,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _plan(project: Project, rendered: Rendered, rollback: bool = False, as_json: bool = False) -> int:
+    from flowops.timings import phase
+
+    with phase("importing Prefect"):
+        import prefect  # noqa: F401 - here, to count it: connect() would import it anyway
+
     from flowops.api.client import connect
     from flowops.deploy.gitops import plan
     from flowops.deploy.report import append_step_summary, plan_markdown, plan_text
@@ -354,10 +374,14 @@ def _plan(project: Project, rendered: Rendered, rollback: bool = False, as_json:
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
+    from flowops.timings import phase
+
     plain = _plain_api()
-    project, rendered = _rendered(args, _project(args))
+    with phase("render"):
+        project, rendered = _rendered(args, _project(args))
     if plain and not (args.force or args.rollback):
-        count = _unchanged_count(plain, project, rendered)
+        with phase("nothing-changed check"):
+            count = _unchanged_count(plain, project, rendered)
         if count is not None:
             print(f"Deployed branch {rendered.target.branch!r} @ {rendered.sha[:8]}: nothing changed")
             print(f"{count} deployment(s) as the last deploy of this commit left them (read without Prefect)")
@@ -389,12 +413,14 @@ def _record_deploy(project: Project, rendered: Rendered) -> None:
     from flowops.api.http import plain_api
     from flowops.api.server import PrefectAPIError
     from flowops.deploy.unchanged import record_deploy
+    from flowops.timings import phase
 
     plain = plain_api()
     if plain is None:
         return
     try:
-        record_deploy(plain, project, rendered, os.environ)
+        with phase("recording the deploy"):
+            record_deploy(plain, project, rendered, os.environ)
     except PrefectAPIError as error:
         print(f"warning: recording the deploy for the next one: {error}", file=sys.stderr)
 
@@ -410,6 +436,11 @@ def _deploy(
 ) -> int:
     """Deploy and report: terminal, step summary and, given a PullRequestComment, the plan then the result on it.
     With `samples` (a pull request's deploy), then run its sample runs (samples.py): a failed one fails it."""
+    from flowops.timings import phase
+
+    with phase("importing Prefect"):
+        import prefect  # noqa: F401 - here, to count it: connect() would import it anyway
+
     from flowops.api.client import connect
     from flowops.deploy.gitops import deploy
     from flowops.deploy.report import append_step_summary, failure_markdown, plan_markdown, plan_text

@@ -54,6 +54,7 @@ from flowops.render.prefect_yaml import (
     fill_branch_values,
     ownership_tags,
 )
+from flowops.timings import phase
 
 
 class Refused(FlowopsError):
@@ -109,19 +110,24 @@ class _Planned:
 
 
 def _plan_and_live(server: ServerAPI, project: Project, rendered: Rendered, rollback: bool) -> _Planned:
-    problems = check_rendered(project, rendered)
+    with phase("validate"):
+        problems = check_rendered(project, rendered)
     if problems:
         raise ValidationFailed(problems)
-    problems, facts = check_against_server(server, project, rendered)
+    with phase("server checks"):
+        problems, facts = check_against_server(server, project, rendered)
     if problems:
         raise ValidationFailed(problems)
-    desired = desired_deployments(project, rendered)
-    live_by_name = server.read_deployments_by_name([d.full_name for d in desired])
+    with phase("entrypoints (flows, parameter schemas, version)"):
+        desired = desired_deployments(project, rendered)
+    with phase("reading the deployments"):
+        live_by_name = server.read_deployments_by_name([d.full_name for d in desired])
     problems = owned_elsewhere(rendered, live_by_name)
     if problems:
         raise ValidationFailed(problems)
     _refuse_going_back(project, rendered, list(live_by_name.values()), rollback)
-    live_of_branch = server.read_tagged_deployments(ownership_tags(project.config.project, rendered.target.branch))
+    with phase("reading the deployments"):
+        live_of_branch = server.read_tagged_deployments(ownership_tags(project.config.project, rendered.target.branch))
     slug = branch_slug(rendered.target.branch)
     the_plan = plan_changes(rendered.target.branch, slug, desired, live_by_name, live_of_branch)
     block = project.config.image.registry_credentials if project.config.image else None
@@ -237,12 +243,14 @@ def _deploy(
             with tempfile.TemporaryDirectory(prefix="flowops-") as folder:
                 prefect_file = Path(folder) / "prefect.yaml"
                 prefect_file.write_text(replace(rendered, content=subset).as_yaml())
-                outcome = prefect_deploy_all(prefect_file, project.root)
+                with phase(f"prefect deploy ({len(kept)})"):
+                    outcome = prefect_deploy_all(prefect_file, project.root)
             result.prefect_output = outcome.output
         failure = None if outcome is None or outcome.succeeded else f"prefect deploy exited with {outcome.exit_code}"
         if failure is None and pins:
             try:
-                server.move_to_commit({before[name].id: _pin_fields(by_name[name]) for name in sorted(pins)})
+                with phase(f"moving pins ({len(pins)})"):
+                    server.move_to_commit({before[name].id: _pin_fields(by_name[name]) for name in sorted(pins)})
             except PrefectAPIError as error:
                 failure = str(error)
         if failure:

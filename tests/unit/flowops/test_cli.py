@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
+
 import pytest
 
 from flowops import __version__
@@ -207,3 +212,20 @@ def test_image_ensure_if_declared_succeeds_saying_so_where_flowops_yaml_declares
     assert capsys.readouterr().out == "flowops.yaml declares no image: nothing to build\n"
     assert main(["-C", str(sample_project), "image", "ensure"]) == 1
     assert "error: flowops.yaml declares no image" in capsys.readouterr().err
+
+
+def test_flowops_timings_prints_where_the_seconds_went_only_when_asked(sample_project):
+    """FLOWOPS_TIMINGS=1: one stderr line of phases, the process's start among them, and the total."""
+    command = [sys.executable, "-m", "flowops", "-C", str(sample_project), "validate"]
+    quiet = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert quiet.returncode == 0, quiet.stderr
+    assert "timings:" not in quiet.stderr
+    timed = subprocess.run(
+        command, capture_output=True, text=True, timeout=120, check=False, env={**os.environ, "FLOWOPS_TIMINGS": "1"}
+    )
+    (line,) = [line for line in timed.stderr.splitlines() if line.startswith("timings: ")]
+    start = re.search(r"start \(the interpreter, flowops' imports\) (\d+\.\d\d) s", line)
+    total = re.search(r"total (\d+\.\d\d) s", line)
+    assert start
+    assert total
+    assert 0 < float(start.group(1)) <= float(total.group(1))
