@@ -6,7 +6,7 @@ DEMO_ROWS ?= 100000
 DEPLOYMENTS ?= 1
 TEST_PROCESSES ?= 2
 
-.PHONY: help setup demo ingest-demo test test-unit workflows containers stack stack-ha stack-down lint bench bench-deploy bench-pr
+.PHONY: help setup demo ingest-demo test test-unit workflows containers stack stack-ha stack-down lint bench bench-deploy bench-paths bench-pr
 
 help:  ## list the tasks
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -54,6 +54,9 @@ bench: setup  ## ingest benchmark: psql \copy vs the ingest command vs pandas.to
 
 bench-deploy: setup  ## deploy benchmark vs a bare prefect deploy --all; N deployments: make bench-deploy DEPLOYMENTS="1 100"
 	$(UV) run python scripts/bench_deploy.py --deployments $(DEPLOYMENTS) --loop
+
+bench-paths: setup  ## each deploy path (create N, one edited, nothing changed, pins moved) vs a bare prefect deploy, on PostgreSQL and SQLite
+	$(UV) run python scripts/bench_deploy_paths.py --deployments $(or $(DEPLOYMENTS_PATHS),1 10 100) --phases
 
 bench-pr: setup  ## a pull request's feedback (deploy, sample run, comment) and a 1M-row branch's teardown (needs PostgreSQL)
 	$(UV) run python scripts/bench_pr_feedback.py

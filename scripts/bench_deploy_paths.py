@@ -12,9 +12,11 @@ fresh server (a new PostgreSQL database, or a new SQLite file). Each command is 
 - c'. a new commit that touches no deployment (every pin moves): `flowops deploy`.
 
 Medians of `--repeats` runs; the ratios to the bare deploy are from the same run, next to the goals of issue 24.
+With `--phases`, one more round of each flowops path, not timed for the table, prints where its seconds went
+(`FLOWOPS_TIMINGS=1`).
 
     uv run python scripts/bench_deploy_paths.py [--deployments 1 10 100 300] [--repeats 3]
-        [--backends postgres sqlite] [--postgres URL]
+        [--backends postgres sqlite] [--postgres URL] [--phases]
 """
 
 from __future__ import annotations
@@ -58,7 +60,18 @@ def drop_branch(env: dict[str, str], work: Path, branch: str) -> None:
     subprocess.run([sys.executable, "-c", script, str(work), branch], env=env, check=True, capture_output=True)
 
 
-def measure(folder: Path, deployments: int, repeats: int, database: str | None) -> dict[str, list[float]]:
+def phases(command: list[str], env: dict[str, str], cwd: Path) -> str:
+    """The command's own account of its seconds (FLOWOPS_TIMINGS), run once more outside the timed ones."""
+    environment = {**env, "FLOWOPS_TIMINGS": "1"}
+    result = subprocess.run(command, env=environment, cwd=cwd, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed:\n{result.stdout}{result.stderr}")
+    return next(line for line in result.stderr.splitlines() if line.startswith("timings: "))
+
+
+def measure(
+    folder: Path, deployments: int, repeats: int, database: str | None, show_phases: bool = False
+) -> dict[str, list[float]]:
     flowops = [sys.executable, "-m", "flowops"]
     prefect = [str(Path(sys.executable).with_name("prefect")), "--no-prompt", "deploy", "--all", "--prefect-file"]
     backend = "postgres" if database else "sqlite"
@@ -70,7 +83,7 @@ def measure(folder: Path, deployments: int, repeats: int, database: str | None) 
         PrefectServer(folder / backend / f"prefect-{deployments}", database_url=database_url) as server,
     ):
         env = base_environment(server.home, server.api_url)
-        branches = [f"bench/{kind}-{r}" for r in range(repeats) for kind in ("flowops", "bare")]
+        branches = [f"bench/{kind}-{r}" for r in range(repeats) for kind in ("flowops", "bare")] + ["bench/phases"]
         origin = make_origin(work, folder / backend / f"origin-{deployments}.git", ["main", *branches])
         bootstrap = [*flowops, "bootstrap", "--work-pool", POOL, "--type", "process", "--environment", "staging"]
         timed(bootstrap, {**env, "ECOMMERCE_DATABASE_URL": f"sqlite:///{folder / 'staging.sqlite'}"}, work)
@@ -105,6 +118,18 @@ def measure(folder: Path, deployments: int, repeats: int, database: str | None) 
             commit_touching_no_deployment(work, revision)
             settle(server)
             times[PINS].append(timed(flowops_on(kept, "deploy"), env, work))
+        if show_phases:
+            settle(server)
+            print(f"\n{backend}, N={deployments}, where the seconds go:")
+            print(f"{CREATE}: {phases(flowops_on('bench/phases', 'deploy'), env, work)}")
+            edit_one_deployment(work, repeats)
+            settle(server)
+            print(f"{EDIT}: {phases(flowops_on(kept, 'deploy'), env, work)}")
+            settle(server)
+            print(f"{UNCHANGED}: {phases(flowops_on(kept, 'deploy'), env, work)}")
+            commit_touching_no_deployment(work, repeats)
+            settle(server)
+            print(f"{PINS}: {phases(flowops_on(kept, 'deploy'), env, work)}", flush=True)
     return times
 
 
@@ -135,6 +160,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--backends", nargs="+", choices=("postgres", "sqlite"), default=["postgres", "sqlite"])
     parser.add_argument("--postgres", default=DEFAULT_POSTGRES, metavar="URL", help="where the servers' databases go")
+    parser.add_argument("--phases", action="store_true", help="also print where each path's seconds go")
     args = parser.parse_args()
     started = time.monotonic()
     for backend in args.backends:
