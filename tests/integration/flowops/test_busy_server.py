@@ -1,6 +1,6 @@
-"""A Prefect server that cannot take many writes at once (SQLite's answers 503 when they queue up): moving
-deployments to a commit writes the refused ones again, one at a time, and fails only when a write is refused
-twice. Against an HTTP stand-in that refuses as told and records every write."""
+"""A busy Prefect server (SQLite's answers 503 when writes queue up): moving deployments to a commit writes a
+refused one once more, and fails only when a write is refused twice. Against an HTTP stand-in that refuses as
+told and records every write."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from prefect.settings import PREFECT_API_URL, PREFECT_CLIENT_MAX_RETRIES, temporary_settings
 
-from flowops.api.client import PrefectAPI
+from flowops.api.client import connect
 from flowops.api.server import PrefectAPIError
 
 
@@ -71,13 +71,19 @@ def busy():
         server.server_close()
 
 
-def move(server: BusyServer, updates: dict) -> None:
-    url = f"http://127.0.0.1:{server.server_address[1]}/api"
-    with temporary_settings({PREFECT_API_URL: url, PREFECT_CLIENT_MAX_RETRIES: 0}):  # the client's retries: none
-        PrefectAPI(client=None, api_url=url).move_to_commit(updates)  # type: ignore[arg-type] - writes use their own
+@pytest.fixture
+def move(monkeypatch):
+    def move_on(server: BusyServer, updates: dict) -> None:
+        url = f"http://127.0.0.1:{server.server_address[1]}/api"
+        # the client's own retries: none, to count the refusals (set in the environment, flowops keeps it)
+        monkeypatch.setenv("PREFECT_CLIENT_MAX_RETRIES", "0")
+        with temporary_settings({PREFECT_API_URL: url, PREFECT_CLIENT_MAX_RETRIES: 0}), connect() as api:
+            api.move_to_commit(updates)
+
+    return move_on
 
 
-def test_writes_a_busy_server_refused_are_written_again_alone(busy):
+def test_writes_a_busy_server_refused_are_written_again(busy, move):
     ids = [uuid.uuid4() for _ in range(12)]
     refused = {str(ids[0]): 1, str(ids[5]): 1, str(ids[11]): 1}
     server = busy(dict(refused))
@@ -86,7 +92,7 @@ def test_writes_a_busy_server_refused_are_written_again_alone(busy):
     assert all(body == {"version": "abc12345"} for _, body in server.written)
 
 
-def test_a_write_refused_twice_fails_the_move(busy):
+def test_a_write_refused_twice_fails_the_move(busy, move):
     deployment_id = uuid.uuid4()
     server = busy({str(deployment_id): 2})
     with pytest.raises(PrefectAPIError, match="moving deployments to the commit: 503"):
