@@ -167,9 +167,8 @@ def main() -> int:
         medians: dict[int, dict[str, float]] = {}
         for deployments in sorted(set(args.deployments)):
             with tempfile.TemporaryDirectory(prefix="flowops-bench-paths-") as folder:
-                times = measure(
-                    Path(folder), deployments, args.repeats, args.postgres if backend == "postgres" else None
-                )
+                database = args.postgres if backend == "postgres" else None
+                times = measure(Path(folder), deployments, args.repeats, database, args.phases)
             medians[deployments] = {name: statistics.median(values) for name, values in times.items()}
             print(f"{backend}, N={deployments}: " + ", ".join(f"{k} {v:.2f}" for k, v in medians[deployments].items()),
                   flush=True)  # fmt: skip

@@ -1,4 +1,5 @@
-"""The only module that talks to the Prefect API (PREFECT_API_URL / PREFECT_API_KEY, as Prefect reads them).
+"""The Prefect API through Prefect's own client (PREFECT_API_URL / PREFECT_API_KEY, as Prefect reads them); the
+only other module that calls it is http.py, for the three calls the nothing-changed path makes without Prefect.
 
 A command opens one client (`with connect() as server:`) and passes it to the operations; every call here is
 small and synchronous. Prefect is imported lazily so `flowops --help` stays fast.
