@@ -350,8 +350,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
         with phase("nothing-changed check"):
             count = _unchanged_count(plain, project, rendered)
         if count is not None:
-            print(f"Plan for branch {rendered.target.branch!r} @ {rendered.sha[:8]}: nothing to change")
-            print(f"{count} deployment(s) as the last deploy of this commit left them (read without Prefect)")
+            _report_unchanged(
+                f"Plan for branch {rendered.target.branch!r} @ {rendered.sha[:8]}: nothing to change", count
+            )
             return 0
     return _plan(project, rendered, args.rollback, args.json)
 
@@ -383,11 +384,21 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         with phase("nothing-changed check"):
             count = _unchanged_count(plain, project, rendered)
         if count is not None:
-            print(f"Deployed branch {rendered.target.branch!r} @ {rendered.sha[:8]}: nothing changed")
-            print(f"{count} deployment(s) as the last deploy of this commit left them (read without Prefect)")
+            _report_unchanged(
+                f"Deployed branch {rendered.target.branch!r} @ {rendered.sha[:8]}: nothing changed", count
+            )
             print("nothing to deploy: the server already matches this commit")
             return 0
     return _deploy(project, rendered, args.force, args.verbose, rollback=args.rollback)
+
+
+def _report_unchanged(headline: str, count: int) -> None:
+    """What the nothing-changed path says, on the terminal and in the job's step summary."""
+    from flowops.deploy.report import append_step_summary
+
+    detail = f"{count} deployment(s) as the last deploy of this commit left them (read without Prefect)"
+    print(f"{headline}\n{detail}")
+    append_step_summary(f"### {headline}\n\n{detail}.\n")
 
 
 def _plain_api() -> PlainAPI | None:

@@ -18,11 +18,11 @@ from tests.helpers import api, deployments
 FAST = "read without Prefect"
 
 
-def flowops_timed_imports(repo, *args: str) -> tuple[subprocess.CompletedProcess, bool]:
+def flowops_timed_imports(repo, *args: str, env_extra: dict | None = None) -> tuple[subprocess.CompletedProcess, bool]:
     """Run flowops as a user would, and say whether the process imported Prefect (`python -X importtime`)."""
     result = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "flowops", "-C", str(repo.path), *args],
-        env=repo.env, capture_output=True, text=True, check=False, timeout=300,
+        env={**repo.env, **(env_extra or {})}, capture_output=True, text=True, check=False, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr[-3000:]
     imported = any(line.split("|")[-1].strip() == "prefect" for line in result.stderr.splitlines())
@@ -51,8 +51,10 @@ def test_nothing_changed_is_answered_without_prefect_and_a_hand_made_change_take
     assert FAST in again.stdout
     assert "nothing to deploy: the server already matches this commit" in again.stdout
     assert not imported
-    planned, imported = flowops_timed_imports(hello_repo, *plan)
+    summary = hello_repo.path.parent / "step-summary.md"
+    planned, imported = flowops_timed_imports(hello_repo, *plan, env_extra={"GITHUB_STEP_SUMMARY": str(summary)})
     assert "nothing to change" in planned.stdout
+    assert "nothing to change" in summary.read_text()  # the job's summary says it too
     assert FAST in planned.stdout
     assert not imported
     assert server_state(hello_repo) == before  # not one write, not even an `updated` timestamp
