@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from prefect.client.schemas.responses import DeploymentResponse
 
 PAGE_SIZE = 200
+POOL_CREATE_SECONDS = 60.0  # how long a pool creation the server refuses (5xx) is tried again
 TERMINAL_POLL_SECONDS = 0.25  # a run followed to its end (cheap reads; a teardown waits on its cleanup run)
 
 # The deployment fields flowops compares and restores; everything else is the server's own bookkeeping.
@@ -266,18 +267,23 @@ class PrefectAPI:
             properties[key]["default"] = value
         import httpx
 
+        # A worker starting on the pool creates it too: the server, waiting on that insert's lock, can give up with
+        # a 500 (seen in the HA stack test), and the other insert may still be rolled back. So a 5xx is tried again
+        # until the pool is there (someone else made it) or the insert succeeds, for at most POOL_CREATE_SECONDS.
+        deadline = time.monotonic() + POOL_CREATE_SECONDS
         with _calling(f"creating work pool {name!r} of type {pool_type!r}"):
-            try:
-                self._client.create_work_pool(WorkPoolCreate(name=name, type=pool_type, base_job_template=template))
-            except ObjectAlreadyExists:  # created meanwhile by someone else
-                return False
-            except httpx.HTTPStatusError as error:
-                # A worker starting on the pool creates it too: the server, waiting on that insert's lock, can give
-                # up with a 500 (seen in the HA stack test). If the pool is there now, someone else made it.
-                if error.response.status_code >= 500 and self._read_work_pool(name) is not None:
+            while True:
+                try:
+                    self._client.create_work_pool(WorkPoolCreate(name=name, type=pool_type, base_job_template=template))
+                    return True
+                except ObjectAlreadyExists:  # created meanwhile by someone else
                     return False
-                raise
-        return True
+                except httpx.HTTPStatusError as error:
+                    if error.response.status_code < 500 or time.monotonic() > deadline:
+                        raise
+                if self._read_work_pool(name) is not None:
+                    return False
+                time.sleep(1)  # the server's own contention: nothing to wait on but time
 
     def block_document_name(self, block_id: str) -> str | None:
         """The name of the block with id `block_id`, or None when there is none."""

@@ -1,6 +1,6 @@
 """A busy Prefect server (SQLite's answers 503 when writes queue up): moving deployments to a commit writes a
-refused one once more, and fails only when a write is refused twice. Against an HTTP stand-in that refuses as
-told and records every write."""
+refused one once more, and fails only when a write is refused twice; bootstrap tries a refused work pool creation
+again until the pool is there. Against HTTP stand-ins that refuse as told and record every write."""
 
 from __future__ import annotations
 
@@ -98,3 +98,67 @@ def test_a_write_refused_twice_fails_the_move(busy, move):
     with pytest.raises(PrefectAPIError, match="moving deployments to the commit: 503"):
         move(server, {deployment_id: {"version": "abc12345"}})
     assert server.written == []
+
+
+class PoolServer(ThreadingHTTPServer):
+    """Work pool `local` as a worker starting on it races bootstrap: POST /api/work_pools/ answers 500 for the first
+    `refusals` tries; the pool appears (as made by the worker) after `appears_after` refusals, or never."""
+
+    def __init__(self, refusals: int, appears_after: int | None):
+        super().__init__(("127.0.0.1", 0), PoolHandler)
+        self.refusals = refusals
+        self.appears_after = appears_after
+        self.tries = 0
+        self.created_by_us = False
+
+
+class PoolHandler(Handler):
+    server: PoolServer
+
+    def _pool(self) -> str:
+        return json.dumps({"id": str(uuid.UUID(int=1)), "name": "local", "type": "process", "base_job_template": {}})
+
+    def _answer(self, status: int, body: str = "") -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body.encode())
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.server.tries += 1
+        if self.server.tries <= self.server.refusals:
+            self._answer(500, '{"exception_message": "canceling statement due to statement timeout"}')
+        else:
+            self.server.created_by_us = True
+            self._answer(201, self._pool())
+
+    def do_GET(self):
+        if not self.path.endswith("/work_pools/local"):
+            return super().do_GET()
+        appears_after = self.server.appears_after
+        made_by_worker = appears_after is not None and self.server.tries >= appears_after
+        if made_by_worker or self.server.created_by_us:
+            self._answer(200, self._pool())
+        else:
+            self._answer(404, '{"detail": "Work pool not found."}')
+
+
+@pytest.mark.parametrize(
+    ("refusals", "appears_after", "created"),
+    [(2, None, True), (1, 1, False)],
+    ids=["refused-then-created", "refused-while-a-worker-made-it"],
+)
+def test_bootstrap_tries_a_refused_pool_creation_again(monkeypatch, refusals, appears_after, created):
+    server = PoolServer(refusals, appears_after)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/api"
+    monkeypatch.setenv("PREFECT_CLIENT_MAX_RETRIES", "0")
+    try:
+        with temporary_settings({PREFECT_API_URL: url, PREFECT_CLIENT_MAX_RETRIES: 0}), connect() as api:
+            assert api.ensure_work_pool("local", "process") is created
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert server.tries == refusals + (1 if created else 0)
