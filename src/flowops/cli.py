@@ -389,7 +389,28 @@ def cmd_deploy(args: argparse.Namespace) -> int:
             )
             print("nothing to deploy: the server already matches this commit")
             return 0
+        if _move_pins(plain, project, rendered) is not None:
+            return 0
     return _deploy(project, rendered, args.force, args.verbose, rollback=args.rollback)
+
+
+def _move_pins(plain: PlainAPI, project: Project, rendered: Rendered) -> int | None:
+    """A commit that changes no deployment's definition, deployed without Prefect (deploy/pin_moves.py): how many
+    moved, said on the terminal and in the step summary; None when it takes the whole way."""
+    from flowops.deploy.pin_moves import move_pins
+    from flowops.deploy.report import append_step_summary
+
+    moved = move_pins(plain, project, rendered, os.environ, on_moved=lambda: _record_deploy(project, rendered))
+    if moved is None:
+        return None
+    headline = f"Deployed branch {rendered.target.branch!r} @ {rendered.sha[:8]}: {moved} deployment(s) moved"
+    detail = (
+        f"{moved} deployment(s) only moved to this commit (their pin, tags and version, written without Prefect):"
+        " nothing that defines them changed since the last deploy"
+    )
+    print(f"{headline}\n{detail}")
+    append_step_summary(f"### {headline}\n\n{detail}.\n")
+    return moved
 
 
 def _report_unchanged(headline: str, count: int) -> None:

@@ -335,10 +335,11 @@ def _comparable(value):
 
 
 def test_flowops_deploy_leaves_every_field_as_a_bare_prefect_deploy_of_the_same_file_would(hello_repo, tmp_path):
-    """Four deployments, deployed by flowops for one commit and then for the next (which moves every pin): field by
-    field, the server holds what bare `prefect deploy --all` runs of the same two rendered files give another
-    server (twice, as Prefect's create and update differ: a flow without a docstring gets the description 'None'
-    on create, null on update)."""
+    """Four deployments, deployed by flowops for one commit, then for the next (which edits one and moves every
+    pin), then for one that changes no deployment (every pin moves, without Prefect): field by field, the server
+    holds what bare `prefect deploy --all` runs of the same three rendered files give another server (Prefect's
+    create and update differ: a flow without a docstring gets the description 'None' on create, null on
+    update)."""
     from flowops.local import PrefectServer, base_environment, prefect_executable
 
     def four_deployments(content):
@@ -348,9 +349,13 @@ def test_flowops_deploy_leaves_every_field_as_a_bare_prefect_deploy_of_the_same_
     pool = f"e2e-{uuid.uuid4().hex[:8]}"
     target = ["--branch", "feature/same", "--repository", hello_repo.origin_url, "--work-pool", pool]
     git(hello_repo.path, "remote", "add", "origin", hello_repo.origin_url)  # Prefect then versions by commit
+
+    def notes(content):
+        (hello_repo.path / "NOTES.md").write_text("a commit that changes no deployment\n")
+
     rendered, outputs = [], []
     for revision, change in enumerate(
-        [four_deployments, lambda c: c["deployments"][0].update(description="edited")]
+        [four_deployments, lambda c: c["deployments"][0].update(description="edited"), notes]
     ):  # fmt: skip
         edit_yaml(hello_repo.path / STAGING_FILE, change)
         sha = hello_repo.commit(f"revision {revision}")
@@ -359,6 +364,11 @@ def test_flowops_deploy_leaves_every_field_as_a_bare_prefect_deploy_of_the_same_
         hello_repo.flowops("render", *target, "-o", str(rendered[-1]))
     # the edited one is redefined by `prefect deploy`; the three others only move to the commit, through the API
     assert "3 deployment(s) only moved to this commit" in outputs[1]
+    # a commit that changes no deployment: all four move, without Prefect (deploy/pin_moves.py)
+    assert (
+        "4 deployment(s) only moved to this commit (their pin, tags and version, written without Prefect)"
+        in (outputs[2])
+    )
 
     with PrefectServer(tmp_path / "bare-server") as bare:
         env = base_environment(bare.home, bare.api_url)

@@ -1,5 +1,6 @@
 """The few calls of the Prefect API that flowops makes without importing Prefect (1.2 to 1.5 s of imports here): the
-reads that answer "nothing changed" (deployments by tag, one Variable) and the write that records a deploy.
+reads that answer "nothing changed" (deployments by tag, one Variable), the writes that move a branch's deployments
+to a new commit (deploy/pin_moves.py) under the environment's lock, and the one that records a deploy.
 
 Only a plain configuration takes this path: PREFECT_API_URL (and PREFECT_API_KEY) in the environment, nothing else
 that Prefect's own client would apply (a profile's URL, TLS or auth settings, custom headers). Anything else gets
@@ -8,14 +9,16 @@ that Prefect's own client would apply (a profile's URL, TLS or auth settings, cu
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
+from uuid import UUID
 
-from flowops.api.server import PrefectAPIError
+from flowops.api.server import Lease, PrefectAPIError
 
 PAGE_SIZE = 200
 TIMEOUT_SECONDS = 20.0
@@ -35,8 +38,13 @@ class PlainAPI:
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.key}"} if self.key else {}
 
-    def _request(self, method: str, path: str, body: Any = None) -> Any:
-        """One call, through the standard library (httpx's imports and SSL set-up cost more than the call here)."""
+    def _request(self, method: str, path: str, body: Any = None, absent: tuple[int, ...] = (404,)) -> Any:
+        """One call's answer; None for a status in `absent` (by default 404: what was asked for is not there)."""
+        return self._call(method, path, body, absent)[1]
+
+    def _call(self, method: str, path: str, body: Any, absent: tuple[int, ...]) -> tuple[int, Any]:
+        """One call, through the standard library (httpx's imports and SSL set-up cost more than the call here):
+        its status and its answer. A status in `absent` is returned with no answer; any other error raises."""
         import urllib.error
         import urllib.request
 
@@ -47,16 +55,16 @@ class PlainAPI:
         request = urllib.request.Request(f"{self.url}{path}", data=data, headers=headers, method=method)  # noqa: S310 - the configured API's http(s) URL
         try:
             with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:  # noqa: S310 - as above
-                content = response.read()
+                status, content = response.status, response.read()
         except urllib.error.HTTPError as error:
-            if error.code == 404:
-                return None
+            if error.code in absent:
+                return error.code, None
             detail = error.read()[:300].decode(errors="replace")
             raise PrefectAPIError(f"{method} {path}: {error.code} {detail}") from None
         except (urllib.error.URLError, OSError) as error:
             where = without_userinfo(self.url)  # a URL may carry a password: never shown
             raise PrefectAPIError(f"{method} {path}: cannot reach the Prefect API at {where!r}: {error}") from None
-        return json.loads(content) if content else None
+        return status, json.loads(content) if content else None
 
     def deployments_tagged(self, tags: list[str]) -> list[dict[str, Any]]:
         """Every deployment carrying all of `tags`, as the API returns them (a page per 200)."""
@@ -80,6 +88,33 @@ class PlainAPI:
         else:
             self._request("PATCH", f"/variables/name/{name}", {"value": value, "tags": tags})
 
+    def flow_names(self, flow_ids: list[str]) -> dict[str, str]:
+        """The names of the flows `flow_ids`, by id."""
+        body = {"flows": {"id": {"any_": sorted(set(flow_ids))}}, "limit": max(1, len(set(flow_ids)))}
+        return {flow["id"]: flow["name"] for flow in self._request("POST", "/flows/filter", body) or []}
+
+    def update_deployment(self, deployment_id: str, fields: dict[str, Any]) -> None:
+        self._request("PATCH", f"/deployments/{deployment_id}", fields, absent=())
+
+    # The environment's lock (deploy/lock.py), as client.py's PrefectAPI holds it: the same Variable, the same calls
+
+    def take_lease(self, name: str, holder: str, seconds: float) -> Lease | None:
+        body = {"name": name, "value": {"holder": holder, "seconds": seconds}, "tags": ["flowops-lock"]}
+        created = self._request("POST", "/variables/", body, absent=(409,))  # 409: someone holds it
+        return _lease(created) if created else None
+
+    def read_lease(self, name: str) -> Lease | None:
+        variable = self._request("GET", f"/variables/name/{name}")
+        return _lease(variable) if variable else None
+
+    def renew_lease(self, lease: Lease) -> bool:
+        value = {"holder": lease.holder, "seconds": lease.seconds}
+        status, _ = self._call("PATCH", f"/variables/{lease.id}", {"value": value}, absent=(404,))
+        return status != 404  # gone: taken over after it expired
+
+    def drop_lease(self, lease: Lease) -> None:
+        self._request("DELETE", f"/variables/{lease.id}")
+
 
 def plain_api(environment: Mapping[str, str] | None = None) -> PlainAPI | None:
     """The API to call without Prefect, when the environment configures it plainly; else None."""
@@ -90,6 +125,19 @@ def plain_api(environment: Mapping[str, str] | None = None) -> PlainAPI | None:
     if urlsplit(url).scheme not in ("http", "https") or "@" in urlsplit(url).netloc:
         return None  # another scheme, or credentials in the URL: Prefect's client knows what to do with them
     return PlainAPI(url, environment.get("PREFECT_API_KEY") or None)
+
+
+def _lease(variable: dict[str, Any]) -> Lease:
+    value = variable.get("value")
+    value = value if isinstance(value, dict) else {}
+    updated = variable.get("updated")
+    return Lease(
+        UUID(variable["id"]),
+        variable["name"],
+        str(value.get("holder", "unknown")),
+        float(value.get("seconds", 0)),
+        datetime.datetime.fromisoformat(updated).timestamp() if updated else 0.0,
+    )
 
 
 def canonical_json(value: Any) -> str:

@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
-from flowops.api.server import Lease, PrefectAPIError, ServerAPI
+from flowops.api.server import Lease, LeaseAPI, PrefectAPIError
 from flowops.errors import FlowopsError
 from flowops.render.branches import branch_slug
 
@@ -59,7 +59,7 @@ def _seconds(variable: str, default: float) -> float:
 
 @contextlib.contextmanager
 def environment_lock(
-    server: ServerAPI, project: str, environment: str, purpose: str, on_wait: Callable[[str], None] | None = None
+    server: LeaseAPI, project: str, environment: str, purpose: str, on_wait: Callable[[str], None] | None = None
 ) -> Iterator[Lease]:
     """Hold the environment's lock for the `with` block. Waits for the holder ($FLOWOPS_LOCK_WAIT seconds,
     saying who it is), takes over a lease that expired ($FLOWOPS_LOCK_LEASE seconds after its last renewal)."""
@@ -78,7 +78,7 @@ def environment_lock(
         _release(server, lease, on_wait or _to_stderr)
 
 
-def _release(server: ServerAPI, lease: Lease, say: Callable[[str], None]) -> None:
+def _release(server: LeaseAPI, lease: Lease, say: Callable[[str], None]) -> None:
     """Delete the lease. Failing to only delays the next caller until it expires: say so, and let the work's own
     outcome (success, or its error) stand."""
     try:
@@ -92,7 +92,7 @@ def _to_stderr(line: str) -> None:
 
 
 def _acquire(
-    server: ServerAPI,
+    server: LeaseAPI,
     name: str,
     holder: str,
     lease_seconds: float,
@@ -122,7 +122,7 @@ def _acquire(
         time.sleep(POLL_SECONDS)
 
 
-def _keep_renewing(server: ServerAPI, lease: Lease, stop: threading.Event) -> None:
+def _keep_renewing(server: LeaseAPI, lease: Lease, stop: threading.Event) -> None:
     while not stop.wait(lease.seconds / 3):
         try:
             if not server.renew_lease(lease):
