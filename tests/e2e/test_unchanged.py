@@ -93,3 +93,90 @@ def test_a_configuration_prefects_client_would_apply_takes_the_whole_way(hello_r
     )  # fmt: skip
     assert FAST not in again.stdout
     assert "nothing to deploy: the server already matches this commit" in again.stdout
+
+
+MOVED = "only moved to this commit (their pin, tags and version, written without Prefect)"
+
+
+def three_copies(repo) -> None:
+    """The branch file's deployment three times, and an origin remote (Prefect then versions by commit)."""
+    from flowops.local import git
+    from tests.e2e.test_deploy import STAGING_FILE
+    from tests.helpers import edit_yaml
+
+    def copies(content):
+        first = content["deployments"][0]
+        content["deployments"] = [{**json.loads(json.dumps(first)), "name": f"copy-{i}"} for i in range(3)]
+
+    edit_yaml(repo.path / STAGING_FILE, copies)
+    git(repo.path, "remote", "add", "origin", repo.origin_url)
+    repo.commit("three deployments")
+
+
+def pins(repo) -> dict[str, tuple[str, str, str]]:
+    """Each deployment's commit: in its pull step, its commit tag and its version."""
+    found = {}
+    for name, deployment in deployments(repo.api_url, repo.flow_name).items():
+        clone = deployment["pull_steps"][0]["prefect.deployments.steps.git_clone"]
+        tag = next(t for t in deployment["tags"] if t.startswith("commit:"))
+        found[name] = (clone["commit_sha"][:8], tag.removeprefix("commit:"), deployment["version"])
+    return found
+
+
+def test_a_commit_that_changes_no_deployment_moves_every_pin_without_prefect_and_code_takes_the_whole_way(
+    hello_repo,
+):
+    pools = pool_args()
+    deploy = ["deploy", "--branch", "feature/docs", "--repository", hello_repo.origin_url, *pools]
+    three_copies(hello_repo)
+    assert "+ create" in hello_repo.flowops(*deploy).stdout
+
+    (hello_repo.path / "NOTES.md").write_text("a commit that changes no deployment\n")
+    head = hello_repo.commit("notes")
+    moved, imported = flowops_timed_imports(hello_repo, *deploy)
+    assert f"3 deployment(s) {MOVED}" in moved.stdout
+    assert not imported
+    assert set(pins(hello_repo).values()) == {(head[:8],) * 3}
+    assert FAST in hello_repo.flowops(*deploy).stdout  # it recorded what it left
+
+    flow_file = hello_repo.path / "flows" / "hello.py"
+    flow_file.write_text(flow_file.read_text() + "\n# a change to the code\n")
+    head = hello_repo.commit("code")
+    whole, imported = flowops_timed_imports(hello_repo, *deploy)
+    assert MOVED not in whole.stdout
+    assert "3 deployment(s) only moved to this commit: their pin, tags and version, through the API" in whole.stdout
+    assert imported
+    assert set(pins(hello_repo).values()) == {(head[:8],) * 3}
+
+
+def test_a_pin_move_the_server_refuses_puts_back_every_deployment_it_moved(hello_repo):
+    """One of the branch's deployments is deleted between the check and the writes: its write fails, and the others
+    go back to the commit they ran."""
+    import pytest
+
+    from flowops.api.http import PlainAPI
+    from flowops.cli import _render
+    from flowops.config.project import load_project
+    from flowops.deploy.pin_moves import planned_move, write_pin_moves
+    from flowops.errors import DeployFailed
+    from flowops.render.prefect_yaml import Overrides
+
+    pools = pool_args()
+    deploy = ["deploy", "--branch", "feature/refused", "--repository", hello_repo.origin_url, *pools]
+    three_copies(hello_repo)
+    hello_repo.flowops(*deploy)
+    before = pins(hello_repo)
+    (hello_repo.path / "NOTES.md").write_text("a commit that changes no deployment\n")
+    hello_repo.commit("notes")
+
+    overrides = Overrides(hello_repo.origin_url, pools[1], work_pool_type="process")
+    project, rendered = _render(load_project(hello_repo.path), "feature/refused", None, overrides)
+    api = PlainAPI(hello_repo.api_url)
+    move = planned_move(api, project, rendered, hello_repo.env)
+    assert move is not None
+    live = deployments(hello_repo.api_url, hello_repo.flow_name)
+    gone = next(name for name in live if "/copy-1" in name)
+    request(hello_repo.api_url, "DELETE", f"deployments/{live[gone]['id']}")
+    with pytest.raises(DeployFailed, match=r"404.*the server was put back as it was"):
+        write_pin_moves(api, move)
+    assert pins(hello_repo) == {name: pin for name, pin in before.items() if name != gone}
