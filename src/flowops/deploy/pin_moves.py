@@ -17,17 +17,17 @@ It applies only when all of these hold; anything else goes the whole way (valida
 
 Then each deployment's tags and pull steps are the live ones with the recorded commit replaced by this one, its
 version is this commit's, and a description 'None' (Prefect's for a flow without a docstring) becomes null: what the
-whole way writes for a deployment that only moves (gitops._pin_fields). The writes happen under the environment's lock, a few at a time (the server spends 15 to 20 ms
-on each; 4 at once measured 1.75 s for 101 against 2.0 to 2.4 s one by one on PostgreSQL), and every one written is
-put back if one fails. Like the nothing-changed path, this one does not check the work pools and blocks again: the
-deploy it follows did, and only the whole way (or bootstrap) creates them.
+whole way writes for a deployment that only moves (gitops._pin_fields). The writes happen under the environment's
+lock, one after the other (the server spends 15 to 20 ms on each; four at once saved little on PostgreSQL, 1.75 s
+for 101 against 2.0 to 2.4 s, and on SQLite drew 503s that failed the move), and every one written is put back if
+one fails. Like the nothing-changed path, this one does not check the work pools and blocks again: the deploy it
+follows did, and only the whole way (or bootstrap) creates them.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,8 +40,8 @@ from flowops.errors import DeployFailed
 from flowops.gitrepo import git_output, has_commit
 from flowops.render.prefect_yaml import SHORT_SHA_LENGTH, Rendered, ownership_tags
 
-WRITERS = 4
-RETRY_PAUSE_SECONDS = 0.5  # a write the server refused (SQLite's 503 when writes queue up) is tried once more
+# A write the server refused (SQLite's answers 503 when writes queue up) is tried again after each pause
+RETRY_PAUSES_SECONDS = (0.5, 1.0, 2.0)
 # What the version inference of `prefect deploy` reads (prefect/_internal/versioning.py), in its order: GitHub
 # Actions' three variables, then GitLab's, Bitbucket's and Azure DevOps', each keyed by its commit variable, then git.
 GITHUB_VERSION_ENVIRONMENT = ("GITHUB_SHA", "GITHUB_REF_NAME", "GITHUB_REPOSITORY")
@@ -188,24 +188,18 @@ def move_pins(
 
 
 def write_pin_moves(api: PlainAPI, move: PinMove) -> None:
-    """Write `move`, a few at a time; when a write fails (after one more try), put back every one written and
-    raise DeployFailed."""
-
-    def write(item: tuple[str, dict[str, Any]]) -> str | None:
-        deployment_id, fields = item
+    """Write `move`, one deployment after the other; when a write fails (after its tries), put back every one
+    written and raise DeployFailed."""
+    written: list[dict[str, Any]] = []
+    for deployment in move.live:
         try:
-            _update(api, deployment_id, fields)
+            _update(api, deployment["id"], move.updates[deployment["id"]])
         except PrefectAPIError as error:
-            return str(error)
-        return None
-
-    with ThreadPoolExecutor(WRITERS) as writers:
-        errors = dict(zip(move.updates, writers.map(write, move.updates.items()), strict=True))
-    failed = [error for error in errors.values() if error]
-    if not failed:
+            failure = f"moving {len(move.updates)} deployment(s) to {move.new[:12]}: {error}"
+            break
+        written.append(deployment)
+    else:
         return
-    written = [d for d in move.live if errors[d["id"]] is None]
-    failure = f"moving {len(move.updates)} deployment(s) to {move.new[:12]}: {failed[0]}"
     try:
         for deployment in written:
             _update(api, deployment["id"], {key: deployment.get(key) for key in move.updates[deployment["id"]]})
@@ -215,8 +209,10 @@ def write_pin_moves(api: PlainAPI, move: PinMove) -> None:
 
 
 def _update(api: PlainAPI, deployment_id: str, fields: dict[str, Any]) -> None:
-    try:
-        api.update_deployment(deployment_id, fields)
-    except PrefectAPIError:
-        time.sleep(RETRY_PAUSE_SECONDS)
-        api.update_deployment(deployment_id, fields)
+    for pause in RETRY_PAUSES_SECONDS:
+        try:
+            api.update_deployment(deployment_id, fields)
+            return
+        except PrefectAPIError:
+            time.sleep(pause)  # a busy server's own refusal (SQLite's 503): nothing to wait on but time
+    api.update_deployment(deployment_id, fields)
