@@ -200,10 +200,20 @@ class PrefectAPI:
         """Write these fields (tags, pull_steps, version, description) of these deployments, and nothing else: no
         schedule is recreated, so their upcoming scheduled runs stay as they are. One after the other: several at
         once were no faster on PostgreSQL (2.7 s against 2.3 to 2.5 s for 101) and ten times slower on SQLite, whose
-        server answers 503 to writes that queue up. A write refused even after the client's retries gets one more
-        try: it writes the same fields."""
+        server answers 503 to writes that queue up. With a plain configuration (api/http.py) and the same server, the
+        writes go without Prefect's client, as PlainAPI.update_deployment retries them; otherwise a write refused even
+        after the client's retries gets one more try: it writes the same fields."""
         from prefect.client.schemas.actions import DeploymentUpdate
 
+        from flowops.api.http import plain_api
+
+        plain = plain_api()
+        if plain is not None and plain.url == self.api_url.rstrip("/"):
+            # the same server, called without Prefect's client: 16 ms a write here against 23 to 25 ms through it
+            for deployment_id, fields in updates.items():
+                payload = DeploymentUpdate(**fields).model_dump(mode="json", exclude_unset=True)  # as Prefect's
+                plain.update_deployment(str(deployment_id), payload)
+            return
         with _calling("moving deployments to the commit"):
             for deployment_id, fields in updates.items():
                 try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,7 @@ from flowops.api.server import Lease, PrefectAPIError
 
 PAGE_SIZE = 200
 TIMEOUT_SECONDS = 20.0
+RETRY_PAUSES_SECONDS = (0.5, 1.0, 2.0)
 # What Prefect's client would apply beyond the URL and the key: with any of them set, the plain path stands aside.
 CLIENT_SETTINGS = (
     "PREFECT_API_AUTH_STRING", "PREFECT_API_TLS_INSECURE_SKIP_VERIFY", "PREFECT_API_SSL_CERT_FILE",
@@ -94,6 +96,14 @@ class PlainAPI:
         return {flow["id"]: flow["name"] for flow in self._request("POST", "/flows/filter", body) or []}
 
     def update_deployment(self, deployment_id: str, fields: dict[str, Any]) -> None:
+        """Write these fields of the deployment. A write the server refuses (SQLite's answers 503 when writes queue
+        up) is tried again after each of RETRY_PAUSES_SECONDS; the last refusal raises."""
+        for pause in RETRY_PAUSES_SECONDS:
+            try:
+                self._request("PATCH", f"/deployments/{deployment_id}", fields, absent=())
+                return
+            except PrefectAPIError:
+                time.sleep(pause)  # the server's own contention: nothing to wait on but time
         self._request("PATCH", f"/deployments/{deployment_id}", fields, absent=())
 
     # The environment's lock (deploy/lock.py), as client.py's PrefectAPI holds it: the same Variable, the same calls

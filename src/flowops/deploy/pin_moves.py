@@ -26,7 +26,6 @@ follows did, and only the whole way (or bootstrap) creates them.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,8 +39,6 @@ from flowops.errors import DeployFailed
 from flowops.gitrepo import git_output, has_commit
 from flowops.render.prefect_yaml import SHORT_SHA_LENGTH, Rendered, ownership_tags
 
-# A write the server refused (SQLite's answers 503 when writes queue up) is tried again after each pause
-RETRY_PAUSES_SECONDS = (0.5, 1.0, 2.0)
 # What the version inference of `prefect deploy` reads (prefect/_internal/versioning.py), in its order: GitHub
 # Actions' three variables, then GitLab's, Bitbucket's and Azure DevOps', each keyed by its commit variable, then git.
 GITHUB_VERSION_ENVIRONMENT = ("GITHUB_SHA", "GITHUB_REF_NAME", "GITHUB_REPOSITORY")
@@ -188,12 +185,12 @@ def move_pins(
 
 
 def write_pin_moves(api: PlainAPI, move: PinMove) -> None:
-    """Write `move`, one deployment after the other; when a write fails (after its tries), put back every one
-    written and raise DeployFailed."""
+    """Write `move`, one deployment after the other; when a write fails (after its tries, see
+    PlainAPI.update_deployment), put back every one written and raise DeployFailed."""
     written: list[dict[str, Any]] = []
     for deployment in move.live:
         try:
-            _update(api, deployment["id"], move.updates[deployment["id"]])
+            api.update_deployment(deployment["id"], move.updates[deployment["id"]])
         except PrefectAPIError as error:
             failure = f"moving {len(move.updates)} deployment(s) to {move.new[:12]}: {error}"
             break
@@ -202,17 +199,9 @@ def write_pin_moves(api: PlainAPI, move: PinMove) -> None:
         return
     try:
         for deployment in written:
-            _update(api, deployment["id"], {key: deployment.get(key) for key in move.updates[deployment["id"]]})
+            api.update_deployment(
+                deployment["id"], {key: deployment.get(key) for key in move.updates[deployment["id"]]}
+            )
     except PrefectAPIError as error:
         raise DeployFailed(f"{failure}, and undoing it failed: {error}", "") from None
     raise DeployFailed(f"{failure}; the server was put back as it was", "")
-
-
-def _update(api: PlainAPI, deployment_id: str, fields: dict[str, Any]) -> None:
-    for pause in RETRY_PAUSES_SECONDS:
-        try:
-            api.update_deployment(deployment_id, fields)
-            return
-        except PrefectAPIError:
-            time.sleep(pause)  # a busy server's own refusal (SQLite's 503): nothing to wait on but time
-    api.update_deployment(deployment_id, fields)
