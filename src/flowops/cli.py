@@ -398,26 +398,29 @@ def _move_pins(plain: PlainAPI, project: Project, rendered: Rendered) -> int | N
     """A commit that changes no deployment's definition, deployed without Prefect (deploy/pin_moves.py): how many
     moved, said on the terminal and in the step summary; None when it takes the whole way."""
     from flowops.deploy.pin_moves import move_pins
-    from flowops.deploy.report import append_step_summary
 
     moved = move_pins(plain, project, rendered, os.environ, on_moved=lambda: _record_deploy(project, rendered))
     if moved is None:
         return None
-    headline = f"Deployed branch {rendered.target.branch!r} @ {rendered.sha[:8]}: {moved} deployment(s) moved"
-    detail = (
+    _report_without_prefect(
+        f"Deployed branch {rendered.target.branch!r} @ {rendered.sha[:8]}: {moved} deployment(s) moved",
         f"{moved} deployment(s) only moved to this commit (their pin, tags and version, written without Prefect):"
-        " nothing that defines them changed since the last deploy"
+        " nothing that defines them changed since the last deploy",
     )
-    print(f"{headline}\n{detail}")
-    append_step_summary(f"### {headline}\n\n{detail}.\n")
     return moved
 
 
 def _report_unchanged(headline: str, count: int) -> None:
     """What the nothing-changed path says, on the terminal and in the job's step summary."""
+    _report_without_prefect(
+        headline, f"{count} deployment(s) as the last deploy of this commit left them (read without Prefect)"
+    )
+
+
+def _report_without_prefect(headline: str, detail: str) -> None:
+    """What a path that took no plan says, on the terminal and in the job's step summary."""
     from flowops.deploy.report import append_step_summary
 
-    detail = f"{count} deployment(s) as the last deploy of this commit left them (read without Prefect)"
     print(f"{headline}\n{detail}")
     append_step_summary(f"### {headline}\n\n{detail}.\n")
 

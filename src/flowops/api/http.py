@@ -90,11 +90,6 @@ class PlainAPI:
         else:
             self._request("PATCH", f"/variables/name/{name}", {"value": value, "tags": tags})
 
-    def flow_names(self, flow_ids: list[str]) -> dict[str, str]:
-        """The names of the flows `flow_ids`, by id."""
-        body = {"flows": {"id": {"any_": sorted(set(flow_ids))}}, "limit": max(1, len(set(flow_ids)))}
-        return {flow["id"]: flow["name"] for flow in self._request("POST", "/flows/filter", body) or []}
-
     def update_deployment(self, deployment_id: str, fields: dict[str, Any]) -> None:
         """Write these fields of the deployment. A write the server refuses (SQLite's answers 503 when writes queue
         up) is tried again after each of RETRY_PAUSES_SECONDS; the last refusal raises."""
