@@ -343,10 +343,18 @@ def cmd_render(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     from flowops.timings import phase
 
-    plain = _plain_api()
     with phase("render"):
         project, rendered = _rendered(args, _project(args))
-    if plain and not (args.rollback or args.json):
+    return _plan(project, rendered, args.rollback, args.json)
+
+
+def _plan(project: Project, rendered: Rendered, rollback: bool = False, as_json: bool = False) -> int:
+    """Plan and report. "Nothing to change" is answered without Prefect when the record of the last deploy says so
+    (deploy/unchanged.py); a rollback's plan and the JSON one always read the server in full."""
+    from flowops.timings import phase
+
+    plain = _plain_api()
+    if plain and not (rollback or as_json):
         with phase("nothing-changed check"):
             count = _unchanged_count(plain, project, rendered)
         if count is not None:
@@ -354,12 +362,6 @@ def cmd_plan(args: argparse.Namespace) -> int:
                 f"Plan for branch {rendered.target.branch!r} @ {rendered.sha[:8]}: nothing to change", count
             )
             return 0
-    return _plan(project, rendered, args.rollback, args.json)
-
-
-def _plan(project: Project, rendered: Rendered, rollback: bool = False, as_json: bool = False) -> int:
-    from flowops.timings import phase
-
     with phase("importing Prefect"):
         import prefect  # noqa: F401 - here, to count it: connect() would import it anyway
 
@@ -377,10 +379,22 @@ def _plan(project: Project, rendered: Rendered, rollback: bool = False, as_json:
 def cmd_deploy(args: argparse.Namespace) -> int:
     from flowops.timings import phase
 
-    plain = _plain_api()
     with phase("render"):
         project, rendered = _rendered(args, _project(args))
-    if plain and not (args.force or args.rollback):
+    return _deploy_commit(project, rendered, args.force, args.verbose, args.rollback)
+
+
+def _deploy_commit(
+    project: Project, rendered: Rendered, force: bool = False, verbose: bool = False, rollback: bool = False
+) -> int:
+    """Deploy by the shortest way that leaves the server as the whole way would: without Prefect when the record
+    of the last deploy shows nothing changed (deploy/unchanged.py) or only the commit moves (deploy/pin_moves.py),
+    else the whole way (validate, plan, `prefect deploy`, under the lock). Forced deploys and rollbacks always go
+    the whole way. `flowops deploy`, and the GitHub events that deploy without a pull request, come here."""
+    from flowops.timings import phase
+
+    plain = _plain_api()
+    if plain and not (force or rollback):
         with phase("nothing-changed check"):
             count = _unchanged_count(plain, project, rendered)
         if count is not None:
@@ -391,7 +405,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
             return 0
         if _move_pins(plain, project, rendered) is not None:
             return 0
-    return _deploy(project, rendered, args.force, args.verbose, rollback=args.rollback)
+    return _deploy(project, rendered, force, verbose, rollback=rollback)
 
 
 def _move_pins(plain: PlainAPI, project: Project, rendered: Rendered) -> int | None:
@@ -905,7 +919,7 @@ def cmd_github_event(args: argparse.Namespace) -> int:
     print(f"{event}: {decision.operation} {subject} ({decision.reason})".replace("  ", " "), flush=True)
     if args.check or decision.operation == SKIP:
         return 0  # SKIP: the decision line above says why
-    require_api_url()
+    _plain_api()  # a server must be named, as for every command that acts on one (without Prefect when plain)
     from flowops.render.prefect_yaml import Overrides
 
     overrides = Overrides(args.repository, args.work_pool)
@@ -922,14 +936,18 @@ def cmd_github_event(args: argparse.Namespace) -> int:
         from flowops.github.pull_request_comment import PullRequestComment
 
         governed, rendered = _render(project, given(decision.branch, "branch"), decision.sha, overrides, True, policy)
-        comment = PullRequestComment.from_environment(decision.pull_request) if decision.pull_request else None
-        if decision.pull_request and comment is None:
+        if decision.pull_request is None:  # a push to a protected branch, a dispatched deploy
+            return _deploy_commit(governed, rendered)
+        # A pull request's deploy always goes the whole way: its comment shows the plan, and its sample runs
+        # follow from what the plan created or updated.
+        comment = PullRequestComment.from_environment(decision.pull_request)
+        if comment is None:
             print(
                 f"pull request #{decision.pull_request}: no comment (GITHUB_TOKEN is not set: give the step"
                 " `GITHUB_TOKEN: ${{ github.token }}` and the job `pull-requests: write`); the step summary has it all",
                 flush=True,
             )
-        return _deploy(governed, rendered, comment=comment, samples=decision.pull_request is not None)
+        return _deploy(governed, rendered, comment=comment, samples=True)
     if decision.operation == ROLLBACK:
         from flowops.gitrepo import require_commit_of_branch
 

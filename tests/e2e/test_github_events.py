@@ -21,10 +21,16 @@ def github_event(repo, event: str, fixture: str, sha: str = "", flow: str = "", 
     payload.write_text(text)
     summary = repo.path.parent / "step-summary.md"
     summary.write_text("")
+    event_payload = json.loads(text)
+    if event == "pull_request":
+        ref_name = f"{event_payload['number']}/merge"
+    else:
+        ref_name = str(event_payload.get("ref", "refs/heads/main")).removeprefix("refs/heads/")
     environment = {
         "GITHUB_ACTIONS": "true",
         "GITHUB_EVENT_NAME": event,
         "GITHUB_EVENT_PATH": str(payload),
+        "GITHUB_REF_NAME": ref_name,
         "GITHUB_SERVER_URL": repo.origin.parent.as_uri(),  # workers clone GITHUB_SERVER_URL/GITHUB_REPOSITORY.git
         "GITHUB_REPOSITORY": repo.origin.name.removesuffix(".git"),
         "GITHUB_SHA": sha or git(repo.path, "rev-parse", "HEAD"),
@@ -114,7 +120,7 @@ def test_every_event_a_team_uses_does_what_it_should_on_the_server(hello_repo):
     by_hand = f"staging-{branch_slug('feature/by-hand')}"
     assert names(hello_repo) == {"production", "staging", by_hand}
     result, summary = github_event(hello_repo, "workflow_dispatch", "dispatch_plan")
-    assert f"= unchanged {hello_repo.flow_name}/{by_hand}" in result.stdout
+    assert f"Plan for branch 'feature/by-hand' @ {main_sha[:8]}: nothing to change" in result.stdout
     github_event(hello_repo, "workflow_dispatch", "dispatch_teardown")
     assert names(hello_repo) == {"production", "staging"}
 
@@ -128,6 +134,52 @@ def test_every_event_a_team_uses_does_what_it_should_on_the_server(hello_repo):
     with hello_repo.worker(pool):
         result, _ = github_event(hello_repo, "workflow_dispatch", "dispatch_run", flow=hello_repo.flow_name)
     assert result.stdout.rstrip().endswith(": Completed"), result.stdout
+
+
+def test_a_push_to_main_that_changes_no_deployment_moves_production_without_prefect(hello_repo):
+    """Merging a pull request that touches no flow (documentation, say) moves production to the merge commit by
+    the pin-move path, as `flowops deploy` does; the job run again answers "nothing changed"; code goes the whole
+    way. Whether Prefect was imported is read from Python's own import log (PYTHONPROFILEIMPORTTIME)."""
+    production_on_a_process_pool(hello_repo)
+    first = hello_repo.commit("production on a process pool here", push=["main"])
+    result, _ = github_event(hello_repo, "push", "push_main", first)
+    assert "+ create" in result.stdout
+
+    def production_commit() -> tuple[str, str, str]:
+        production = deployments(hello_repo.api_url, hello_repo.flow_name)[f"{hello_repo.flow_name}/production"]
+        clone = production["pull_steps"][0]["prefect.deployments.steps.git_clone"]
+        tag = next(tag for tag in production["tags"] if tag.startswith("commit:"))
+        return clone["commit_sha"], tag.removeprefix("commit:"), production["version"]
+
+    def push_main(sha: str) -> tuple[str, str, bool]:
+        hello_repo.env["PYTHONPROFILEIMPORTTIME"] = "1"
+        try:
+            result, summary = github_event(hello_repo, "push", "push_main", sha)
+        finally:
+            del hello_repo.env["PYTHONPROFILEIMPORTTIME"]
+        imported = any(line.split("|")[-1].strip() == "prefect" for line in result.stderr.splitlines())
+        return result.stdout, summary, imported
+
+    (hello_repo.path / "NOTES.md").write_text("documentation only\n")
+    docs = hello_repo.commit("documentation only", push=["main"])
+    stdout, summary, imported = push_main(docs)
+    assert "1 deployment(s) moved" in stdout, stdout
+    assert "1 deployment(s) moved" in summary
+    assert not imported
+    assert production_commit() == (docs, docs[:8], docs[:8])
+
+    stdout, _, imported = push_main(docs)  # the job re-run
+    assert "nothing changed" in stdout, stdout
+    assert not imported
+    assert production_commit() == (docs, docs[:8], docs[:8])
+
+    flow_file = hello_repo.path / "flows" / "hello.py"
+    flow_file.write_text(flow_file.read_text() + "\n# a change to the code\n")
+    code = hello_repo.commit("code", push=["main"])
+    stdout, _, imported = push_main(code)
+    assert "deployment(s) moved" not in stdout, stdout
+    assert imported
+    assert production_commit() == (code, code[:8], code[:8])
 
 
 def test_a_dispatched_run_that_fails_fails_the_job(hello_repo):
