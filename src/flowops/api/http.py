@@ -24,12 +24,17 @@ from flowops.api.server import Lease, PrefectAPIError
 PAGE_SIZE = 200
 TIMEOUT_SECONDS = 20.0
 RETRY_PAUSES_SECONDS = (0.5, 1.0, 2.0)
+BUSY_STATUSES = (429, 502, 503, 504)  # the server, or a proxy before it, cannot take the call now: worth a retry
 # What Prefect's client would apply beyond the URL and the key: with any of them set, the plain path stands aside.
 CLIENT_SETTINGS = (
     "PREFECT_API_AUTH_STRING", "PREFECT_API_TLS_INSECURE_SKIP_VERIFY", "PREFECT_API_SSL_CERT_FILE",
     "PREFECT_CLIENT_CUSTOM_HEADERS", "PREFECT_CLIENT_CSRF_SUPPORT_ENABLED", "PREFECT_PROFILE", "PREFECT_PROFILES_PATH",
     "PREFECT_CLOUD_API_URL",
 )  # fmt: skip
+
+
+class ServerBusy(PrefectAPIError):
+    """The server refused a call for now (one of BUSY_STATUSES): another try may be taken."""
 
 
 @dataclass(frozen=True)
@@ -62,7 +67,8 @@ class PlainAPI:
             if error.code in absent:
                 return error.code, None
             detail = error.read()[:300].decode(errors="replace")
-            raise PrefectAPIError(f"{method} {path}: {error.code} {detail}") from None
+            refusal = ServerBusy if error.code in BUSY_STATUSES else PrefectAPIError
+            raise refusal(f"{method} {path}: {error.code} {detail}") from None
         except (urllib.error.URLError, OSError) as error:
             where = without_userinfo(self.url)  # a URL may carry a password: never shown
             raise PrefectAPIError(f"{method} {path}: cannot reach the Prefect API at {where!r}: {error}") from None
@@ -91,13 +97,14 @@ class PlainAPI:
             self._request("PATCH", f"/variables/name/{name}", {"value": value, "tags": tags})
 
     def update_deployment(self, deployment_id: str, fields: dict[str, Any]) -> None:
-        """Write these fields of the deployment. A write the server refuses (SQLite's answers 503 when writes queue
-        up) is tried again after each of RETRY_PAUSES_SECONDS; the last refusal raises."""
+        """Write these fields of the deployment. A write the server refuses for now (SQLite's answers 503 when
+        writes queue up) is tried again after each of RETRY_PAUSES_SECONDS, and the last refusal raises; any other
+        error (a deployment deleted meanwhile: 404) raises at once."""
         for pause in RETRY_PAUSES_SECONDS:
             try:
                 self._request("PATCH", f"/deployments/{deployment_id}", fields, absent=())
                 return
-            except PrefectAPIError:
+            except ServerBusy:
                 time.sleep(pause)  # the server's own contention: nothing to wait on but time
         self._request("PATCH", f"/deployments/{deployment_id}", fields, absent=())
 

@@ -1,5 +1,6 @@
 """A busy Prefect server (SQLite's answers 503 when writes queue up): moving deployments to a commit writes a
-refused one once more, and fails only when a write is refused twice; bootstrap tries a refused work pool creation
+refused one once more, and fails only when a write is refused twice; the plain API's writes (without Prefect) are
+tried up to four times, and a deployment that is not there fails at once; bootstrap tries a refused work pool creation
 again until the pool is there. Against HTTP stand-ins that refuse as told and record every write."""
 
 from __future__ import annotations
@@ -13,16 +14,20 @@ import pytest
 from prefect.settings import PREFECT_API_URL, PREFECT_CLIENT_MAX_RETRIES, temporary_settings
 
 from flowops.api.client import connect
+from flowops.api.http import PlainAPI, ServerBusy
 from flowops.api.server import PrefectAPIError
 
 
 class BusyServer(ThreadingHTTPServer):
-    """Answers PATCH /api/deployments/<id>: 503 for the first `refusals[id]` writes of that id, then 204."""
+    """Answers PATCH /api/deployments/<id>: 503 for the first `refusals[id]` writes of that id, then 204; 404 for
+    an id in `missing` (a deployment deleted meanwhile). Every PATCH is counted in `tries`."""
 
-    def __init__(self, refusals: dict[str, int]):
+    def __init__(self, refusals: dict[str, int], missing: frozenset[str] = frozenset()):
         super().__init__(("127.0.0.1", 0), Handler)
         self.refusals = refusals
+        self.missing = missing
         self.written: list[tuple[str, dict]] = []
+        self.tries = 0
         self.lock = threading.Lock()
 
 
@@ -33,6 +38,12 @@ class Handler(BaseHTTPRequestHandler):
         deployment_id = self.path.rsplit("/", 1)[-1]
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         with self.server.lock:
+            self.server.tries += 1
+            if deployment_id in self.server.missing:
+                self.send_response(404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             refuse = self.server.refusals.get(deployment_id, 0) > 0
             self.server.refusals[deployment_id] = self.server.refusals.get(deployment_id, 0) - 1
             if not refuse:
@@ -58,8 +69,8 @@ class Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def busy():
-    def serve(refusals: dict[str, int]) -> BusyServer:
-        server = BusyServer(refusals)
+    def serve(refusals: dict[str, int], missing: frozenset[str] = frozenset()) -> BusyServer:
+        server = BusyServer(refusals, missing)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         servers.append(server)
         return server
@@ -98,6 +109,34 @@ def test_a_write_refused_twice_fails_the_move(busy, move):
     with pytest.raises(PrefectAPIError, match="moving deployments to the commit: 503"):
         move(server, {deployment_id: {"version": "abc12345"}})
     assert server.written == []
+
+
+def plain_on(server: BusyServer) -> PlainAPI:
+    return PlainAPI(f"http://127.0.0.1:{server.server_address[1]}/api")
+
+
+def test_the_plain_api_writes_again_what_a_busy_server_refused(busy, monkeypatch):
+    monkeypatch.setattr("flowops.api.http.RETRY_PAUSES_SECONDS", (0.01, 0.01, 0.01))
+    deployment_id = str(uuid.uuid4())
+    server = busy({deployment_id: 3})
+    plain_on(server).update_deployment(deployment_id, {"version": "abc12345"})
+    assert (server.tries, server.written) == (4, [(deployment_id, {"version": "abc12345"})])
+
+    refused_for_good = str(uuid.uuid4())
+    server = busy({refused_for_good: 4})
+    with pytest.raises(ServerBusy, match=f"PATCH /deployments/{refused_for_good}: 503"):
+        plain_on(server).update_deployment(refused_for_good, {"version": "abc12345"})
+    assert (server.tries, server.written) == (4, [])
+
+
+def test_the_plain_api_does_not_write_again_what_is_not_there(busy):
+    """A deployment deleted meanwhile fails the move at its first answer (it waited 3.5 s for three retries)."""
+    gone = str(uuid.uuid4())
+    server = busy({}, missing=frozenset({gone}))
+    with pytest.raises(PrefectAPIError, match=f"PATCH /deployments/{gone}: 404") as raised:
+        plain_on(server).update_deployment(gone, {"version": "abc12345"})
+    assert not isinstance(raised.value, ServerBusy)
+    assert server.tries == 1
 
 
 class PoolServer(ThreadingHTTPServer):
