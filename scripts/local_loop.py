@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -71,6 +72,9 @@ def database_name(database_url: str) -> str:
 
 
 def serve_until_interrupted(ui_url: str, env: dict[str, str]) -> None:
+    # Python leaves SIGINT ignored when it started so (a job a non-interactive shell put in the background):
+    # Ctrl-C, or `kill -INT`, must end the wait whatever started it
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:  # Ctrl-C may come as soon as the address is out
         step(f"the UI is at {ui_url} (deployments, the runs and their artifact); Ctrl-C tears down and stops all")
         print(f"PREFECT_API_URL={env['PREFECT_API_URL']} uv run flowops run ecommerce-events/production", flush=True)

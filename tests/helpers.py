@@ -61,6 +61,17 @@ def deployments(api_url: str, flow_name: str | None = None) -> dict[str, dict]:
         offset += 200
 
 
+WORKER_WRITTEN = ("last_polled", "status")  # a worker's poll writes them (no deploy does): never compared
+
+
+def deployments_as_deployed(api_url: str, flow_name: str | None = None) -> dict[str, dict]:
+    """`deployments`, less what a worker's poll writes: what a test compares to show that nothing was deployed."""
+    return {
+        name: {key: value for key, value in deployment.items() if key not in WORKER_WRITTEN}
+        for name, deployment in deployments(api_url, flow_name).items()
+    }
+
+
 def flow_run_logs(api_url: str, flow_run_id: str, containing: str = "", timeout: float = 30) -> str:
     """The run's log messages. A run's last logs reach the server in a batch after its final state, so wait
     (up to `timeout` seconds) until they contain `containing`."""

@@ -13,7 +13,7 @@ import pytest
 from flowops.deploy.gitops import block_owner_variable
 from flowops.local import git
 from flowops.render.branches import branch_slug, data_environment_name
-from tests.helpers import api, deployments, edit_yaml, schema_rows
+from tests.helpers import api, deployments, deployments_as_deployed, edit_yaml, schema_rows
 
 ECOMMERCE = "ecommerce-events-e2e"  # the e2e copy's flow name (tests/e2e/conftest.py)
 
@@ -63,7 +63,7 @@ def test_a_pull_request_never_reaches_productions_database_pool_or_blocks(ecomme
         lambda c: c["deployments"][0]["parameters"].update(database_secret_block=repo.blocks["production"]),
     )
     repo.commit("load into production", push=["feature/reach"])
-    before = deployments(repo.api_url)
+    before = deployments_as_deployed(repo.api_url)
     refused = repo.flowops("deploy", "--branch", "feature/reach", "--repository", repo.origin_url, check=False)
     assert refused.returncode == 1
     assert f"block {repo.blocks['production']!r} is not a block of environment 'staging'" in refused.stderr
@@ -77,7 +77,7 @@ def test_a_pull_request_never_reaches_productions_database_pool_or_blocks(ecomme
     refused = repo.flowops("deploy", "--branch", "feature/reach", "--repository", repo.origin_url, check=False)
     assert refused.returncode == 1
     assert f"{production_pool!r} is not a work pool of environment 'staging' ('ecommerce-staging'" in refused.stderr
-    assert deployments(repo.api_url) == before  # nothing changed
+    assert deployments_as_deployed(repo.api_url) == before  # nothing changed
 
     # The same branch with staging's file as main has it: deployed, and its runs load into staging's database.
     git(repo.path, "checkout", "--quiet", "main")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from flowops.local import git
 from flowops.render.branches import branch_slug
-from tests.helpers import api, deployments, edit_yaml
+from tests.helpers import api, deployments, deployments_as_deployed, edit_yaml
 
 EVENTS = Path(__file__).resolve().parents[1] / "fixtures" / "github_events"
 
@@ -100,11 +100,11 @@ def test_every_event_a_team_uses_does_what_it_should_on_the_server(hello_repo):
     clone = deployments(hello_repo.api_url)[branch_deployment]["pull_steps"][0]["prefect.deployments.steps.git_clone"]
     assert clone["commit_sha"] == second
 
-    before = deployments(hello_repo.api_url, hello_repo.flow_name)
+    before = deployments_as_deployed(hello_repo.api_url, hello_repo.flow_name)
     result, _ = github_event(hello_repo, "pull_request", "pull_request_fork", second)
     assert "comes from a fork" in result.stdout
     github_event(hello_repo, "pull_request", "pull_request_labeled", second)
-    assert deployments(hello_repo.api_url, hello_repo.flow_name) == before
+    assert deployments_as_deployed(hello_repo.api_url, hello_repo.flow_name) == before
 
     github_event(hello_repo, "pull_request", "pull_request_closed", second)
     assert names(hello_repo) == {"production", "staging"}

@@ -15,7 +15,16 @@ import pytest
 from flowops.github.pull_request_comment import MARKER
 from flowops.local import base_environment, git
 from flowops.render.branches import branch_slug, data_environment_name
-from tests.helpers import FLOW, api, deployment_names, deployments, event, git_clone_step, schema_rows
+from tests.helpers import (
+    FLOW,
+    api,
+    deployment_names,
+    deployments,
+    deployments_as_deployed,
+    event,
+    git_clone_step,
+    schema_rows,
+)
 
 BRANCH = "feature/Foo_Bar"  # the head branch of the pull requests in tests/fixtures/github_events
 PULL_REQUEST_JOB = "branch deployments of the pull request"
@@ -124,10 +133,10 @@ def test_two_pull_requests_prove_their_changes_on_data_of_their_own_and_leave_no
     assert github_api.comments[0]["body"] == f"{MARKER} quoted by a person: never ours to edit"
     assert github_api.problems == []
 
-    before = deployments(api_url, FLOW)
+    before = deployments_as_deployed(api_url, FLOW)
     run = repository.act("deploy.yml", "pull_request", event("pull_request_fork", HEAD_SHA=second))
     assert run.job(PULL_REQUEST_JOB) == "not run"  # a fork's pull request gets no secrets and no job
-    assert deployments(api_url, FLOW) == before
+    assert deployments_as_deployed(api_url, FLOW) == before
 
     # Both closed: their deployments and their data are gone; staging's table is as it was.
     for number, branch in branches.items():

@@ -7,7 +7,8 @@ Two ways, the same code of Prefect's writing every deployment:
 - by default, Prefect's `_run_single_deploy` for each deployment of the file, one after the other on one client,
   with what Prefect recomputes for every deployment computed once: the flow of an entrypoint (its script run again
   each time), its parameter schema (three times per deployment), the version inferred from git or CI, the work
-  pool and its workers (read twice per deployment), the flow's id. `prefect deploy --all` makes a client per call
+  pool and its workers (read twice per deployment), the flow's id; and the file is parsed by libyaml rather than
+  by PyYAML's Python parser (0.2 s at 100 deployments). `prefect deploy --all` makes a client per call
   (five per deployment, each loading the CA bundle: 30% of its time here). What the server stores is the same:
   tests/e2e/test_deploy.py compares every field with a bare `prefect deploy --all` of the same file.
   Not several at once: on SQLite (the embedded default) 4 at a time took 6.2 s for 11 deployments against 1.6 s
@@ -73,8 +74,8 @@ def _internals_known() -> bool:
     """Whether Prefect's deploy internals are the ones `_deploy_each_once` calls (the 3.9 series')."""
     try:
         import prefect.cli._app
+        import prefect.cli.deploy._config as deploy_config
         import prefect.cli.deploy._core as core
-        from prefect.cli.deploy._config import _load_deploy_configs_and_actions  # noqa: F401
         from prefect.client.orchestration import PrefectClient
         from prefect.deployments import runner
     except ImportError:
@@ -86,6 +87,8 @@ def _internals_known() -> bool:
         and all(hasattr(runner, name) for name in ("parameter_schema", "get_inferred_version_info"))
         and all(hasattr(PrefectClient, name) for name in methods)
         and hasattr(prefect.cli._app, "console")
+        and hasattr(deploy_config, "_load_deploy_configs_and_actions")
+        and hasattr(getattr(deploy_config, "yaml", None), "safe_load")  # how it reads the file
     )
 
 
@@ -96,6 +99,7 @@ def _deploy_each_once(prefect_file: Path, output: io.StringIO) -> int:
     import asyncio
 
     import prefect.cli._app as cli
+    import prefect.cli.deploy._config as deploy_config
     import prefect.cli.deploy._core as core
     from prefect._internal.versioning import get_inferred_version_info
     from prefect.cli.deploy._config import _load_deploy_configs_and_actions
@@ -114,6 +118,7 @@ def _deploy_each_once(prefect_file: Path, output: io.StringIO) -> int:
         (runner, "parameter_schema", once.by_identity(parameter_schema)),
         (runner, "get_inferred_version_info", once.coroutine(get_inferred_version_info)),
         (cli, "console", console),  # Prefect's deploy reads the CLI's console (prompts, panels)
+        (deploy_config, "yaml", _LibYAML),  # the file parsed by libyaml: 0.2 s less at 100 deployments
     ]
 
     async def deploy_all() -> list[Exception]:
@@ -146,6 +151,19 @@ def _deploy_each_once(prefect_file: Path, output: io.StringIO) -> int:
             setattr(module, name, value)
     output.writelines(f"{type(failure).__name__}: {failure}\n" for failure in failures)
     return 1 if failures else 0
+
+
+class _LibYAML:
+    """PyYAML as Prefect's deploy reads the file (`yaml.safe_load`), with libyaml's parser: the same safe
+    constructor builds the same objects from the file flowops rendered, ten times faster."""
+
+    @staticmethod
+    def safe_load(stream: Any) -> Any:
+        import yaml
+
+        from flowops.config.project import SAFE_LOADER
+
+        return yaml.load(stream, Loader=SAFE_LOADER)  # noqa: S506 - a safe loader, libyaml's or PyYAML's own
 
 
 class _Once:
