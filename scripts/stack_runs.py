@@ -67,7 +67,9 @@ def a_worker_with_every_run_running(
     minutes later), and those runs. A run that already ended needs no rescheduling: on a loaded machine a worker's
     first run can end before its second one starts, and two Running at once may never come."""
     runs = flow_runs(api_url, run_ids)
-    for flow_run in runs.values():
+    # the latest started first: its worker's runs are the furthest from their end, so the kill that follows still
+    # finds one unfinished (a run that had been Running for a while ended before the kill once, in CI)
+    for flow_run in sorted(runs.values(), key=lambda run: run.get("start_time") or "", reverse=True):
         if flow_run["state_type"] == "RUNNING":
             worker, held = worker_running(env, project, flow_run)
             states = [runs[run_id]["state_type"] for run_id in held if run_id in runs]
