@@ -4,7 +4,7 @@ Two ways, the same code of Prefect's writing every deployment:
 
 - the command itself, `prefect --no-prompt deploy --all --prefect-file F`, through Prefect's CLI entry point
   (`FLOWOPS_PREFECT_DEPLOY=cli`, or when Prefect's internals are not those of the 3.9 series this was measured on);
-- by default, Prefect's `_run_single_deploy` for each deployment of the file, one after the other on one client,
+- by default, Prefect's `_run_single_deploy` for each deployment of the file, two at a time on one client,
   with what Prefect recomputes for every deployment computed once: the flow of an entrypoint (its script run again
   each time), its parameter schema (three times per deployment), the version inferred from git or CI, the work
   pool and its workers (read twice per deployment), the flow's id; and the file is parsed by libyaml rather than
@@ -32,9 +32,9 @@ from pathlib import Path
 from typing import Any
 
 # Deployments Prefect's deploy writes at once: the client's own work for one overlaps the server's for the other.
-# Measured at 101 deployments: on PostgreSQL 8.8 to 10.0 s two at a time against 10.3 to 11.2 s one at a time
-# (three at a time no better, and noisier); on SQLite 17.1 to 21.2 s against 20.4 to 22.0 s. Four at a time
-# drew SQLite's 503s (its server refuses writes that queue up).
+# Measured at 101 deployments, runs alternating: on PostgreSQL 9.6 s two at a time against 11.4 s one at a time
+# (medians of 7; three at a time no better); on SQLite 15.6 s against 19.7 s (medians of 3). Four at a time drew
+# SQLite's 503s (its server refuses writes that queue up).
 DEPLOYS_AT_ONCE = 2
 
 
