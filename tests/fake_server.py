@@ -37,6 +37,7 @@ class FakeServer:
     # picks the run up, and a wait ends at its timeout with the run still Scheduled.
     run_outcomes: dict[str, tuple[str, str]] = field(default_factory=dict)
     runs: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (deployment, parameters) started
+    cancelled: list[UUID] = field(default_factory=list)  # the runs cancelled
     failing: set[str] = field(default_factory=set)  # calls that fail as an unreachable server would
     calls: Counter[str] = field(default_factory=Counter)
 
@@ -166,6 +167,10 @@ class FakeServer:
         self.runs.append((full_name, parameters))
         state_type, message = self.run_outcomes.get(full_name, ("SCHEDULED", ""))
         return RunResult(uuid.uuid4(), f"run-{len(self.runs)}", state_type, state_type.title(), message)
+
+    def cancel_run(self, flow_run_id: UUID) -> None:
+        self._call("cancel_run")
+        self.cancelled.append(flow_run_id)
 
     def read_automations(self, *, names: list[str] | None = None, tag: str | None = None) -> list[LiveAutomation]:
         self._call("read_automations")

@@ -4,7 +4,7 @@ before they delete a branch's deployments.
 It drops exactly what a branch's loads made, and refuses anything else: it runs only as a branch deployment
 ($FLOWOPS_BRANCH_DEPLOYMENT), and drops a PostgreSQL schema only when the schema's comment marks it as this
 project's branch environment (environments.py). A schema that does not exist is nothing to drop: running it
-twice is safe, so gc may retry one that failed.
+twice, even at once, is safe, so gc may retry one that failed.
 """
 
 from __future__ import annotations
@@ -48,6 +48,9 @@ def _drop_postgres_schema(url: str, schema: str) -> str:
 
     project = os.environ.get("FLOWOPS_PROJECT", "")
     with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://", 1)) as connection:
+        # One drop of a schema at a time (a retry by gc while a late run still goes, a run by hand): the second
+        # waits here, until the first commits, and then finds the schema gone.
+        connection.execute("select pg_advisory_xact_lock(hashtext(%s))", [f"flowops drop {schema}"])
         row = connection.execute(
             "select obj_description(oid, 'pg_namespace') from pg_namespace where nspname = %s", [schema]
         ).fetchone()

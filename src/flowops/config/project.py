@@ -80,8 +80,8 @@ class Cleanup(BaseModel):
     )
     parameters: dict[str, Any] = Field(default={}, description=f"The cleanup run's parameters. {_PLACEHOLDERS_NOTE}")
     timeout: float = Field(
-        default=300, gt=0, le=3600, description="Seconds to wait for the cleanup run; one not ended then is reported"
-        " (exit 1), and gc retries it."
+        default=300, gt=0, le=3600, description="Seconds to wait for the cleanup run; one not ended then is cancelled"
+        " (it never runs later, beside the retry) and reported (exit 1), and gc retries it."
     )  # fmt: skip
 
 

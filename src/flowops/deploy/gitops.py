@@ -376,10 +376,20 @@ def run_cleanup(
         return DataCleanup(environment, full_name, False, str(error))
     if result.completed:
         return DataCleanup(environment, full_name, True, f"run {result.flow_run_name} Completed")
-    if result.state_type in ("SCHEDULED", "PENDING", "RUNNING", "UNKNOWN"):
-        message = f"run {result.flow_run_name} did not end within {cleanup.timeout:g} s (still {result.state_name})"
-    else:
+    if result.ended:
         message = f"run {result.flow_run_name} ended {result.state_name}: {' '.join((result.message or '').split())}"
+        return DataCleanup(environment, full_name, False, message)
+    # Cancelled, as a sample run is: left Scheduled, it would start whenever a worker came, alongside the run
+    # gc starts to retry it (two drops of one environment at once).
+    try:
+        server.cancel_run(result.flow_run_id)
+        cancelled = "cancelled"
+    except PrefectAPIError as error:
+        cancelled = f"cancelling it failed: {error}"
+    pool = runner.fields.get("work_pool_name")
+    hint = f": is a worker serving work pool {pool!r}?" if result.state_type == "SCHEDULED" and pool else ""
+    still = f"still {result.state_name}{hint}"
+    message = f"run {result.flow_run_name} did not end within {cleanup.timeout:g} s ({still}); {cancelled}"
     return DataCleanup(environment, full_name, False, message)
 
 

@@ -228,10 +228,17 @@ def test_a_cleanup_that_fails_or_hangs_is_reported_keeps_its_deployment_and_gc_r
 ):
     _, cleanup = branch_deployments(server, "feature/stuck")
     project = load_project(project_root)
+    server.failing.add("cancel_run")
     result = gitops.teardown(server, project, "feature/stuck")  # no worker: the run stays Scheduled
     assert not result.complete
-    assert "did not end within 5 s (still Scheduled)" in result.cleanups[0].message
+    assert "did not end within 5 s (still Scheduled); cancelling it failed: cancel_run: cannot reach" in (
+        result.cleanups[0].message
+    )
     assert sorted(server.by_name()) == [cleanup]  # kept: it is how gc finds the data again
+    server.failing.clear()
+    again = gitops.teardown(server, project, "feature/stuck")
+    assert "did not end within 5 s (still Scheduled); cancelled" in again.cleanups[0].message
+    assert len(server.cancelled) == 1
 
     origin = tmp_path / "origin.git"
     git(tmp_path, "init", "--quiet", "--bare", str(origin))
@@ -248,7 +255,7 @@ def test_a_cleanup_that_fails_or_hangs_is_reported_keeps_its_deployment_and_gc_r
     assert done.complete
     assert [c.dropped for c in done.cleanups] == [True]
     assert server.deployments == {}
-    assert len(server.runs) == 3
+    assert len(server.runs) == 4
 
 
 def test_a_cleanup_is_never_run_against_what_a_protected_environment_loads_into(project_root, server):
