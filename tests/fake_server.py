@@ -38,6 +38,10 @@ class FakeServer:
     run_outcomes: dict[str, tuple[str, str]] = field(default_factory=dict)
     runs: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (deployment, parameters) started
     cancelled: list[UUID] = field(default_factory=list)  # the runs cancelled
+    # Runs that have not ended, as workers left them (`add_run`). Cancelling one ends it, but for those in
+    # `unstoppable`: they stay Cancelling, as a run whose worker is gone does.
+    unfinished: dict[UUID, RunResult] = field(default_factory=dict)
+    unstoppable: set[UUID] = field(default_factory=set)
     failing: set[str] = field(default_factory=set)  # calls that fail as an unreachable server would
     calls: Counter[str] = field(default_factory=Counter)
 
@@ -168,9 +172,27 @@ class FakeServer:
         state_type, message = self.run_outcomes.get(full_name, ("SCHEDULED", ""))
         return RunResult(uuid.uuid4(), f"run-{len(self.runs)}", state_type, state_type.title(), message)
 
+    def add_run(self, deployment: LiveDeployment, state_type: str) -> RunResult:
+        run = RunResult(uuid.uuid4(), f"run-{len(self.unfinished)}", state_type, state_type.title(), None, None)
+        self.unfinished[run.flow_run_id] = replace(run, deployment_id=deployment.id)
+        return self.unfinished[run.flow_run_id]
+
+    def unfinished_runs(self, deployment_ids: list[UUID]) -> list[RunResult]:
+        self._call("unfinished_runs")
+        return [run for run in self.unfinished.values() if run.deployment_id in deployment_ids and not run.ended]
+
+    def read_run(self, flow_run_id: UUID) -> RunResult:
+        self._call("read_run")
+        return self.unfinished[flow_run_id]
+
     def cancel_run(self, flow_run_id: UUID) -> None:
         self._call("cancel_run")
         self.cancelled.append(flow_run_id)
+        if flow_run_id in self.unfinished:
+            state_type = "CANCELLING" if flow_run_id in self.unstoppable else "CANCELLED"
+            self.unfinished[flow_run_id] = replace(
+                self.unfinished[flow_run_id], state_type=state_type, state_name=state_type.title()
+            )
 
     def read_automations(self, *, names: list[str] | None = None, tag: str | None = None) -> list[LiveAutomation]:
         self._call("read_automations")

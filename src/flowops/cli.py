@@ -605,10 +605,16 @@ def _cleanup_report(result: TeardownResult | GarbageResult) -> dict[str, Any]:
             for c in result.cleanups
         ],
         "kept": sorted(d.full_name for d in result.kept),
+        "cancelled_runs": result.cancelled,
+        "problems": result.problems,
     }
 
 
 def _print_cleanups(result: TeardownResult | GarbageResult) -> None:
+    for run in result.cancelled:
+        print(f"cancelled {run}: it had not ended")
+    for problem in result.problems:
+        print(f"error: {problem}", file=sys.stderr)
     for cleanup in result.cleanups:
         if cleanup.dropped:
             print(f"dropped data environment {cleanup.environment} ({cleanup.deployment}: {cleanup.message})")

@@ -4,12 +4,14 @@ PostgreSQL, and with two workers on one pool every run happens exactly once."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import uuid
 
 import psycopg
 
 from flowops.render.branches import branch_slug, data_environment_name
+from scripts.stack_runs import wait_until
 from tests.helpers import api, deployments, drop_schema, flow_run_logs, run_id, schema_rows
 
 ECOMMERCE = "ecommerce-events-e2e"  # the e2e copy's flow name (tests/e2e/conftest.py)
@@ -136,3 +138,60 @@ def _wait_for_final_state(api_url: str, flow_run_id: str, timeout: float = 240) 
             return state["type"]
         time.sleep(1)
     return "TIMEOUT"
+
+
+A_FLOW_THAT_WAITS = """
+import os
+import time
+from pathlib import Path
+
+from prefect import flow
+
+
+@flow(name="FLOW_NAME")
+def hello(name: str = "world", count: int = 1, pid_file: str = "", go_file: str = "") -> None:
+    Path(pid_file).write_text(str(os.getpid()))
+    while not Path(go_file).exists():
+        time.sleep(0.1)
+    Path(pid_file).with_suffix(".wrote").write_text("written after the go file came")
+"""
+
+
+def test_teardown_stops_the_branchs_running_run_before_it_deletes_anything(hello_repo, tmp_path):
+    """A run still going at teardown is cancelled, and the teardown waits until its process is gone: it would
+    otherwise write on into the environment the cleanup drops."""
+    flow_file = hello_repo.path / "flows" / "hello.py"
+    flow_file.write_text(A_FLOW_THAT_WAITS.replace("FLOW_NAME", hello_repo.flow_name))
+    hello_repo.commit("a flow that waits for a file", push=["main", "feature/busy"])
+    pool = f"e2e-{uuid.uuid4().hex[:8]}"
+    hello_repo.deploy("feature/busy", "--work-pool", pool, "--work-pool-type", "process")
+    deployment = f"{hello_repo.flow_name}/staging-{branch_slug('feature/busy')}"
+    pid_file, go_file = tmp_path / "run.pid", tmp_path / "go"
+    with hello_repo.worker(pool):
+        started = hello_repo.flowops(
+            "run", deployment, "--param", f"pid_file={pid_file}", "--param", f"go_file={go_file}"
+        )
+        flow_run_id = run_id(started.stdout)
+        flow_run_name = re.findall(r"flow run (\S+) \(", started.stdout)[-1]
+
+        def state() -> str:
+            return api(hello_repo.api_url, f"flow_runs/{flow_run_id}")["state"]["type"]
+
+        wait_until(lambda: pid_file.exists() and state() == "RUNNING", 120, "the run to start and write its pid")
+        pid = int(pid_file.read_text())
+
+        teardown = hello_repo.flowops("teardown", "--branch", "feature/busy")
+        assert f"cancelled run {flow_run_name} of {deployment} (Running): it had not ended" in teardown.stdout
+        assert state() == "CANCELLED"
+        wait_until(lambda: not _alive(pid), 30, f"the run's process {pid} to be gone")
+        assert deployments(hello_repo.api_url, hello_repo.flow_name) == {}
+    go_file.write_text("go")
+    assert not pid_file.with_suffix(".wrote").exists()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

@@ -15,6 +15,7 @@ from uuid import UUID
 
 from flowops.api.pool_types import default_base_job_template
 from flowops.api.server import (
+    FINAL_STATE_TYPES,
     REGISTRY_CREDENTIALS_BLOCK_TYPE,
     Lease,
     LiveAutomation,
@@ -414,6 +415,34 @@ class PrefectAPI:
         with _calling(f"reading flow run {flow_run_id}"):
             return _run_result(self._client.read_flow_run(flow_run_id))
 
+    def unfinished_runs(self, deployment_ids: list[UUID]) -> list[RunResult]:
+        """Every run of these deployments that has not ended (Scheduled, Pending, Running, Paused, Cancelling)."""
+        from prefect.client.schemas.filters import (
+            FlowRunFilter,
+            FlowRunFilterDeploymentId,
+            FlowRunFilterState,
+            FlowRunFilterStateType,
+        )
+        from prefect.client.schemas.objects import StateType
+
+        if not deployment_ids:
+            return []
+        ended = [StateType(state_type) for state_type in sorted(FINAL_STATE_TYPES)]
+        found: list[RunResult] = []
+        with _calling("reading the runs that have not ended"):
+            while True:  # every page: a schedule may have made many
+                page = self._client.read_flow_runs(
+                    flow_run_filter=FlowRunFilter(
+                        deployment_id=FlowRunFilterDeploymentId(any_=deployment_ids),
+                        state=FlowRunFilterState(type=FlowRunFilterStateType(not_any_=ended)),
+                    ),
+                    offset=len(found),
+                    limit=PAGE_SIZE,
+                )
+                found += [_run_result(flow_run) for flow_run in page]
+                if len(page) < PAGE_SIZE:
+                    return found
+
     def cancel_run(self, flow_run_id: UUID) -> None:
         """Stop a run that has not ended: one not started yet is Cancelled, a running one is asked to stop."""
         from prefect.client.schemas.objects import State
@@ -601,6 +630,7 @@ def _run_result(flow_run: Any) -> RunResult:
         str(state.name) if state else "Unknown",
         state.message if state else None,
         seconds,
+        flow_run.deployment_id,
     )
 
 

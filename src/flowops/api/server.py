@@ -73,6 +73,7 @@ class RunResult:
     state_name: str
     message: str | None
     seconds: float | None = None  # from its start to its end (or to now), once it has started
+    deployment_id: UUID | None = None
 
     @property
     def completed(self) -> bool:
@@ -157,6 +158,8 @@ class ServerAPI(LeaseAPI, Protocol):
     def start_run(self, full_name: str, parameters: dict[str, Any]) -> RunResult: ...
 
     def read_run(self, flow_run_id: UUID) -> RunResult: ...
+
+    def unfinished_runs(self, deployment_ids: list[UUID]) -> list[RunResult]: ...
 
     def cancel_run(self, flow_run_id: UUID) -> None: ...
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
+from uuid import UUID
 
 from flowops.api.server import LiveDeployment, PrefectAPIError, ServerAPI
 from flowops.checks.boundaries import (
@@ -311,10 +313,12 @@ class TeardownResult:
     deleted: list[LiveDeployment]
     cleanups: list[DataCleanup] = field(default_factory=list)
     kept: list[LiveDeployment] = field(default_factory=list)  # cleanup deployments kept for gc to run again
+    cancelled: list[str] = field(default_factory=list)  # the branch's runs that had not ended: stopped first
+    problems: list[str] = field(default_factory=list)  # why nothing of a branch was deleted
 
     @property
     def complete(self) -> bool:
-        return all(cleanup.dropped for cleanup in self.cleanups)
+        return not self.problems and all(cleanup.dropped for cleanup in self.cleanups)
 
 
 def teardown(server: ServerAPI, project: Project, branch: str, force: bool = False) -> TeardownResult:
@@ -335,21 +339,59 @@ def teardown(server: ServerAPI, project: Project, branch: str, force: bool = Fal
 def _drop_branch(
     server: ServerAPI, project: Project, slug: str, live: list[LiveDeployment], values: dict[str, str]
 ) -> TeardownResult:
-    """Run the branch's cleanup (when flowops.yaml declares one and the branch has deployments), then delete its
-    deployments, all but the cleanup's own when it did not succeed."""
+    """Stop the branch's runs, run its cleanup (when flowops.yaml declares one and the branch has deployments), then
+    delete its deployments, all but the cleanup's own when it did not succeed. A run that does not stop leaves
+    everything in place, so a teardown or gc tries again."""
+    cancelled, going = stop_runs(server, live, RUNS_STOP_SECONDS)
+    if going:
+        problem = (
+            f"{len(going)} run(s) of the branch had not stopped {RUNS_STOP_SECONDS:g} s after being cancelled"
+            f" ({'; '.join(going)}): nothing of the branch was dropped or deleted, so it never writes into a"
+            " dropped environment; tear it down again once they have ended (gc does, once the branch is gone)"
+        )
+        return TeardownResult([], cancelled=cancelled, problems=[problem])
     branch_environments = project.policy_config.branch_environments
     cleanup = branch_environments.cleanup if branch_environments else None
     server.delete_variable(record_name(project.config.project, slug))  # the last deploy's record goes first
     if cleanup is None or branch_environments is None or not live:
         server.delete_deployments(live)
-        return TeardownResult(live)
+        return TeardownResult(live, cancelled=cancelled)
     environment = data_environment_of_slug(branch_environments.prefix, slug)
     runner = next((d for d in live if d.name == f"{cleanup.deployment}-{slug}"), None)
     outcome = run_cleanup(server, project, cleanup, environment, runner, {**values, "slug": slug})
     kept = [runner] if runner is not None and not outcome.dropped else []
     deleted = [d for d in live if d not in kept]
     server.delete_deployments(deleted)
-    return TeardownResult(deleted, [outcome], kept)
+    return TeardownResult(deleted, [outcome], kept, cancelled)
+
+
+RUNS_STOP_SECONDS = 120.0  # over 20 times what a process worker takes to stop a run (stop_runs)
+STOP_POLL_SECONDS = 0.5
+
+
+def stop_runs(server: ServerAPI, deployments: list[LiveDeployment], timeout: float) -> tuple[list[str], list[str]]:
+    """Cancel every run of `deployments` that has not ended, and wait until each has: a branch's run must not write
+    into its data environment after the cleanup dropped it (a load would make it again, and nothing would ever drop
+    it), nor start once its deployment is gone. Returns the runs cancelled, and those not ended at `timeout`.
+
+    A run not started yet is Cancelled at once; a running one is set Cancelling, and the process that runs it kills
+    it (its cancellation observer; measured on a process worker: Cancelled 5.2 to 5.7 s after, 3 runs). `timeout`
+    leaves room for a flow's own cancellation hooks; a Cancelling run whose worker is gone never ends: reported."""
+    names: dict[UUID | None, str] = {deployment.id: deployment.full_name for deployment in deployments}
+    runs = server.unfinished_runs([deployment.id for deployment in deployments])
+    for run in runs:
+        server.cancel_run(run.flow_run_id)
+    cancelled = [f"run {run.flow_run_name} of {names.get(run.deployment_id, '?')} ({run.state_name})" for run in runs]
+    deadline = time.monotonic() + timeout
+    going = runs
+    while going:
+        going = [run for run in (server.read_run(run.flow_run_id) for run in going) if not run.ended]
+        if not going or time.monotonic() > deadline:
+            break
+        time.sleep(STOP_POLL_SECONDS)
+    return cancelled, [
+        f"run {run.flow_run_name} of {names.get(run.deployment_id, '?')}, {run.state_name}" for run in going
+    ]
 
 
 def run_cleanup(
@@ -412,10 +454,12 @@ class GarbageResult:
     cleanups: list[DataCleanup] = field(default_factory=list)
     kept: list[LiveDeployment] = field(default_factory=list)
     would_drop: list[str] = field(default_factory=list)  # dry_run: the data environments a run would drop
+    cancelled: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
-        return all(cleanup.dropped for cleanup in self.cleanups)
+        return not self.problems and all(cleanup.dropped for cleanup in self.cleanups)
 
 
 def collect_garbage(
@@ -456,6 +500,8 @@ def collect_garbage(
             result.deleted += dropped.deleted
             result.cleanups += dropped.cleanups
             result.kept += dropped.kept
+            result.cancelled += dropped.cancelled
+            result.problems += dropped.problems
     return result
 
 

@@ -223,6 +223,39 @@ def test_teardown_drops_the_data_then_deletes_the_deployments(project_root, serv
     assert server.deployments == {}
 
 
+def test_the_branchs_runs_that_have_not_ended_are_stopped_before_its_data_is_dropped(project_root, server, monkeypatch):
+    staging, cleanup = branch_deployments(server, "feature/busy")
+    server.run_outcomes[cleanup] = ("COMPLETED", "")
+    by_name = server.by_name()
+    running = server.add_run(by_name[staging], "RUNNING")
+    stuck = server.add_run(by_name[staging], "RUNNING")
+    server.add_run(server.add_deployment("hello", "staging-other", tags=["flowops"]), "RUNNING")  # not this branch's
+    server.unstoppable.add(stuck.flow_run_id)  # its worker is gone: it stays Cancelling
+    monkeypatch.setattr(gitops, "RUNS_STOP_SECONDS", 0.2)
+    project = load_project(project_root)
+
+    held = gitops.teardown(server, project, "feature/busy")
+    assert not held.complete
+    assert held.cancelled == [f"run {run.flow_run_name} of {staging} (Running)" for run in (running, stuck)]
+    problem = (
+        f"1 run(s) of the branch had not stopped 0.2 s after being cancelled (run {stuck.flow_run_name} of"
+        f" {staging}, Cancelling): nothing of the branch was dropped or deleted, so it never writes into a dropped"
+        " environment; tear it down again once they have ended (gc does, once the branch is gone)"
+    )
+    assert held.problems == [problem]
+    assert (server.runs, held.deleted, held.cleanups) == ([], [], [])  # the cleanup never ran
+    assert sorted(server.by_name()) == sorted([staging, cleanup, "hello/staging-other"])
+
+    server.unstoppable.clear()
+    server.unfinished[stuck.flow_run_id] = stuck  # its worker came back, and it goes on
+    done = gitops.teardown(server, project, "feature/busy")
+    assert done.complete
+    assert done.cancelled == [f"run {stuck.flow_run_name} of {staging} (Running)"]
+    assert server.cancelled == [running.flow_run_id, stuck.flow_run_id, stuck.flow_run_id]
+    assert len(server.runs) == 1
+    assert sorted(server.by_name()) == ["hello/staging-other"]
+
+
 def test_a_cleanup_that_fails_or_hangs_is_reported_keeps_its_deployment_and_gc_retries_it(
     project_root, server, tmp_path
 ):
