@@ -610,9 +610,9 @@ def _cleanup_report(result: TeardownResult | GarbageResult) -> dict[str, Any]:
     }
 
 
-def _print_cleanups(result: TeardownResult | GarbageResult) -> None:
+def _print_cleanups(result: TeardownResult | GarbageResult, dry_run: bool = False) -> None:
     for run in result.cancelled:
-        print(f"cancelled {run}: it had not ended")
+        print(f"would cancel {run}: it has not ended" if dry_run else f"cancelled {run}: it had not ended")
     for problem in result.problems:
         print(f"error: {problem}", file=sys.stderr)
     for cleanup in result.cleanups:
@@ -646,7 +646,7 @@ def _gc(project: Project, repository: str | None, dry_run: bool, as_json: bool) 
         return 0 if result.complete else 1
     for environment in result.would_drop:
         print(f"would drop data environment {environment} (its branch is gone from {shown})")
-    _print_cleanups(result)
+    _print_cleanups(result, dry_run)
     for name in names:
         print(f"{'would delete' if dry_run else 'deleted'} {name} (its branch is gone from {shown})")
     done = "would be deleted (dry run)" if dry_run else "deleted"

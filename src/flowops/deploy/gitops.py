@@ -15,9 +15,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
-from uuid import UUID
 
-from flowops.api.server import LiveDeployment, PrefectAPIError, ServerAPI
+from flowops.api.server import LiveDeployment, PrefectAPIError, RunResult, ServerAPI
 from flowops.checks.boundaries import (
     branch_deployment_problems,
     environment_blocks,
@@ -345,9 +344,9 @@ def _drop_branch(
     cancelled, going = stop_runs(server, live, RUNS_STOP_SECONDS)
     if going:
         problem = (
-            f"{len(going)} run(s) of the branch had not stopped {RUNS_STOP_SECONDS:g} s after being cancelled"
-            f" ({'; '.join(going)}): nothing of the branch was dropped or deleted, so it never writes into a"
-            " dropped environment; tear it down again once they have ended (gc does, once the branch is gone)"
+            f"{len(going)} run(s) of the branch had not stopped {RUNS_STOP_SECONDS:g} s after being cancelled, so"
+            f" nothing of it was dropped or deleted (they would write into a dropped environment): {'; '.join(going)};"
+            " tear it down again once they have ended (gc does, once the branch is gone)"
         )
         return TeardownResult([], cancelled=cancelled, problems=[problem])
     branch_environments = project.policy_config.branch_environments
@@ -377,11 +376,10 @@ def stop_runs(server: ServerAPI, deployments: list[LiveDeployment], timeout: flo
     A run not started yet is Cancelled at once; a running one is set Cancelling, and the process that runs it kills
     it (its cancellation observer; measured on a process worker: Cancelled 5.2 to 5.7 s after, 3 runs). `timeout`
     leaves room for a flow's own cancellation hooks; a Cancelling run whose worker is gone never ends: reported."""
-    names: dict[UUID | None, str] = {deployment.id: deployment.full_name for deployment in deployments}
     runs = server.unfinished_runs([deployment.id for deployment in deployments])
     for run in runs:
         server.cancel_run(run.flow_run_id)
-    cancelled = [f"run {run.flow_run_name} of {names.get(run.deployment_id, '?')} ({run.state_name})" for run in runs]
+    cancelled = [described(run, deployments) for run in runs]
     deadline = time.monotonic() + timeout
     going = runs
     while going:
@@ -389,9 +387,13 @@ def stop_runs(server: ServerAPI, deployments: list[LiveDeployment], timeout: flo
         if not going or time.monotonic() > deadline:
             break
         time.sleep(STOP_POLL_SECONDS)
-    return cancelled, [
-        f"run {run.flow_run_name} of {names.get(run.deployment_id, '?')}, {run.state_name}" for run in going
-    ]
+    return cancelled, [described(run, deployments) for run in going]
+
+
+def described(run: RunResult, deployments: list[LiveDeployment]) -> str:
+    """`run NAME of FLOW/DEPLOYMENT (STATE)`."""
+    name = next((d.full_name for d in deployments if d.id == run.deployment_id), "?")
+    return f"run {run.flow_run_name} of {name} ({run.state_name})"
 
 
 def run_cleanup(
@@ -454,7 +456,7 @@ class GarbageResult:
     cleanups: list[DataCleanup] = field(default_factory=list)
     kept: list[LiveDeployment] = field(default_factory=list)
     would_drop: list[str] = field(default_factory=list)  # dry_run: the data environments a run would drop
-    cancelled: list[str] = field(default_factory=list)
+    cancelled: list[str] = field(default_factory=list)  # with dry_run: the runs a run would cancel
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -493,6 +495,7 @@ def collect_garbage(
         for slug, orphans in sorted(by_slug.items()):
             if dry_run:
                 result.deleted += orphans
+                result.cancelled += [described(run, orphans) for run in server.unfinished_runs([d.id for d in orphans])]
                 if branch_environments and branch_environments.cleanup:
                     result.would_drop.append(data_environment_of_slug(branch_environments.prefix, slug))
                 continue

@@ -238,9 +238,9 @@ def test_the_branchs_runs_that_have_not_ended_are_stopped_before_its_data_is_dro
     assert not held.complete
     assert held.cancelled == [f"run {run.flow_run_name} of {staging} (Running)" for run in (running, stuck)]
     problem = (
-        f"1 run(s) of the branch had not stopped 0.2 s after being cancelled (run {stuck.flow_run_name} of"
-        f" {staging}, Cancelling): nothing of the branch was dropped or deleted, so it never writes into a dropped"
-        " environment; tear it down again once they have ended (gc does, once the branch is gone)"
+        "1 run(s) of the branch had not stopped 0.2 s after being cancelled, so nothing of it was dropped or deleted"
+        f" (they would write into a dropped environment): run {stuck.flow_run_name} of {staging} (Cancelling); tear it"
+        " down again once they have ended (gc does, once the branch is gone)"
     )
     assert held.problems == [problem]
     assert (server.runs, held.deleted, held.cleanups) == ([], [], [])  # the cleanup never ran
@@ -281,11 +281,15 @@ def test_a_cleanup_that_fails_or_hangs_is_reported_keeps_its_deployment_and_gc_r
     failed = gitops.collect_garbage(server, project, str(origin))
     assert "ended Failed: permission denied for schema" in failed.cleanups[0].message
     assert sorted(server.by_name()) == [cleanup]
+    late = server.add_run(server.by_name()[cleanup], "PENDING")  # a worker picks up a retry started by hand
     dry = gitops.collect_garbage(server, project, str(origin), dry_run=True)
     assert dry.would_drop == [data_environment_name("branch_", "feature/stuck")]
+    assert dry.cancelled == [f"run {late.flow_run_name} of {cleanup} (Pending)"]
+    assert late.flow_run_id not in server.cancelled  # a dry run changes nothing
     server.run_outcomes[cleanup] = ("COMPLETED", "")
     done = gitops.collect_garbage(server, project, str(origin))
     assert done.complete
+    assert done.cancelled == dry.cancelled
     assert [c.dropped for c in done.cleanups] == [True]
     assert server.deployments == {}
     assert len(server.runs) == 4
