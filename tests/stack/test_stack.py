@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import subprocess
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -78,6 +80,29 @@ def stack_sql(clone: Path, env: dict[str, str], query: str) -> str:
     return run([*command, "psql", "-U", "prefect", "-d", "ecommerce", "-Atc", query], env, clone).stdout.strip()
 
 
+@contextmanager
+def holding_the_flows_lock(clone: Path, env: dict[str, str], name: str) -> Iterator[None]:
+    """Hold the advisory lock the flow's load.py takes as `name`, in a psql session of the stack's database, until
+    the block ends: a run that needs it waits, Running, until then."""
+    command = ["bash", "scripts/stack.sh", "compose", "exec", "-T", "postgres", "psql", "-U", "prefect"]
+    session = subprocess.Popen(
+        [*command, "-d", "ecommerce", "-Aqt"], env=env, cwd=clone, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL
+    )
+    assert session.stdin is not None
+    key = f"hashtextextended('{name}', 0)"
+    session.stdin.write(f"select pg_advisory_lock({key});\n".encode())
+    session.stdin.flush()
+    held = (
+        f"select count(*) from pg_locks where locktype = 'advisory' and granted and objid = ({key} & 4294967295)::oid"
+    )
+    try:
+        wait_until(lambda: stack_sql(clone, env, held) == "1", 60, f"the test's psql session to hold lock {name!r}")
+        yield
+    finally:
+        session.stdin.close()  # psql ends, and its session's lock with it
+        session.wait(timeout=60)
+
+
 def test_make_stack_serves_the_api_deploys_production_and_its_run_loads_every_sample_row(stack):
     clone, env, api_url = stack
     up = stack_up(env, clone)
@@ -110,20 +135,22 @@ def test_make_stack_ha_runs_survive_killing_an_api_replica_and_a_worker(stack):
     env["STACK_SAMPLE_ROWS"] = str(HA_ROWS_PER_MONTH)
     stack_up(env, clone, "--ha")
     project = env["FLOWOPS_STACK_PROJECT"]
-    run_ids = start_month_runs(clone, env, api_url)
-
-    worker, held = wait_until(
-        lambda: a_worker_with_every_run_running(env, project, api_url, run_ids),
-        300,
-        "a worker whose runs are all Running",
-        interval=0.5,
-    )
-    kill(env, worker)
-    kill(env, f"{project}-prefect-api-1")
-    # what the dead worker's runs had reported when it died: one that had not finished died with it
-    at_kill = wait_until(lambda: flow_runs(api_url, sorted(held)), 60, "the runs' states after the kill")
+    # Every run waits, Running, at its first step (the lock its table set-up takes) until the kill is done: a
+    # run that ended between the choice of the worker and the kill made CI fail twice.
+    with holding_the_flows_lock(clone, env, "ecommerce_events:prepare:ecommerce_events"):
+        run_ids = start_month_runs(clone, env, api_url)
+        worker, held = wait_until(
+            lambda: a_worker_with_every_run_running(env, project, api_url, run_ids),
+            300,
+            "a worker whose runs are all Running",
+            interval=0.5,
+        )
+        kill(env, worker)
+        kill(env, f"{project}-prefect-api-1")
+        # what the dead worker's runs had reported when it died: one that had not finished died with it
+        at_kill = wait_until(lambda: flow_runs(api_url, sorted(held)), 60, "the runs' states after the kill")
     killed = sorted(run_id for run_id, flow_run in at_kill.items() if flow_run["state_type"] not in FINAL)
-    assert killed, f"every run of {worker} had ended before it was killed: the kill came too late"
+    assert killed == sorted(held), f"a run of {worker} ended while every run waited on the test's lock: {at_kill}"
 
     final = wait_until(lambda: all_final(api_url, run_ids), 600, "every run to end", interval=2)
     assert {r["state_name"] for r in final.values()} == {"Completed"}, {
