@@ -127,8 +127,9 @@ HA_ROWS_PER_MONTH = 200_000
 
 
 def test_make_stack_ha_runs_survive_killing_an_api_replica_and_a_worker(stack):
-    """Five runs, one month each, on two workers behind the proxy. As soon as one worker's runs are all Running,
-    its container and one API replica are killed (SIGKILL). The shipped automation
+    """Five runs, one month each, on two workers behind the proxy, each held Running at its first step by a lock
+    the test holds. Once one worker's runs are all Running, its container and one API replica are killed (SIGKILL),
+    and the lock is let go. The shipped automation
     (deployments/automations.yaml) reschedules each run the dead worker held, the other worker runs it again, and
     the table ends with every generated row exactly once."""
     clone, env, api_url = stack
