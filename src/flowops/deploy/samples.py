@@ -2,8 +2,8 @@
 
 After a pull request's branch deploy, each branch deployment the plan created or updated, and that flowops.yaml
 names under `branch_environments.sample_runs`, runs once with the sample's parameters (a small sample of the
-data). First, unless `reset: false`, the branch's cleanup empties its data environment, so a changed transform
-is never hidden behind rows the last push loaded. The runs start together and are waited for up to the
+data). First, unless `reset: false`, the branch's runs that have not ended are stopped and its cleanup empties its
+data environment, so a changed transform is never hidden behind rows the last push loaded. The runs start together and are waited for up to the
 sample's `timeout`; one that has not ended by then is cancelled, so it never writes after its branch is gone.
 
 A flow takes part by publishing its summary as a table artifact under the key `flowops-summary`, rows of
@@ -25,7 +25,8 @@ from typing import Any
 from flowops.api.server import PrefectAPIError, RunResult, ServerAPI
 from flowops.config.entrypoints import EntrypointError, inspect_entrypoint
 from flowops.config.project import Project, SampleRuns
-from flowops.deploy.gitops import DataCleanup, run_cleanup
+from flowops.deploy import gitops
+from flowops.deploy.gitops import DataCleanup, run_cleanup, stop_runs
 from flowops.deploy.plan import CREATE, UPDATE, Plan
 from flowops.render.branches import branch_slug
 from flowops.render.prefect_yaml import Rendered, branch_values, fill_branch_values, ownership_tags
@@ -146,7 +147,9 @@ def run_samples(
 
 
 def _reset(server: ServerAPI, project: Project, rendered: Rendered) -> DataCleanup | None:
-    """Run the branch's cleanup, so the sample runs start from an empty data environment."""
+    """Stop the branch's runs that have not ended (a run of the last push's code would write on into the new
+    environment, beside the samples), then run the branch's cleanup, so the sample runs start from an empty data
+    environment."""
     branch_environments = project.policy_config.branch_environments
     cleanup = branch_environments.cleanup if branch_environments else None
     if cleanup is None:
@@ -154,7 +157,15 @@ def _reset(server: ServerAPI, project: Project, rendered: Rendered) -> DataClean
     values = branch_values(rendered.target, rendered.sha, branch_environments)
     live = server.read_tagged_deployments(ownership_tags(project.config.project, rendered.target.branch))
     runner = next((d for d in live if d.name == f"{cleanup.deployment}-{values['slug']}"), None)
-    return run_cleanup(server, project, cleanup, values["environment"], runner, values)
+    full_name = runner.full_name if runner else f"{cleanup.deployment}-{values['slug']}"
+    cancelled, going = stop_runs(server, live, gitops.RUNS_STOP_SECONDS)
+    if going:
+        message = f"not run: the branch's runs had not stopped {gitops.RUNS_STOP_SECONDS:g} s after being cancelled"
+        return DataCleanup(values["environment"], full_name, False, f"{message}: {'; '.join(going)}")
+    outcome = run_cleanup(server, project, cleanup, values["environment"], runner, values)
+    if not cancelled:
+        return outcome
+    return replace(outcome, message=f"{outcome.message}; first cancelled {'; '.join(cancelled)}")
 
 
 def _wait(server: ServerAPI, runs: list[SampleRun], timeout: float) -> list[SampleRun]:

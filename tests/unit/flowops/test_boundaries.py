@@ -11,7 +11,7 @@ import pytest
 
 from flowops.api.server import WorkPoolInfo
 from flowops.config.project import load_project
-from flowops.deploy import gitops
+from flowops.deploy import gitops, samples
 from flowops.local import git
 from flowops.render.branches import branch_slug, data_environment_name
 from flowops.render.prefect_yaml import Overrides, render
@@ -254,6 +254,37 @@ def test_the_branchs_runs_that_have_not_ended_are_stopped_before_its_data_is_dro
     assert server.cancelled == [running.flow_run_id, stuck.flow_run_id, stuck.flow_run_id]
     assert len(server.runs) == 1
     assert sorted(server.by_name()) == ["hello/staging-other"]
+
+
+def test_a_pull_requests_reset_stops_the_branchs_runs_before_it_empties_its_environment(
+    project_root, server, monkeypatch
+):
+    """A run of the last push's code, still going, would write on into the emptied environment beside the
+    samples: the reset cancels it first, and does not empty anything while it has not stopped."""
+    staging, cleanup = branch_deployments(server, "feature/x")
+    server.run_outcomes[cleanup] = ("COMPLETED", "")
+    stuck = server.add_run(server.by_name()[staging], "RUNNING")
+    server.unstoppable.add(stuck.flow_run_id)
+    monkeypatch.setattr(gitops, "RUNS_STOP_SECONDS", 0.2)
+    project = load_project(project_root)
+    rendered = render(project, "feature/x", git(project_root, "rev-parse", "HEAD"), Overrides())
+
+    held = samples._reset(server, project, rendered)
+    assert held is not None
+    assert not held.dropped
+    assert held.message == (
+        "not run: the branch's runs had not stopped 0.2 s after being cancelled:"
+        f" run {stuck.flow_run_name} of {staging} (Cancelling)"
+    )
+    assert server.runs == []  # nothing emptied while it may still write
+
+    server.unstoppable.clear()
+    server.unfinished[stuck.flow_run_id] = stuck
+    reset = samples._reset(server, project, rendered)
+    assert reset is not None
+    assert reset.dropped
+    assert reset.message == f"run run-1 Completed; first cancelled run {stuck.flow_run_name} of {staging} (Running)"
+    assert server.runs == [(cleanup, {"name": data_environment_name("branch_", "feature/x")})]
 
 
 def test_a_cleanup_that_fails_or_hangs_is_reported_keeps_its_deployment_and_gc_retries_it(
