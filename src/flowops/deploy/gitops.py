@@ -423,18 +423,21 @@ def run_cleanup(
     if result.ended:
         message = f"run {result.flow_run_name} ended {result.state_name}: {' '.join((result.message or '').split())}"
         return DataCleanup(environment, full_name, False, message)
-    # Cancelled, as a sample run is: left Scheduled, it would start whenever a worker came, alongside the run
-    # gc starts to retry it (two drops of one environment at once).
+    # Left Scheduled, it would start whenever a worker came, alongside the run gc starts to retry it (two drops of
+    # one environment at once).
+    gave_up = give_up_on(server, result, cleanup.timeout, runner.fields.get("work_pool_name"))
+    return DataCleanup(environment, full_name, False, f"run {result.flow_run_name} {gave_up}")
+
+
+def give_up_on(server: ServerAPI, run: RunResult, timeout: float, work_pool: str | None) -> str:
+    """Cancel `run`, which did not end within `timeout` seconds (so it never starts or writes later), and say so."""
     try:
-        server.cancel_run(result.flow_run_id)
+        server.cancel_run(run.flow_run_id)
         cancelled = "cancelled"
     except PrefectAPIError as error:
         cancelled = f"cancelling it failed: {error}"
-    pool = runner.fields.get("work_pool_name")
-    hint = f": is a worker serving work pool {pool!r}?" if result.state_type == "SCHEDULED" and pool else ""
-    still = f"still {result.state_name}{hint}"
-    message = f"run {result.flow_run_name} did not end within {cleanup.timeout:g} s ({still}); {cancelled}"
-    return DataCleanup(environment, full_name, False, message)
+    hint = f": is a worker serving work pool {work_pool!r}?" if run.state_type == "SCHEDULED" and work_pool else ""
+    return f"did not end within {timeout:g} s (still {run.state_name}{hint}); {cancelled}"
 
 
 def not_a_branch_environment(project: Project, environment: str) -> str | None:

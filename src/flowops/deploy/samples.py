@@ -26,7 +26,7 @@ from flowops.api.server import PrefectAPIError, RunResult, ServerAPI
 from flowops.config.entrypoints import EntrypointError, inspect_entrypoint
 from flowops.config.project import Project, SampleRuns
 from flowops.deploy import gitops
-from flowops.deploy.gitops import DataCleanup, run_cleanup, stop_runs
+from flowops.deploy.gitops import DataCleanup, give_up_on, run_cleanup, stop_runs
 from flowops.deploy.plan import CREATE, UPDATE, Plan
 from flowops.render.branches import branch_slug
 from flowops.render.prefect_yaml import Rendered, branch_values, fill_branch_values, ownership_tags
@@ -200,13 +200,7 @@ def _verdict(server: ServerAPI, sample: SampleRun, timeout: float) -> SampleRun:
     if run.ended:
         message = " ".join((run.message or "").split())
         return replace(sample, problem=f"ended {run.state_name}" + (f": {message}" if message else ""))
-    hint = f": is a worker serving work pool {sample.work_pool!r}?" if run.state_type == "SCHEDULED" else ""
-    try:
-        server.cancel_run(run.flow_run_id)
-        cancelled = "cancelled"
-    except PrefectAPIError as error:
-        cancelled = f"cancelling it failed: {error}"
-    return replace(sample, problem=f"did not end within {timeout:g} s (still {run.state_name}{hint}); {cancelled}")
+    return replace(sample, problem=give_up_on(server, run, timeout, sample.work_pool))
 
 
 def _with_summaries(server: ServerAPI, sample: SampleRun) -> SampleRun:
